@@ -1,0 +1,1 @@
+"""The Flower ServerApp side: the scenario timeline, the grid view, evaluation and results."""

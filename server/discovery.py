@@ -1,0 +1,40 @@
+"""Map Flower's random node ids to sites with a query round, then check every site's data."""
+
+import time
+from collections.abc import Sequence
+
+from flwr.app import Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from sites.errors import MedsitesError
+
+from .site_grid import ReplyListener, SiteGrid
+
+
+def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0) -> dict[int, str]:
+    """Wait for every site's node, ask each which site it plays, and return node id -> site id."""
+    deadline = time.monotonic() + timeout
+    while len(nodes := list(grid.get_node_ids())) < len(site_ids):
+        if time.monotonic() > deadline:
+            raise MedsitesError(f"only {len(nodes)} of {len(site_ids)} site nodes connected within {timeout} s")
+        time.sleep(0.1)
+    messages = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
+    site_of_node = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error():
+            raise MedsitesError(f"node {reply.metadata.src_node_id} could not say which site it is: "
+                                f"{reply.error.reason}")
+        site_of_node[reply.metadata.src_node_id] = str(reply.content["site"]["site-id"])
+    missing = set(site_ids) - set(site_of_node.values())
+    if missing:
+        raise MedsitesError(f"no node answered for sites {sorted(missing)} within {timeout} s")
+    return site_of_node
+
+
+def check_site_data(grid: Grid, site_of_node: dict[int, str], site_ids: Sequence[str],
+                    listener: ReplyListener | None = None, timeout: float = 3600.0) -> None:
+    """Have every site load its data now; a site that cannot stops the run before training."""
+    view = SiteGrid(grid, site_of_node, site_ids, listener)
+    messages = [Message(RecordDict(), dst_node_id=node, message_type=f"{MessageType.QUERY}.data")
+                for node in view.get_node_ids()]
+    view.send_and_receive(messages, timeout=timeout)

@@ -1,0 +1,49 @@
+"""``metrics.jsonl``: every reply a site sends, as one JSON event per line."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from flwr.app import Message
+
+
+class RunLog:
+    """Append-only event log of a run, fed by :class:`~server.site_grid.SiteGrid` listeners.
+
+    Parameters
+    ----------
+    path : Path
+        The ``metrics.jsonl`` file to write.
+    on_round : callable, optional
+        Called with ``(stage, round)`` after each training exchange, for progress display.
+    """
+
+    def __init__(self, path: Path, on_round: Callable[[int, int], None] | None = None) -> None:
+        self._file = path.open("a", encoding="utf-8")
+        self._on_round = on_round
+        self.stage = 0
+        self.round = 0
+
+    def write(self, event: str, **fields) -> None:
+        record = {"event": event, "stage": self.stage, "round": self.round, **fields}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def listener(self, event: str | None = None) -> Callable[[str, list[tuple[str, Message]]], None]:
+        """A reply listener that logs each reply's metrics as ``event`` (default: the message
+        category, e.g. ``train``); a training exchange also advances the round counter."""
+
+        def log_replies(message_type: str, replies: list[tuple[str, Message]]) -> None:
+            category = message_type.split(".")[0]
+            if category == "train" and event is None:
+                self.round += 1
+            for site, reply in replies:
+                metrics = {k: v for record in reply.content.metric_records.values() for k, v in record.items()}
+                self.write(event or category, site=site, metrics=metrics)
+            if category == "train" and event is None and self._on_round is not None:
+                self._on_round(self.stage, self.round)
+
+        return log_replies
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,128 @@
+"""The scenario timeline: which sites exist, which train at each stage, which are held out."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sites.errors import ConfigError
+from sites.spec import SiteSpec
+
+SCHEDULES = ("sequential", "joint")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the timeline.
+
+    Parameters
+    ----------
+    index : int
+        1-based stage number (row ``t`` of R).
+    sites : tuple of str
+        Ids of the sites that train during this stage.
+    rounds : int
+        Federated rounds in this stage.
+    """
+
+    index: int
+    sites: tuple[str, ...]
+    rounds: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated timeline.
+
+    Parameters
+    ----------
+    name : str
+        Scenario name, for reports.
+    sites : tuple of SiteSpec
+        Every site, in config order, with ``arrival`` filled in.
+    stages : tuple of Stage
+        The stages in order.
+    held_out : tuple of str
+        Sites that never train but are evaluated after every stage.
+    schedule : str
+        ``sequential`` (sites train in their own stage) or ``joint`` (every training site
+        trains in every stage: the upper bound).
+    """
+
+    name: str
+    sites: tuple[SiteSpec, ...]
+    stages: tuple[Stage, ...]
+    held_out: tuple[str, ...]
+    schedule: str
+
+    @property
+    def site_ids(self) -> list[str]:
+        return [site.id for site in self.sites]
+
+    def seen_by(self, stage: int) -> list[str]:
+        """Ids of the sites that have trained by the end of ``stage`` (1-based)."""
+        return [s.id for s in self.sites if s.arrival is not None and s.arrival <= stage]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Scenario":
+        """Validate a ``scenario`` config node; every problem names its key."""
+        sites = [SiteSpec.from_config(i, raw) for i, raw in enumerate(_list(config, "sites"))]
+        ids = [site.id for site in sites]
+        for i, site_id in enumerate(ids):
+            if site_id in ids[:i]:
+                raise ConfigError(f"scenario.sites.{i}.id", f"duplicate site id {site_id!r}")
+        if not sites:
+            raise ConfigError("scenario.sites", "needs at least one site")
+
+        rounds = config.get("rounds_per_stage")
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+            raise ConfigError("scenario.rounds_per_stage", f"must be an integer >= 1 (got {rounds!r})")
+
+        schedule = config.get("schedule", "sequential")
+        if schedule not in SCHEDULES:
+            raise ConfigError("scenario.schedule", f"must be one of {list(SCHEDULES)} (got {schedule!r})")
+
+        stages_raw = _list(config, "stages")
+        if not stages_raw:
+            raise ConfigError("scenario.stages", "needs at least one stage")
+        arrival: dict[str, int] = {}
+        for t, members in enumerate(stages_raw, start=1):
+            key = f"scenario.stages.{t - 1}"
+            if isinstance(members, str) or not isinstance(members, Sequence) or len(members) == 0:
+                raise ConfigError(key, "a stage is a non-empty list of site ids")
+            for site_id in map(str, members):
+                _check_known(key, site_id, ids)
+                if site_id in arrival:
+                    raise ConfigError(key, f"site {site_id!r} already trains in stage {arrival[site_id]}")
+                arrival[site_id] = t
+
+        held_out = [str(s) for s in _list(config, "held_out")]
+        for site_id in held_out:
+            _check_known("scenario.held_out", site_id, ids)
+            if site_id in arrival:
+                raise ConfigError("scenario.held_out", f"site {site_id!r} trains in stage {arrival[site_id]}")
+        for site_id in ids:
+            if site_id not in arrival and site_id not in held_out:
+                raise ConfigError("scenario.stages", f"site {site_id!r} is in no stage; "
+                                  "list it in scenario.held_out to evaluate it without training")
+
+        if schedule == "joint":
+            training = tuple(s for s in ids if s in arrival)
+            stages = tuple(Stage(t, training, rounds) for t in range(1, len(stages_raw) + 1))
+            arrival = {s: 1 for s in training}
+        else:
+            stages = tuple(Stage(t, tuple(str(s) for s in members), rounds)
+                           for t, members in enumerate(stages_raw, start=1))
+        sites = [replace(site, arrival=arrival.get(site.id)) for site in sites]
+        return cls(str(config.get("name", "scenario")), tuple(sites), stages, tuple(held_out), schedule)
+
+
+def _list(config: Mapping[str, Any], key: str) -> list:
+    value = config.get(key) or []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ConfigError(f"scenario.{key}", f"must be a list (got {value!r})")
+    return list(value)
+
+
+def _check_known(key: str, site_id: Any, ids: list[str]) -> None:
+    if str(site_id) not in ids:
+        raise ConfigError(key, f"unknown site {site_id!r} (known: {', '.join(ids)})")

@@ -1,0 +1,112 @@
+"""A view of the federation's Grid that shows a strategy only the sites present now.
+
+Flower strategies sample from ``grid.get_node_ids()``; handing them this view instead of the
+real grid is all it takes for an unmodified strategy to train only the sites of the current
+stage. The view also puts replies in site order (so aggregation sums in the same order every
+run), turns a site's error reply into a :class:`~sites.errors.SiteError`, and reports every
+reply to the run's recorder.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+
+from flwr.app import Message, RecordDict
+from flwr.supercore.run import Run
+from flwr.serverapp import Grid
+
+from sites.errors import SiteError
+
+#: Called with the message type and the ``(site id, reply)`` pairs of one exchange.
+ReplyListener = Callable[[str, list[tuple[str, Message]]], None]
+
+
+class SiteGrid(Grid):
+    """Restrict a grid to some sites.
+
+    Parameters
+    ----------
+    grid : Grid
+        The federation's grid (all nodes).
+    site_of_node : mapping of int to str
+        Node id to site id, for every node of the federation.
+    present : iterable of str
+        Ids of the sites the strategy may see and message.
+    listener : callable, optional
+        Receives every exchange's replies, see :data:`ReplyListener`.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        site_of_node: Mapping[int, str],
+        present: Iterable[str],
+        listener: ReplyListener | None = None,
+    ) -> None:
+        self._grid = grid
+        self._site_of_node = dict(site_of_node)
+        order = {site: i for i, site in enumerate(present)}
+        self._order = order
+        self._present_nodes = sorted(
+            (node for node, site in self._site_of_node.items() if site in order),
+            key=lambda node: order[self._site_of_node[node]],
+        )
+        self._listener = listener
+
+    def set_run(self, run: Run) -> None:
+        self._grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self._grid.run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
+                       ttl: float | None = None) -> Message:
+        return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> list[int]:
+        """Node ids of the present sites, in site order."""
+        return list(self._present_nodes)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        messages = list(messages)
+        self._check_present(messages)
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        """Send, wait, and return the replies in site order.
+
+        Raises
+        ------
+        SiteError
+            If a message is addressed to an absent site, or a site replies with an error.
+        """
+        messages = list(messages)
+        if not messages:
+            return []
+        self._check_present(messages)
+        replies = sorted(
+            self._grid.send_and_receive(messages, timeout=timeout),
+            key=lambda reply: self._order[self._site(reply.metadata.src_node_id)],
+        )
+        for reply in replies:
+            if reply.has_error():
+                raise SiteError(self._site(reply.metadata.src_node_id), str(reply.error.reason))
+        if len(replies) < len(messages):
+            answered = {reply.metadata.src_node_id for reply in replies}
+            silent = [self._site(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
+            raise SiteError(", ".join(silent), f"no reply within {timeout} s")
+        if self._listener is not None:
+            message_type = messages[0].metadata.message_type
+            self._listener(message_type, [(self._site(r.metadata.src_node_id), r) for r in replies])
+        return replies
+
+    def _site(self, node: int) -> str:
+        return self._site_of_node.get(node, f"node {node}")
+
+    def _check_present(self, messages: list[Message]) -> None:
+        for message in messages:
+            if message.metadata.dst_node_id not in self._present_nodes:
+                raise SiteError(self._site(message.metadata.dst_node_id),
+                                "a strategy addressed a site that is not present in this stage")

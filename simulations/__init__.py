@@ -1,0 +1,1 @@
+"""Entry point, simulation engine start-up and reports."""

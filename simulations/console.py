@@ -1,0 +1,61 @@
+"""What the terminal shows: a progress bar over stages and rounds, and the closing summary."""
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from server.results import RunResult
+from server.scenario import Scenario
+
+console = Console(stderr=True)
+
+
+class TimelineProgress:
+    """One bar whose steps are the training rounds and the evaluation after each stage."""
+
+    def __init__(self, scenario: Scenario, progress: Progress) -> None:
+        self._scenario = scenario
+        self._progress = progress
+        total = sum(stage.rounds for stage in scenario.stages) + len(scenario.stages)
+        self._bar = progress.add_task("starting sites", total=total)
+
+    def on_round(self, stage: int, round_: int) -> None:
+        self._progress.update(self._bar, advance=1,
+                              description=f"stage {stage}/{len(self._scenario.stages)} · round {round_}")
+
+    def on_stage(self, stage: int) -> None:
+        self._progress.update(self._bar, advance=1,
+                              description=f"stage {stage}/{len(self._scenario.stages)} · evaluated all sites")
+
+
+@contextmanager
+def timeline_progress(scenario: Scenario) -> Iterator[TimelineProgress]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield TimelineProgress(scenario, progress)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def print_summary(result: RunResult, run_dir: str) -> None:
+    """R[t, j] as a table, then the continual-learning summary."""
+    scenario = result.scenario
+    table = Table(title=escape(f"R[t, j]: {result.metric} after each stage ({scenario.schedule})"))
+    table.add_column("stage")
+    for site in scenario.sites:
+        table.add_column(site.id + (" (held out)" if site.arrival is None else ""), justify="right")
+    for t, row in enumerate(result.matrix, start=1):
+        table.add_row(str(t), *(_fmt(v) for v in row))
+    console.print(table)
+    summary = result.summary()
+    console.print(
+        f"memorizability {_fmt(summary['memorizability'])}   generalizability {_fmt(summary['generalizability'])}"
+        f"   BWT {_fmt(summary['bwt'])}   forgetting {_fmt(summary['forgetting'])}"
+    )
+    console.print(f"run directory: {run_dir}  (report.md, matrix.json, summary.json, metrics.jsonl)")

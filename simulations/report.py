@@ -1,0 +1,92 @@
+"""``report.md``: the result matrix as a heatmap, per-site curves over stages, the summary."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are written headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from server.results import RunResult  # noqa: E402
+
+
+def _site_labels(result: RunResult) -> list[str]:
+    return [f"{s.id}" + (" (held out)" if s.arrival is None else f" (stage {s.arrival})")
+            for s in result.scenario.sites]
+
+
+def plot_heatmap(result: RunResult, path: Path) -> None:
+    """R[t, j] with values written in the cells."""
+    matrix = result.matrix
+    fig, ax = plt.subplots(figsize=(1.3 * matrix.shape[1] + 2, 0.7 * matrix.shape[0] + 1.8))
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(1.0, float(np.nanmax(matrix))))
+    ax.set_xticks(range(matrix.shape[1]), _site_labels(result), rotation=30, ha="right")
+    ax.set_yticks(range(matrix.shape[0]), [f"after stage {t}" for t in range(1, matrix.shape[0] + 1)])
+    for (t, j), value in np.ndenumerate(matrix):
+        ax.text(j, t, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+    ax.set_title(f"R[t, j]: {result.metric} on each site's test split")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_site_curves(result: RunResult, path: Path) -> None:
+    """One line per site: its metric after each stage, with its arrival marked."""
+    stages = np.arange(1, result.matrix.shape[0] + 1)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for j, (site, label) in enumerate(zip(result.scenario.sites, _site_labels(result))):
+        style = "--" if site.arrival is None else "-"
+        (line,) = ax.plot(stages, result.matrix[:, j], style, marker="o", label=label)
+        if site.arrival is not None:
+            ax.axvline(site.arrival, color=line.get_color(), alpha=0.15, linewidth=6)
+    ax.set_xticks(stages)
+    ax.set_xlabel("stage")
+    ax.set_ylabel(result.metric)
+    ax.set_title("per-site performance over the timeline (band: site's own stage)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_report(run_dir: Path, result: RunResult) -> None:
+    """Write ``report.md`` with ``heatmap.png`` and ``site_curves.png`` beside it."""
+    plot_heatmap(result, run_dir / "heatmap.png")
+    plot_site_curves(result, run_dir / "site_curves.png")
+    summary = result.summary()
+    scenario = result.scenario
+    sites = result.scenario.sites
+    lines = [
+        f"# Run report: {scenario.name} ({scenario.schedule})",
+        "",
+        f"Primary metric: **{result.metric}** on each site's test split. "
+        f"Stages: {' → '.join('+'.join(stage.sites) for stage in scenario.stages)}; "
+        f"held out: {', '.join(scenario.held_out) or 'none'}.",
+        "",
+        "| final stage | value |",
+        "|---|---|",
+        f"| memorizability (mean over trained sites) | {_fmt(summary['memorizability'])} |",
+        f"| generalizability (mean over unseen / held-out sites) | {_fmt(summary['generalizability'])} |",
+        f"| backward transfer (BWT) | {_fmt(summary['bwt'])} |",
+        f"| forgetting | {_fmt(summary['forgetting'])} |",
+        "",
+        "## R[t, j]",
+        "",
+        "| after stage | " + " | ".join(site.id for site in sites) + " | memorizability | generalizability |",
+        "|---" * (len(sites) + 3) + "|",
+    ]
+    for row, stage in zip(result.matrix, summary["per_stage"]):
+        lines.append(f"| {stage['stage']} | " + " | ".join(f"{v:.3f}" for v in row)
+                     + f" | {_fmt(stage['memorizability'])} | {_fmt(stage['generalizability'])} |")
+    lines += ["", "![R heatmap](heatmap.png)", "", "![per-site curves](site_curves.png)", "",
+              "Files: `config.yaml` (resolved config; rerun it with "
+              "`python -m simulations.run --config-path <this dir> --config-name config hydra.run.dir=<new dir>`), "
+              "`metrics.jsonl` (every site reply), `matrix.json`, `summary.json`, `checkpoints/`.", ""]
+    (run_dir / "report.md").write_text("\n".join(lines))

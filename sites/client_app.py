@@ -1,0 +1,134 @@
+"""The Flower ClientApp a hospital runs.
+
+Handlers:
+
+- ``query``: which site this node is;
+- ``query.data``: load (generate or read) the site's data now and report the split sizes, so
+  that bad data stops a run before any training;
+- ``train``: local training of the received global model on the site's training split;
+- ``evaluate``: the primary and secondary metrics of the received model on the site's test split.
+
+Only model arrays, metrics and counts leave the site. The site's data is generated (or read)
+once per Ray actor and kept in memory for the rest of the run.
+"""
+
+import functools
+import json
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
+
+from . import seeding
+from .spec import SiteSpec
+from .tasks import SiteData, Task, build_task
+
+# Flower's error code range for application errors raised inside a ClientApp.
+SITE_ERROR_CODE = 0
+_STATE_KEY = "medsites"
+
+
+@functools.lru_cache(maxsize=None)
+def _task(task_json: str) -> Task:
+    return build_task(json.loads(task_json))
+
+
+@functools.lru_cache(maxsize=None)
+def _site_data(task_json: str, site_json: str, seed: int) -> SiteData:
+    return _task(task_json).load_site(SiteSpec.from_dict(json.loads(site_json)), seed)
+
+
+def _incoming_arrays(message: Message) -> ArrayRecord:
+    """The one ArrayRecord a strategy sends, whatever key it uses."""
+    records = list(message.content.array_records.values())
+    if len(records) != 1:
+        raise ValueError(f"expected one ArrayRecord in the {message.metadata.message_type} message, got {len(records)}")
+    return records[0]
+
+
+def _incoming_config(message: Message) -> ConfigRecord:
+    records = list(message.content.config_records.values())
+    return records[0] if records else ConfigRecord()
+
+
+def _next_train_call(context: Context) -> int:
+    """Count this node's training calls: the count, not the round, seeds local training,
+    so any strategy (whatever it puts in its config) trains reproducibly."""
+    state = context.state.config_records.setdefault(_STATE_KEY, ConfigRecord({"train-calls": 0}))
+    state["train-calls"] = int(state["train-calls"]) + 1
+    return int(state["train-calls"])
+
+
+def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int) -> ClientApp:
+    """Make the ClientApp for a federation.
+
+    Parameters
+    ----------
+    task : dict
+        The resolved ``task`` config node (``_target_`` and arguments).
+    sites : list of SiteSpec
+        All sites of the scenario; Flower's partition id ``i`` plays ``sites[i]``.
+    seed : int
+        The run's top-level seed.
+    num_threads : int
+        Torch threads per site process (the CPUs Ray gives each actor).
+    """
+    task_json = json.dumps(task, sort_keys=True)
+    site_jsons = [json.dumps(site.to_dict(), sort_keys=True) for site in sites]
+
+    def site_of(context: Context) -> SiteSpec:
+        return sites[int(context.node_config["partition-id"])]
+
+    def load(context: Context) -> tuple[SiteSpec, Task, SiteData]:
+        torch.set_num_threads(num_threads)
+        site = site_of(context)
+        return site, _task(task_json), _site_data(task_json, site_jsons[site.index], seed)
+
+    def report_site_errors(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        # Turn any failure into an error reply that names the site, instead of a traceback
+        # in a Ray worker's log.
+        try:
+            return call_next(message, context)
+        except Exception as error:  # noqa: BLE001 - every failure must reach the server
+            reason = f"{type(error).__name__}: {error}"
+            return Message(Error(code=SITE_ERROR_CODE, reason=reason), reply_to=message)
+
+    app = ClientApp(mods=[report_site_errors])
+
+    @app.query()
+    def identify(message: Message, context: Context) -> Message:
+        reply = ConfigRecord({"site-id": site_of(context).id})
+        return Message(RecordDict({"site": reply}), reply_to=message)
+
+    @app.query("data")
+    def check_data(message: Message, context: Context) -> Message:
+        _, _, data = load(context)
+        reply = MetricRecord({"n-train": len(data.train), "n-test": len(data.test)})
+        return Message(RecordDict({"data": reply}), reply_to=message)
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        site, task, data = load(context)
+        model = task.build_model()
+        model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+        config = _incoming_config(message)
+        metrics = task.train(
+            model,
+            data.train,
+            seed=seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)),
+            proximal_mu=float(config.get("proximal-mu", 0.0)),
+        )
+        reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+        return Message(reply, reply_to=message)
+
+    @app.evaluate()
+    def evaluate(message: Message, context: Context) -> Message:
+        _, task, data = load(context)
+        model = task.build_model()
+        model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+        metrics = task.evaluate(model, data.test)
+        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
+
+    return app

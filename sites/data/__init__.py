@@ -1,0 +1,1 @@
+"""Site data: synthetic generators with the phenomena each method exists for."""

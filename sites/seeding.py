@@ -1,0 +1,33 @@
+"""Seed streams: one top-level seed fans out into independent, reproducible streams.
+
+Every random draw in a run comes from a stream named by integers (site index, purpose, call
+number), so the same seed gives the same numbers whichever Ray actor or process runs the work.
+"""
+
+import random
+
+import numpy as np
+import torch
+
+# Purposes, so that two streams of the same site never collide.
+DATA_TRAIN = 0
+DATA_TEST = 1
+LOCAL_TRAINING = 2
+MODEL_INIT = 3
+
+
+def stream_seed(seed: int, *path: int) -> int:
+    """A 32-bit seed derived from ``seed`` and a path of non-negative integers."""
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+
+
+def numpy_rng(seed: int, *path: int) -> np.random.Generator:
+    """A numpy generator for one stream."""
+    return np.random.default_rng(np.random.SeedSequence([seed, *path]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (Flower samples with ``random``)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

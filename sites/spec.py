@@ -1,0 +1,99 @@
+"""The description of one hospital: who it is, how its scanner renders anatomy, how much data it has."""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ScannerSignature:
+    """How a site's scanner turns the same anatomy into different images.
+
+    Parameters
+    ----------
+    gain : float
+        Global intensity scale.
+    offset : float
+        Global intensity shift, added after the gain.
+    contrast : float
+        Intensity of the target organ minus that of the tissue around it, before the gain;
+        its sign flips between sequences/vendors, which is what makes sites look different.
+    noise : float
+        Standard deviation of additive Gaussian noise (after the gain).
+    blur : float
+        Gaussian blur sigma in pixels (0 disables it): resolution and reconstruction kernel.
+    bias_field : float
+        Upper bound of the polynomial bias-field coefficients (0 disables it): coil
+        inhomogeneity.
+    """
+
+    gain: float = 1.0
+    offset: float = 0.0
+    contrast: float = 0.3
+    noise: float = 0.05
+    blur: float = 0.0
+    bias_field: float = 0.0
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """One hospital of a scenario.
+
+    Parameters
+    ----------
+    id : str
+        Short unique id used in configs, matrices and messages, e.g. ``"A"``.
+    name : str
+        Human-readable name for reports.
+    index : int
+        Position in the scenario's site list; seeds the site's data stream.
+    scanner : ScannerSignature
+        The site's acquisition signature.
+    n_train, n_test : int or None
+        Sample counts; ``None`` takes the task's defaults.
+    arrival : int or None
+        Stage (1-based) at which the site first trains; ``None`` for held-out sites.
+    """
+
+    id: str
+    name: str
+    index: int
+    scanner: ScannerSignature = field(default_factory=ScannerSignature)
+    n_train: int | None = None
+    n_test: int | None = None
+    arrival: int | None = None
+
+    @classmethod
+    def from_config(cls, index: int, raw: dict[str, Any]) -> "SiteSpec":
+        """Build from one entry of ``scenario.sites``; unknown keys are errors."""
+        key = f"scenario.sites.{index}"
+        raw = dict(raw)
+        if "id" not in raw:
+            raise ConfigError(key, "every site needs an 'id'")
+        scanner = raw.pop("scanner", {}) or {}
+        unknown = set(scanner) - set(ScannerSignature.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"{key}.scanner", f"unknown keys {sorted(unknown)}")
+        unknown = set(raw) - {"id", "name", "n_train", "n_test"}
+        if unknown:
+            raise ConfigError(key, f"unknown keys {sorted(unknown)}")
+        return cls(
+            id=str(raw["id"]),
+            name=str(raw.get("name", raw["id"])),
+            index=index,
+            scanner=ScannerSignature(**{k: float(v) for k, v in scanner.items()}),
+            n_train=raw.get("n_train"),
+            n_test=raw.get("n_test"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, for messages to Ray actors and for run reports."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "SiteSpec":
+        """Inverse of :meth:`to_dict`."""
+        raw = dict(raw)
+        raw["scanner"] = ScannerSignature(**raw["scanner"])
+        return cls(**raw)

@@ -1,0 +1,123 @@
+"""The contract every task fulfils, and the local training loop they share."""
+
+import itertools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from hydra.utils import get_class
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..errors import ConfigError
+from ..spec import SiteSpec
+
+
+@dataclass(frozen=True)
+class SiteData:
+    """A site's splits, held in memory at the site."""
+
+    train: TensorDataset
+    test: TensorDataset
+
+
+class Task(ABC):
+    """A learning problem as one site sees it.
+
+    Parameters
+    ----------
+    n_train, n_test : int
+        Default sample counts per site (a site's own counts win).
+    batch_size : int
+        Local mini-batch size.
+    local_steps : int
+        Optimizer steps a site takes per training round.
+    lr : float
+        Adam learning rate; a fresh optimizer is made every round, as in FedAvg.
+    """
+
+    #: Name of the metric that fills R[t, j]; higher is better.
+    primary_metric: ClassVar[str]
+
+    def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
+        for key, value in (("n_train", n_train), ("n_test", n_test), ("batch_size", batch_size),
+                           ("local_steps", local_steps)):
+            if int(value) < 1:
+                raise ConfigError(f"task.{key}", f"must be >= 1 (got {value})")
+        if lr <= 0:
+            raise ConfigError("task.lr", f"must be > 0 (got {lr})")
+        self.n_train, self.n_test = int(n_train), int(n_test)
+        self.batch_size, self.local_steps, self.lr = int(batch_size), int(local_steps), float(lr)
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised network (seed torch before calling for reproducibility)."""
+
+    @abstractmethod
+    def load_site(self, site: SiteSpec, seed: int) -> SiteData:
+        """The site's train and test splits, generated or read from disk."""
+
+    @abstractmethod
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Training loss of a batch."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:
+        """Metrics of ``model`` on ``data``; must include :attr:`primary_metric`."""
+
+    def train(self, model: nn.Module, data: TensorDataset, seed: int, proximal_mu: float = 0.0) -> dict[str, float]:
+        """Run :attr:`local_steps` Adam steps on ``data``.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Trained in place.
+        data : TensorDataset
+            The site's training split.
+        seed : int
+            Seeds the batch order.
+        proximal_mu : float
+            FedProx proximal weight: adds ``mu / 2 * ||w - w_global||^2`` to the loss.
+
+        Returns
+        -------
+        dict
+            ``train-loss`` (mean over steps) and ``num-examples``.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
+        batches = itertools.islice(itertools.cycle(loader), self.local_steps)
+        global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        model.train()
+        total = 0.0
+        for inputs, targets in batches:
+            optimizer.zero_grad()
+            loss = self.loss(model(inputs), targets)
+            if proximal_mu > 0:
+                drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
+                loss = loss + proximal_mu / 2 * drift
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        return {"train-loss": total / self.local_steps, "num-examples": len(data)}
+
+
+def build_task(config: dict[str, Any]) -> Task:
+    """Instantiate the task described by a ``task`` config node (``_target_`` + arguments)."""
+    config = dict(config)
+    target = config.pop("_target_", None)
+    config.pop("name", None)
+    if target is None:
+        raise ConfigError("task._target_", "missing: name the Task class to use")
+    try:
+        cls = get_class(target)
+    except Exception as error:  # hydra wraps import failures in several types
+        raise ConfigError("task._target_", f"cannot import {target!r}: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError("task._target_", f"{target} is not a sites.tasks.Task")
+    try:
+        return cls(**config)
+    except TypeError as error:
+        raise ConfigError("task", f"{target}: {error}") from None

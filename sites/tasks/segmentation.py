@@ -1,0 +1,100 @@
+"""Prostate-like organ segmentation in 2D slices (DESIGN.md §4) with MONAI's UNet."""
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from monai.metrics import DiceMetric
+from monai.networks.nets import UNet
+from monai.networks.utils import one_hot
+from monai.transforms import NormalizeIntensity
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .. import seeding
+from ..data.prostate import sample_anatomy
+from ..data.scanner import acquire
+from ..errors import ConfigError
+from ..spec import SiteSpec
+from .base import SiteData, Task
+
+
+class SegmentationTask(Task):
+    """Binary organ segmentation, scored by Dice.
+
+    Parameters
+    ----------
+    image_size : int
+        Slices are ``image_size`` x ``image_size`` pixels.
+    channels : sequence of int
+        UNet feature channels per level.
+    strides : sequence of int
+        UNet downsampling strides (one fewer than ``channels``).
+    num_res_units : int
+        Residual units per UNet block.
+    **kwargs
+        See :class:`~sites.tasks.base.Task`.
+
+    Shapes: images ``(N, 1, H, W)`` float, z-scored per image; masks ``(N, 1, H, W)`` int64
+    in {0, 1}; network output ``(N, 2, H, W)`` logits.
+    """
+
+    primary_metric: ClassVar[str] = "dice"
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: Sequence[int],
+        strides: Sequence[int],
+        num_res_units: int,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(strides) != len(channels) - 1:
+            raise ConfigError("task.strides", f"needs len(channels) - 1 = {len(channels) - 1} entries")
+        if image_size % int(np.prod(strides)) != 0:
+            raise ConfigError("task.image_size", f"must be divisible by the product of strides {list(strides)}")
+        self.image_size = int(image_size)
+        self.channels, self.strides = tuple(channels), tuple(strides)
+        self.num_res_units = int(num_res_units)
+        self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self._normalize = NormalizeIntensity()
+
+    def build_model(self) -> nn.Module:
+        return UNet(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=2,
+            channels=self.channels,
+            strides=self.strides,
+            num_res_units=self.num_res_units,
+        )
+
+    def _split(self, site: SiteSpec, seed: int, n: int, stream: int) -> TensorDataset:
+        anatomy = sample_anatomy(n, self.image_size, seeding.numpy_rng(seed, site.index, stream, 0))
+        images = acquire(anatomy, site.scanner, seeding.numpy_rng(seed, site.index, stream, 1))
+        images = np.stack([np.asarray(self._normalize(image)) for image in images])
+        masks = anatomy.organ_mask[:, None].astype(np.int64)
+        return TensorDataset(torch.from_numpy(images), torch.from_numpy(masks))
+
+    def load_site(self, site: SiteSpec, seed: int) -> SiteData:
+        return SiteData(
+            train=self._split(site, seed, site.n_train or self.n_train, seeding.DATA_TRAIN),
+            test=self._split(site, seed, site.n_test or self.n_test, seeding.DATA_TEST),
+        )
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._loss(output, target)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:
+        model.eval()
+        metric = DiceMetric(include_background=False, reduction="mean")
+        images, masks = data.tensors
+        for start in range(0, len(images), 64):
+            logits = model(images[start:start + 64])
+            prediction = one_hot(logits.argmax(dim=1, keepdim=True), num_classes=2)
+            metric(y_pred=prediction, y=one_hot(masks[start:start + 64], num_classes=2))
+        return {"dice": float(metric.aggregate().item()), "num-examples": len(images)}

@@ -122,10 +122,8 @@ class Timeline:
             for node in everyone.get_node_ids()
         ]
         replies = everyone.send_and_receive(messages, timeout=self.plan.round_timeout)
-        return {
-            site: dict(reply.content["metrics"])
-            for site, reply in zip(self.plan.scenario.site_ids, replies)
-        }
+        return {everyone.site_of_node(reply.metadata.src_node_id): dict(reply.content["metrics"])
+                for reply in replies}
 
 
 def build_server_app(timeline: Timeline) -> ServerApp:

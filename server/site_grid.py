@@ -7,6 +7,7 @@ run), turns a site's error reply into a :class:`~sites.errors.SiteError`, and re
 reply to the run's recorder.
 """
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from flwr.app import Message, RecordDict
@@ -14,6 +15,8 @@ from flwr.supercore.run import Run
 from flwr.serverapp import Grid
 
 from sites.errors import SiteError
+
+_PULL_INTERVAL = 0.01  # seconds
 
 #: Called with the message type and the ``(site id, reply)`` pairs of one exchange.
 ReplyListener = Callable[[str, list[tuple[str, Message]]], None]
@@ -86,27 +89,40 @@ class SiteGrid(Grid):
         if not messages:
             return []
         self._check_present(messages)
-        replies = sorted(
-            self._grid.send_and_receive(messages, timeout=timeout),
-            key=lambda reply: self._order[self._site(reply.metadata.src_node_id)],
-        )
+        replies = sorted(self._exchange(messages, timeout),
+                         key=lambda reply: self._order[self.site_of_node(reply.metadata.src_node_id)])
         for reply in replies:
             if reply.has_error():
-                raise SiteError(self._site(reply.metadata.src_node_id), str(reply.error.reason))
+                raise SiteError(self.site_of_node(reply.metadata.src_node_id), str(reply.error.reason))
         if len(replies) < len(messages):
             answered = {reply.metadata.src_node_id for reply in replies}
-            silent = [self._site(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
+            silent = [self.site_of_node(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
             raise SiteError(", ".join(silent), f"no reply within {timeout} s")
         if self._listener is not None:
             message_type = messages[0].metadata.message_type
-            self._listener(message_type, [(self._site(r.metadata.src_node_id), r) for r in replies])
+            self._listener(message_type, [(self.site_of_node(r.metadata.src_node_id), r) for r in replies])
         return replies
 
-    def _site(self, node: int) -> str:
+    def _exchange(self, messages: list[Message], timeout: float | None) -> list[Message]:
+        # Flower's in-memory grid polls every 100 ms; a round has several exchanges and a
+        # scenario hundreds, so poll more often (a pull is an in-memory lookup).
+        pending = set(self._grid.push_messages(messages))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        replies: list[Message] = []
+        while pending and (deadline is None or time.monotonic() < deadline):
+            pulled = list(self._grid.pull_messages(pending))
+            replies.extend(pulled)
+            pending -= {reply.metadata.reply_to_message_id for reply in pulled}
+            if pending:
+                time.sleep(_PULL_INTERVAL)
+        return replies
+
+    def site_of_node(self, node: int) -> str:
+        """The site id of a node id."""
         return self._site_of_node.get(node, f"node {node}")
 
     def _check_present(self, messages: list[Message]) -> None:
         for message in messages:
             if message.metadata.dst_node_id not in self._present_nodes:
-                raise SiteError(self._site(message.metadata.dst_node_id),
+                raise SiteError(self.site_of_node(message.metadata.dst_node_id),
                                 "a strategy addressed a site that is not present in this stage")

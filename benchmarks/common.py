@@ -1,0 +1,46 @@
+"""Helpers the benchmark scripts share: composing the run config, timing subprocesses."""
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose_config(overrides: list[str]) -> dict:
+    """The resolved run config for these overrides, as ``simulations.run`` would see it."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    """Run a subprocess, which must succeed: (wall seconds, its stdout)."""
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+    return elapsed, completed.stdout
+
+
+def simulate(overrides: list[str]) -> tuple[float, dict]:
+    """Run ``python -m simulations.run`` in a fresh directory: (wall seconds, matrix.json)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, _ = timed([sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}/run"])
+        return seconds, json.loads((Path(tmp) / "run" / "matrix.json").read_text())
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,128 @@
+"""The default scenario end to end: wall time, platform overhead, and R for fedavg and joint.
+
+For each seed and strategy, the platform run (``python -m simulations.run``) and a bare PyTorch
+loop doing the same work run as fresh processes, one after the other. The bare loop uses no
+Flower and no Ray: the same sites and data, the same initial model, the same local training
+(``Task.train`` with the same seeds, so the same batches), FedAvg's weighted average in site
+order, the strategy's per-round evaluation of the present sites, and every site's evaluation
+after each stage. Its R must equal the platform's; the table shows the largest difference.
+
+    python -m benchmarks.sequential_sites                    # seeds 0 1 2, fedavg and joint
+    python -m benchmarks.sequential_sites size=smoke --seeds 0 --strategies fedavg
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+
+from benchmarks.common import compose_config, fmt, median, simulate, timed
+from server.continual_metrics import summarize
+from server.scenario import Scenario
+from server.server_app import initial_arrays
+from sites import seeding
+from sites.tasks import build_task
+
+SUMMARY_KEYS = ("memorizability", "generalizability", "bwt", "forgetting")
+
+
+def bare_loop(overrides: list[str]) -> np.ndarray:
+    """The run's work as a plain loop; returns R[t, j]."""
+    config = compose_config(overrides)
+    seed = config["seed"]
+    torch.set_num_threads(int(config["backend"]["client_cpus"]))
+    scenario = Scenario.from_config(config["scenario"])
+    task = build_task(config["task"])
+    data = {site.id: task.load_site(site, seed) for site in scenario.sites}
+    index = {site.id: site.index for site in scenario.sites}
+    state = initial_arrays(task, seed).to_torch_state_dict()
+    calls = dict.fromkeys(index, 0)
+    rows = []
+
+    def model_with(weights):
+        model = task.build_model()
+        model.load_state_dict(weights)
+        return model
+
+    for stage in scenario.stages:
+        for _ in range(stage.rounds):
+            states, weights = [], []
+            for site in stage.sites:
+                calls[site] += 1
+                model = model_with(state)
+                metrics = task.train(model, data[site].train,
+                                     seed=seeding.stream_seed(seed, index[site], seeding.LOCAL_TRAINING, calls[site]))
+                states.append(model.state_dict())
+                weights.append(metrics["num-examples"])
+            total = sum(weights)
+            state = {key: sum(s[key] * (w / total) for s, w in zip(states, weights)) for key in state}
+            for site in stage.sites:
+                task.evaluate(model_with(state), data[site].test)
+        model = model_with(state)
+        rows.append([task.evaluate(model, data[s.id].test)[task.primary_metric] for s in scenario.sites])
+    return np.array(rows)
+
+
+def _mean_std(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--strategies", nargs="+", default=["fedavg", "joint"])
+    parser.add_argument("--bare", action="store_true", help="internal: run the bare loop once and print R")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
+    args = parser.parse_args()
+    if args.bare:
+        print(json.dumps(bare_loop(args.overrides).tolist()))
+        return
+
+    runs = {strategy: [] for strategy in args.strategies}
+    for seed in args.seeds:
+        for strategy in args.strategies:
+            overrides = [f"strategy={strategy}", f"seed={seed}", *args.overrides]
+            platform_s, matrix = simulate(overrides)
+            bare_s, stdout = timed([sys.executable, "-m", "benchmarks.sequential_sites", "--bare", *overrides])
+            bare_R = np.array(json.loads(stdout.strip().splitlines()[-1]))
+            runs[strategy].append({"platform_s": platform_s, "bare_s": bare_s, "matrix": matrix,
+                                   "gap": float(np.abs(np.array(matrix["R"]) - bare_R).max())})
+
+    print(f"overrides: {' '.join(args.overrides) or '(default scenario)'}; seeds: {args.seeds}; "
+          "wall seconds of fresh processes on this machine")
+    print()
+    print("| strategy | platform, median (s) | bare PyTorch loop, median (s) | ratio platform / bare "
+          "| max abs R difference |")
+    print("|---|---|---|---|---|")
+    for strategy, results in runs.items():
+        platform_s = median([r["platform_s"] for r in results])
+        bare_s = median([r["bare_s"] for r in results])
+        print(f"| {strategy} | {fmt(platform_s, 1)} | {fmt(bare_s, 1)} | {fmt(platform_s / bare_s, 2)} "
+              f"| {max(r['gap'] for r in results):.1e} |")
+
+    print()
+    print("| strategy | " + " | ".join(SUMMARY_KEYS) + " |")
+    print("|---" * (len(SUMMARY_KEYS) + 1) + "|")
+    for strategy, results in runs.items():
+        summaries = [summarize(np.array(r["matrix"]["R"]), r["matrix"]["arrival"]) for r in results]
+        print(f"| {strategy} | " + " | ".join(_mean_std([s[k] for s in summaries]) for k in SUMMARY_KEYS) + " |")
+
+    for strategy, results in runs.items():
+        sites = results[0]["matrix"]["sites"]
+        mean_R = np.mean([r["matrix"]["R"] for r in results], axis=0)
+        print()
+        print(f"R[t, j] for {strategy}, {results[0]['matrix']['metric']}, mean over seeds {args.seeds}")
+        print()
+        print("| after stage | " + " | ".join(sites) + " |")
+        print("|---" * (len(sites) + 1) + "|")
+        for t, row in enumerate(mean_R, start=1):
+            print(f"| {t} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+
+
+if __name__ == "__main__":
+    main()

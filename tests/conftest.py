@@ -1,0 +1,60 @@
+"""Shared fixtures: Flower message identity, the default configs, and running the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flwr.supercore.task_identity import TaskIdentity
+from omegaconf import OmegaConf
+
+from server.scenario import Scenario
+from sites.tasks import build_task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def flower_identity():
+    """Messages built outside a Flower run need the identity the engine would set."""
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+
+
+def load_config(group: str, name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / group / f"{name}.yaml"), resolve=True)
+
+
+@pytest.fixture
+def scenario_config() -> dict:
+    return load_config("scenario", "sequential_sites")
+
+
+@pytest.fixture
+def scenario(scenario_config) -> Scenario:
+    return Scenario.from_config(scenario_config)
+
+
+@pytest.fixture
+def small_task_config() -> dict:
+    """The segmentation task at smoke size, small enough for unit tests."""
+    config = load_config("task", "segmentation")
+    config.update(n_train=16, n_test=8, batch_size=8, local_steps=3, image_size=32,
+                  channels=[8, 16, 32], strides=[2, 2])
+    return config
+
+
+@pytest.fixture
+def small_task(small_task_config):
+    return build_task(small_task_config)
+
+
+def run_cli(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m simulations.run <overrides>`` from the repository root."""
+    return subprocess.run([sys.executable, "-m", "simulations.run", *overrides], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

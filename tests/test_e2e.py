@@ -1,0 +1,116 @@
+"""Whole runs through the command line, Flower's simulation engine and Ray (``size=smoke``)."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, read_json, run_cli
+
+pytestmark = pytest.mark.e2e
+
+SUMMARY_KEYS = {"memorizability", "generalizability", "bwt", "forgetting", "per_stage"}
+
+
+@pytest.fixture(scope="module")
+def fedavg_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "fedavg"
+    completed = run_cli("size=smoke", "seed=3", f"hydra.run.dir={run_dir}")
+    assert completed.returncode == 0, completed.stderr
+    return run_dir
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_run_writes_its_directory(fedavg_run):
+    for name in ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md",
+                 "heatmap.png", "site_curves.png", "checkpoints/stage_4.pt"):
+        assert (fedavg_run / name).is_file(), name
+    assert SUMMARY_KEYS <= set(read_json(fedavg_run / "summary.json"))
+    matrix = read_json(fedavg_run / "matrix.json")
+    assert matrix["sites"] == ["A", "B", "C", "D", "E"] and len(matrix["R"]) == 4
+    assert all(0.0 <= value <= 1.0 for row in matrix["R"] for value in row)
+    assert "heatmap.png" in (fedavg_run / "report.md").read_text()
+
+
+def test_only_the_stage_sites_train_and_every_site_is_evaluated(fedavg_run):
+    events = _events(fedavg_run)
+    trained = {(e["stage"], e["site"]) for e in events if e["event"] == "train"}
+    assert trained == {(1, "A"), (2, "B"), (3, "C"), (4, "D")}
+    evaluated = {(e["stage"], e["site"]) for e in events if e["event"] == "matrix"}
+    assert evaluated == {(t, s) for t in range(1, 5) for s in "ABCDE"}
+
+
+def test_same_seed_same_matrix(fedavg_run, tmp_path):
+    completed = run_cli("size=smoke", "seed=3", f"hydra.run.dir={tmp_path / 'again'}")
+    assert completed.returncode == 0, completed.stderr
+    assert read_json(tmp_path / "again" / "matrix.json") == read_json(fedavg_run / "matrix.json")
+
+
+def test_joint_trains_every_training_site_at_every_stage(tmp_path):
+    completed = run_cli("size=smoke", "strategy=joint", f"hydra.run.dir={tmp_path}")
+    assert completed.returncode == 0, completed.stderr
+    trained = {(e["stage"], e["site"]) for e in _events(tmp_path) if e["event"] == "train"}
+    assert trained == {(t, s) for t in range(1, 5) for s in "ABCD"}
+
+
+def test_flowers_fedprox_plugs_in_and_its_proximal_term_is_applied(fedavg_run, tmp_path):
+    completed = run_cli("size=smoke", "seed=3", "strategy._target_=flwr.serverapp.strategy.FedProx",
+                        "+strategy.proximal_mu=5.0", f"hydra.run.dir={tmp_path}")
+    assert completed.returncode == 0, completed.stderr
+    assert read_json(tmp_path / "matrix.json")["R"] != read_json(fedavg_run / "matrix.json")["R"]
+
+
+def test_a_users_strategy_class_plugs_in(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "plugins")}
+    completed = run_cli("size=smoke", "strategy._target_=frozen_strategy.FrozenFedAvg", "+strategy.label=mine",
+                        f"hydra.run.dir={tmp_path}", env=env)
+    assert completed.returncode == 0, completed.stderr
+    rows = read_json(tmp_path / "matrix.json")["R"]
+    assert all(row == rows[0] for row in rows)  # the frozen global model never moved
+
+
+def test_a_saved_config_reproduces_its_run(fedavg_run, tmp_path):
+    completed = run_cli("--config-path", str(fedavg_run), "--config-name", "config",
+                        f"hydra.run.dir={tmp_path / 'rerun'}")
+    assert completed.returncode == 0, completed.stderr
+    assert read_json(tmp_path / "rerun" / "matrix.json") == read_json(fedavg_run / "matrix.json")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["task=nope"], "task"),
+        (["strategy=nope"], "strategy"),
+        (["scenario=nope"], "scenario"),
+        (["scenario.rounds_per_stage=0"], "scenario.rounds_per_stage: must be an integer >= 1"),
+        (["scenario.stages=[[A],[B,A],[C],[D]]"], "scenario.stages.1: site 'A' already trains in stage 1"),
+        (["scenario.stages=[[A],[],[C],[D]]"], "scenario.stages.1: a stage is a non-empty list"),
+        (["scenario.stages=[[A],[B],[C],[X]]"], "unknown site 'X'"),
+        (["strategy._target_=collections.OrderedDict"], "strategy._target_: collections.OrderedDict is not a"),
+        (["scenario.sites.1.scanner.noise=-1"], "site B: ValueError: scanner.noise must be a finite number >= 0"),
+    ],
+)
+def test_bad_input_stops_early_with_a_clear_message_and_touches_no_earlier_run(fedavg_run, tmp_path, overrides, words):
+    before = _digest(fedavg_run)
+    completed = run_cli("size=smoke", *overrides, f"hydra.run.dir={tmp_path / 'bad'}")
+    assert completed.returncode != 0
+    assert words in " ".join((completed.stderr + completed.stdout).split())
+    assert _digest(fedavg_run) == before
+
+
+def test_a_directory_holding_a_run_is_never_overwritten(fedavg_run):
+    before = _digest(fedavg_run)
+    completed = run_cli("size=smoke", f"hydra.run.dir={fedavg_run}")
+    assert completed.returncode != 0
+    assert "already holds a run" in completed.stderr
+    assert _digest(fedavg_run) == before

@@ -1,0 +1,61 @@
+"""The scenario timeline: stages, arrivals, held-out sites, and every invalid form named."""
+
+import copy
+
+import pytest
+
+from server.scenario import Scenario
+from sites.errors import ConfigError
+
+
+def test_default_timeline(scenario):
+    assert [stage.sites for stage in scenario.stages] == [("A",), ("B",), ("C",), ("D",)]
+    assert [site.arrival for site in scenario.sites] == [1, 2, 3, 4, None]
+    assert scenario.held_out == ("E",)
+    assert scenario.seen_by(2) == ["A", "B"]
+    assert all(stage.rounds == 5 for stage in scenario.stages)
+
+
+def test_joint_schedule_trains_every_training_site_from_stage_one(scenario_config):
+    scenario = Scenario.from_config({**scenario_config, "schedule": "joint"})
+    assert [stage.sites for stage in scenario.stages] == [("A", "B", "C", "D")] * 4
+    assert [site.arrival for site in scenario.sites] == [1, 1, 1, 1, None]
+
+
+def _with(config, **changes):
+    config = copy.deepcopy(config)
+    config.update(changes)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"stages": [["A"], ["B", "A"], ["C"], ["D"]]}, "scenario.stages.1", "already trains in stage 1"),
+        ({"stages": [["A"], [], ["C"], ["D"]]}, "scenario.stages.1", "non-empty"),
+        ({"stages": []}, "scenario.stages", "at least one stage"),
+        ({"rounds_per_stage": 0}, "scenario.rounds_per_stage", ">= 1"),
+        ({"rounds_per_stage": 2.5}, "scenario.rounds_per_stage", "integer"),
+        ({"stages": [["A"], ["Z"], ["C"], ["D"]]}, "scenario.stages.1", "unknown site 'Z'"),
+        ({"held_out": ["Q"]}, "scenario.held_out", "unknown site 'Q'"),
+        ({"held_out": ["A", "E"]}, "scenario.held_out", "'A' trains in stage 1"),
+        ({"held_out": []}, "scenario.stages", "'E' is in no stage"),
+        ({"schedule": "random"}, "scenario.schedule", "must be one of"),
+    ],
+)
+def test_invalid_scenarios_name_their_key(scenario_config, changes, key, words):
+    with pytest.raises(ConfigError) as raised:
+        Scenario.from_config(_with(scenario_config, **changes))
+    assert raised.value.key == key
+    assert words in str(raised.value)
+
+
+def test_duplicate_and_malformed_sites(scenario_config):
+    sites = copy.deepcopy(scenario_config["sites"])
+    sites[2]["id"] = "A"
+    with pytest.raises(ConfigError, match="scenario.sites.2.id: duplicate site id 'A'"):
+        Scenario.from_config(_with(scenario_config, sites=sites))
+    sites = copy.deepcopy(scenario_config["sites"])
+    sites[1]["scanner"]["gamma"] = 2.0
+    with pytest.raises(ConfigError, match=r"scenario.sites.1.scanner: unknown keys \['gamma'\]"):
+        Scenario.from_config(_with(scenario_config, sites=sites))

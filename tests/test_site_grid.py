@@ -1,0 +1,99 @@
+"""The stage view: a strategy sees and reaches only present sites; replies come in site order."""
+
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+from server.site_grid import SiteGrid
+from sites.errors import SiteError
+
+SITE_OF_NODE = {101: "A", 205: "B", 307: "C"}
+
+
+class FakeGrid(Grid):
+    """Replies to every message at once, in reverse order of sending; some nodes fail or stay silent."""
+
+    def __init__(self, failing=(), silent=()):
+        self.failing, self.silent, self.sent, self._replies = set(failing), set(silent), [], []
+
+    def set_run(self, run):
+        pass
+
+    @property
+    def run(self):
+        return None
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        return Message(content, dst_node_id=dst_node_id, message_type=message_type)
+
+    def get_node_ids(self):
+        return list(SITE_OF_NODE)
+
+    def push_messages(self, messages):
+        ids = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = f"m{len(self.sent)}"
+            self.sent.append(message)
+            ids.append(message.metadata.message_id)
+            node = message.metadata.dst_node_id
+            if node in self.silent:
+                continue
+            if node in self.failing:
+                reply = Message(Error(code=0, reason="ValueError: broken scanner"), reply_to=message)
+            else:
+                content = RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node})})
+                reply = Message(content, reply_to=message)
+            self._replies.insert(0, reply)
+        return ids
+
+    def pull_messages(self, message_ids):
+        ready = [r for r in self._replies if r.metadata.reply_to_message_id in set(message_ids)]
+        self._replies = [r for r in self._replies if r not in ready]
+        return ready
+
+    def send_and_receive(self, messages, *, timeout=None):
+        raise AssertionError("the view must push and pull itself")
+
+
+def _train_messages(nodes):
+    return [Message(RecordDict(), dst_node_id=node, message_type="train") for node in nodes]
+
+
+def test_view_shows_only_present_sites_in_site_order():
+    view = SiteGrid(FakeGrid(), SITE_OF_NODE, ["C", "A"])
+    assert view.get_node_ids() == [307, 101]
+
+
+def test_messages_to_absent_sites_are_refused():
+    view = SiteGrid(FakeGrid(), SITE_OF_NODE, ["A"])
+    with pytest.raises(SiteError, match="site B: a strategy addressed a site that is not present"):
+        view.send_and_receive(_train_messages([205]))
+
+
+def test_replies_come_back_in_site_order_and_reach_the_listener():
+    heard = []
+    view = SiteGrid(FakeGrid(), SITE_OF_NODE, ["A", "B", "C"], listener=lambda kind, pairs: heard.append((kind, pairs)))
+    replies = view.send_and_receive(_train_messages([307, 101, 205]), timeout=5)
+    assert [r.metadata.src_node_id for r in replies] == [101, 205, 307]
+    assert heard[0][0] == "train" and [site for site, _ in heard[0][1]] == ["A", "B", "C"]
+
+
+def test_an_error_reply_names_the_site():
+    view = SiteGrid(FakeGrid(failing={205}), SITE_OF_NODE, ["A", "B"])
+    with pytest.raises(SiteError, match="site B: ValueError: broken scanner"):
+        view.send_and_receive(_train_messages([101, 205]), timeout=5)
+
+
+def test_a_silent_site_is_named_after_the_timeout():
+    view = SiteGrid(FakeGrid(silent={307}), SITE_OF_NODE, ["A", "C"])
+    with pytest.raises(SiteError, match="site C: no reply within 0.05 s"):
+        view.send_and_receive(_train_messages([101, 307]), timeout=0.05)
+
+
+def test_an_unmodified_flower_strategy_samples_only_the_stage():
+    grid = FakeGrid()
+    view = SiteGrid(grid, SITE_OF_NODE, ["B"])
+    strategy = FedAvg(min_available_nodes=1, min_train_nodes=1, min_evaluate_nodes=1)
+    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(), view))
+    assert [m.metadata.dst_node_id for m in messages] == [205]

@@ -1,0 +1,44 @@
+"""Strategies from config: Flower's own, a user's, and the errors of the plug-in path."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from flwr.serverapp.strategy import FedAvg, FedProx
+
+from strategies import build_strategy, check_strategy_fits
+from sites.errors import ConfigError
+
+sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+
+
+def test_flower_strategies_with_arguments():
+    fedprox = build_strategy({"_target_": "flwr.serverapp.strategy.FedProx", "proximal_mu": 0.1,
+                              "min_available_nodes": 1})
+    assert isinstance(fedprox, FedProx) and fedprox.proximal_mu == 0.1
+
+
+def test_a_users_strategy_from_outside_the_packages():
+    strategy = build_strategy({"_target_": "frozen_strategy.FrozenFedAvg", "label": "mine", "min_train_nodes": 1})
+    assert isinstance(strategy, FedAvg) and strategy.label == "mine"
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "words"),
+    [
+        ({}, "strategy._target_", "missing"),
+        ({"_target_": "nowhere.Strategy"}, "strategy._target_", "cannot import 'nowhere.Strategy'"),
+        ({"_target_": "not_a_strategy.Averager"}, "strategy._target_", "is not a flwr.serverapp.strategy.Strategy"),
+        ({"_target_": "flwr.serverapp.strategy.FedAvg", "momentum": 0.9}, "strategy", "momentum"),
+    ],
+)
+def test_plug_in_errors_name_the_key(config, key, words):
+    with pytest.raises(ConfigError) as raised:
+        build_strategy(config)
+    assert raised.value.key == key and words in str(raised.value)
+
+
+def test_node_minima_larger_than_a_stage_are_refused():
+    check_strategy_fits(FedAvg(min_available_nodes=1, min_train_nodes=1, min_evaluate_nodes=1), 1)
+    with pytest.raises(ConfigError, match="strategy.min_available_nodes: is 2 but a stage of this scenario has only 1"):
+        check_strategy_fits(FedAvg(min_available_nodes=2, min_train_nodes=1, min_evaluate_nodes=1), 1)

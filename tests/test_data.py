@@ -15,7 +15,7 @@ def test_same_seed_same_images_different_seed_different_images():
     assert np.array_equal(a.tissue, b.tissue) and np.array_equal(a.texture, b.texture)
     assert not np.array_equal(a.tissue, c.tissue)
     scanner = ScannerSignature(noise=0.1, blur=0.5, bias_field=0.3)
-    assert np.array_equal(acquire(a, scanner, np.random.default_rng(1)), acquire(a, scanner, np.random.default_rng(1)))
+    assert np.array_equal(acquire(a.render(0.3), scanner, np.random.default_rng(1)), acquire(a.render(0.3), scanner, np.random.default_rng(1)))
 
 
 def test_every_slice_has_an_organ_of_plausible_size():
@@ -28,7 +28,7 @@ def test_scanner_contrast_sets_the_organ_against_its_tissue():
     anatomy = sample_anatomy(8, 32, np.random.default_rng(0))
     organ = anatomy.tissue == ORGAN
     for contrast in (-0.3, 0.3):
-        images = acquire(anatomy, ScannerSignature(contrast=contrast, noise=0.0), np.random.default_rng(0))[:, 0]
+        images = acquire(anatomy.render(contrast), ScannerSignature(noise=0.0), np.random.default_rng(0))[:, 0]
         tissue = (anatomy.tissue == 1)
         assert np.sign(images[organ].mean() - images[tissue].mean()) == np.sign(contrast)
 
@@ -37,4 +37,4 @@ def test_scanner_contrast_sets_the_organ_against_its_tissue():
 def test_out_of_range_signature_names_the_field(field):
     anatomy = sample_anatomy(1, 16, np.random.default_rng(0))
     with pytest.raises(ValueError, match=f"scanner.{field} must be a finite number >= 0"):
-        acquire(anatomy, ScannerSignature(**{field: -1.0}), np.random.default_rng(0))
+        acquire(anatomy.render(0.3), ScannerSignature(**{field: -1.0}), np.random.default_rng(0))

@@ -3,7 +3,7 @@
 Each slice is a tissue map (air, soft tissue, organ, bladder, rectum) plus a smooth texture.
 The organ (the segmentation target) has an irregular outline and varies in size and position;
 a bladder above it and a rectum below it are nearby distractors. Sites differ only in how their
-scanner renders this anatomy (:mod:`sites.data.scanner`).
+scanner renders this anatomy (the organ's contrast here, the rest in :mod:`sites.data.scanner`).
 """
 
 from dataclasses import dataclass
@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 AIR, TISSUE, ORGAN, BLADDER, RECTUM = range(5)
+
+# Tissue intensities every scanner shares; the organ's is set by the scanner's contrast.
+_BASE_INTENSITY = {AIR: 0.0, TISSUE: 0.45, BLADDER: 0.85, RECTUM: 0.2}
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,15 @@ class Anatomy:
     def organ_mask(self) -> np.ndarray:
         """Binary organ mask, shape ``(N, H, W)``."""
         return (self.tissue == ORGAN).astype(np.uint8)
+
+    def render(self, contrast: float) -> np.ndarray:
+        """Intensities before acquisition, shape ``(N, H, W)``: each tissue at its shared
+        intensity, the organ at the surrounding tissue's plus ``contrast``, texture inside the body."""
+        lookup = np.zeros(max(_BASE_INTENSITY) + 1, dtype=np.float32)
+        for tissue, value in _BASE_INTENSITY.items():
+            lookup[tissue] = value
+        lookup[ORGAN] = _BASE_INTENSITY[TISSUE] + contrast
+        return lookup[self.tissue] + self.texture * (self.tissue != AIR)
 
 
 def _ellipse(x, y, cx, cy, rx, ry, wobble=None, theta=None):

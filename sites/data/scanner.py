@@ -1,17 +1,14 @@
-"""A site's acquisition: the same anatomy rendered through one scanner signature.
+"""A site's acquisition: rendered anatomy passed through one scanner signature.
 
-The intensity steps use MONAI's transforms (Gaussian smoothing, bias field, Gaussian noise),
-seeded per site so that a site's look is reproducible.
+Anatomy modules render intensities (using the signature's ``contrast`` for their target);
+:func:`acquire` then applies what every scanner does to every image: gain and offset, blur,
+bias field and noise, with MONAI's transforms, seeded per site so a site's look is reproducible.
 """
 
 import numpy as np
 from monai.transforms import GaussianSmooth, RandBiasField, RandGaussianNoise
 
 from ..spec import ScannerSignature
-from .prostate import AIR, BLADDER, ORGAN, RECTUM, TISSUE, Anatomy
-
-# Tissue intensities every scanner shares; the organ's is set by the signature's contrast.
-_BASE_INTENSITY = {AIR: 0.0, TISSUE: 0.45, BLADDER: 0.85, RECTUM: 0.2}
 
 
 def check_signature(scanner: ScannerSignature) -> None:
@@ -24,8 +21,17 @@ def check_signature(scanner: ScannerSignature) -> None:
             raise ValueError(f"scanner.{name} must be a finite number >= 0 (got {value})")
 
 
-def acquire(anatomy: Anatomy, scanner: ScannerSignature, rng: np.random.Generator) -> np.ndarray:
-    """Render anatomy as a scanner would.
+def acquire(images: np.ndarray, scanner: ScannerSignature, rng: np.random.Generator) -> np.ndarray:
+    """Apply a scanner signature to rendered intensities.
+
+    Parameters
+    ----------
+    images : np.ndarray
+        Rendered intensities, shape ``(N, H, W)``.
+    scanner : ScannerSignature
+        The signature (its ``contrast`` is the renderer's business, not used here).
+    rng : np.random.Generator
+        Seeds the bias field and the noise.
 
     Returns
     -------
@@ -33,14 +39,7 @@ def acquire(anatomy: Anatomy, scanner: ScannerSignature, rng: np.random.Generato
         Images of shape ``(N, 1, H, W)``, float32.
     """
     check_signature(scanner)
-    lookup = np.zeros(max(_BASE_INTENSITY) + 1, dtype=np.float32)
-    for tissue, value in _BASE_INTENSITY.items():
-        lookup[tissue] = value
-    lookup[ORGAN] = _BASE_INTENSITY[TISSUE] + scanner.contrast
-    body = anatomy.tissue != AIR
-    images = lookup[anatomy.tissue] + anatomy.texture * body
     images = (scanner.gain * images + scanner.offset)[:, None].astype(np.float32)
-
     steps = []
     if scanner.blur > 0:
         steps.append(GaussianSmooth(sigma=scanner.blur))

@@ -108,7 +108,6 @@ def build_task(config: dict[str, Any]) -> Task:
     """Instantiate the task described by a ``task`` config node (``_target_`` + arguments)."""
     config = dict(config)
     target = config.pop("_target_", None)
-    config.pop("name", None)
     if target is None:
         raise ConfigError("task._target_", "missing: name the Task class to use")
     try:

@@ -74,7 +74,8 @@ class SegmentationTask(Task):
 
     def _split(self, site: SiteSpec, seed: int, n: int, stream: int) -> TensorDataset:
         anatomy = sample_anatomy(n, self.image_size, seeding.numpy_rng(seed, site.index, stream, 0))
-        images = acquire(anatomy, site.scanner, seeding.numpy_rng(seed, site.index, stream, 1))
+        images = acquire(anatomy.render(site.scanner.contrast), site.scanner,
+                         seeding.numpy_rng(seed, site.index, stream, 1))
         images = np.stack([np.asarray(self._normalize(image)) for image in images])
         masks = anatomy.organ_mask[:, None].astype(np.int64)
         return TensorDataset(torch.from_numpy(images), torch.from_numpy(masks))

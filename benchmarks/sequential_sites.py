@@ -53,7 +53,8 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
                 calls[site] += 1
                 model = model_with(state)
                 metrics = task.train(model, data[site].train,
-                                     seed=seeding.stream_seed(seed, index[site], seeding.LOCAL_TRAINING, calls[site]))
+                                     seed=seeding.stream_seed(seed, index[site], seeding.LOCAL_TRAINING, calls[site]),
+                                     config={"phase": "train"})
                 states.append(model.state_dict())
                 weights.append(metrics["num-examples"])
             total = sum(weights)

@@ -1,8 +1,9 @@
 """What a run leaves behind: the result matrix and its summaries, as JSON."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from .scenario import Scenario
 
 @dataclass
 class RunResult:
-    """R[t, j] with everything needed to read it.
+    """R[t, j] with everything needed to read it, filled stage by stage.
 
     Attributes
     ----------
@@ -20,23 +21,43 @@ class RunResult:
         The timeline that produced it.
     metric : str
         The primary metric in R.
-    matrix : np.ndarray
-        Shape ``(stages, sites)``: R[t, j], row t after stage t + 1, columns in site order.
     site_metrics : list of dict
-        Per stage, site id -> every metric the site reported.
+        Per stage, site id -> every scalar metric the site reported.
+    statistics : list of dict
+        Per stage, phase -> the site statistics summed before that phase (if it needed any).
+    pooled : list of dict
+        Per stage, federation-wide metrics the task computed from every site's evaluation.
     """
 
     scenario: Scenario
     metric: str
-    matrix: np.ndarray
-    site_metrics: list[dict[str, dict[str, float]]]
+    site_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    statistics: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    pooled: list[dict[str, float]] = field(default_factory=list)
+
+    def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
+                  pooled: dict[str, float]) -> None:
+        scalars = {site: {k: v for k, v in metrics.items() if not isinstance(v, list)}
+                   for site, metrics in site_metrics.items()}
+        self.site_metrics.append({site: scalars[site] for site in self.scenario.site_ids})
+        self.statistics.append(statistics)
+        self.pooled.append(pooled)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Shape ``(stages, sites)``: R[t, j], row t after stage t + 1, columns in site order."""
+        return np.array([[stage[site][self.metric] for site in self.scenario.site_ids]
+                         for stage in self.site_metrics])
 
     @property
     def arrival(self) -> list[int | None]:
         return [site.arrival for site in self.scenario.sites]
 
     def summary(self) -> dict:
-        return {"metric": self.metric, "schedule": self.scenario.schedule, **summarize(self.matrix, self.arrival)}
+        summary = {"metric": self.metric, "schedule": self.scenario.schedule, **summarize(self.matrix, self.arrival)}
+        if self.pooled and self.pooled[-1]:
+            summary["pooled"] = self.pooled[-1]
+        return summary
 
     def matrix_json(self) -> dict:
         return {
@@ -48,13 +69,11 @@ class RunResult:
             "stages": [list(stage.sites) for stage in self.scenario.stages],
             "R": self.matrix.tolist(),
             "site_metrics": self.site_metrics,
+            "statistics": self.statistics,
+            "pooled": self.pooled,
         }
 
     def write(self, run_dir: Path) -> None:
         """Write ``matrix.json`` and ``summary.json`` into ``run_dir``."""
         (run_dir / "matrix.json").write_text(json.dumps(self.matrix_json(), indent=2))
         (run_dir / "summary.json").write_text(json.dumps(self.summary(), indent=2))
-
-    @classmethod
-    def read_matrix(cls, run_dir: Path) -> dict:
-        return json.loads((run_dir / "matrix.json").read_text())

@@ -31,6 +31,7 @@ class RunLog:
 
     def listener(self, event: str | None = None) -> Callable[[str, list[tuple[str, Message]]], None]:
         """A reply listener that logs each reply's metrics as ``event`` (default: the message
+        type's action if it has one, e.g. ``statistics`` for ``query.statistics``, else its
         category, e.g. ``train``); a training exchange also advances the round counter."""
 
         def log_replies(message_type: str, replies: list[tuple[str, Message]]) -> None:
@@ -39,7 +40,7 @@ class RunLog:
                 self.round += 1
             for site, reply in replies:
                 metrics = {k: v for record in reply.content.metric_records.values() for k, v in record.items()}
-                self.write(event or category, site=site, metrics=metrics)
+                self.write(event or message_type.split(".")[-1], site=site, metrics=metrics)
             if category == "train" and event is None and self._on_round is not None:
                 self._on_round(self.stage, self.round)
 

@@ -1,15 +1,16 @@
 """The Flower ServerApp: runs the scenario timeline with any Flower strategy.
 
 At each stage the strategy sees, through :class:`~server.site_grid.SiteGrid`, only that
-stage's sites and runs its own rounds (``Strategy.start``); after the stage, every site of the
-scenario (trained, not yet arrived, held out) evaluates the global model, filling R[t, j].
+stage's sites and runs its own rounds (``Strategy.start``), once per phase of the task (most
+tasks have one; a phase may first need counts summed across the present sites). After the
+stage, every site of the scenario (trained, not yet arrived, held out) evaluates the global
+model, filling R[t, j].
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -21,7 +22,8 @@ from sites.tasks import Task
 from .discovery import check_site_data, discover_sites
 from .results import RunResult
 from .run_log import RunLog
-from .scenario import Scenario
+from .scenario import Scenario, Stage
+from .statistics import sum_counts
 from .site_grid import SiteGrid
 
 
@@ -83,47 +85,67 @@ class Timeline:
         plan, scenario = self.plan, self.plan.scenario
         (plan.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round)
+        result = RunResult(scenario, plan.task.primary_metric)
         try:
             site_of_node = discover_sites(grid, scenario.site_ids)
-            check_site_data(grid, site_of_node, scenario.site_ids, log.listener("data"), plan.round_timeout)
+            check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
             everyone = SiteGrid(grid, site_of_node, scenario.site_ids, log.listener("matrix"))
             arrays = initial_arrays(plan.task, plan.seed)
-            rows, site_metrics = [], []
             for stage in scenario.stages:
                 log.stage = stage.index
                 view = SiteGrid(grid, site_of_node, stage.sites, log.listener())
-                stage_config = ConfigRecord({"stage": stage.index})
-                outcome = plan.strategy.start(
-                    grid=view,
-                    initial_arrays=arrays,
-                    num_rounds=stage.rounds,
-                    timeout=plan.round_timeout,
-                    train_config=stage_config,
-                    evaluate_config=ConfigRecord(dict(stage_config)),
-                )
-                if len(outcome.arrays) > 0:
-                    arrays = outcome.arrays
+                arrays, statistics = self._train_stage(view, stage, arrays)
                 torch.save(arrays.to_torch_state_dict(), plan.run_dir / "checkpoints" / f"stage_{stage.index}.pt")
-                metrics = self._evaluate_everyone(everyone, arrays, stage.index)
-                site_metrics.append(metrics)
-                rows.append([metrics[site][plan.task.primary_metric] for site in scenario.site_ids])
+                site_metrics = self._evaluate_everyone(everyone, arrays, stage.index)
+                result.add_stage(site_metrics, statistics, plan.task.pool_metrics(site_metrics, statistics))
                 if self.on_stage is not None:
                     self.on_stage(stage.index)
         finally:
             log.close()
-        self.result = RunResult(scenario, plan.task.primary_metric, np.array(rows), site_metrics)
-        self.result.write(plan.run_dir)
-        return self.result
+        result.write(plan.run_dir)
+        self.result = result
+        return result
+
+    def _train_stage(self, view: SiteGrid, stage: Stage,
+                     arrays: ArrayRecord) -> tuple[ArrayRecord, dict[str, dict[str, float]]]:
+        """Run every phase of the task as the strategy's own rounds; return the new global
+        arrays and, per phase that needed them, the summed site statistics."""
+        statistics = {}
+        for phase in self.plan.task.phases:
+            config = {"stage": stage.index, "phase": phase.name}
+            if phase.statistics:
+                totals = self._sum_statistics(view, arrays, config)
+                statistics[phase.name] = totals
+                config.update(self.plan.task.phase_config(phase.name, totals))
+            outcome = self.plan.strategy.start(
+                grid=view,
+                initial_arrays=arrays,
+                num_rounds=stage.rounds,
+                timeout=self.plan.round_timeout,
+                train_config=ConfigRecord(config),
+                evaluate_config=ConfigRecord(dict(config)),
+            )
+            if len(outcome.arrays) > 0:
+                arrays = outcome.arrays
+        return arrays, statistics
+
+    def _sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, config: dict) -> dict[str, float]:
+        """Ask the present sites for their counts and add them up: counts cross the wire, samples never."""
+        replies = view.send_and_receive(_messages(view, arrays, config, f"{MessageType.QUERY}.statistics"),
+                                        timeout=self.plan.round_timeout)
+        return sum_counts([reply.content["statistics"] for reply in replies])
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
-        messages = [
-            Message(RecordDict({"arrays": arrays, "config": ConfigRecord({"stage": stage})}),
-                    dst_node_id=node, message_type=MessageType.EVALUATE)
-            for node in everyone.get_node_ids()
-        ]
-        replies = everyone.send_and_receive(messages, timeout=self.plan.round_timeout)
+        replies = everyone.send_and_receive(
+            _messages(everyone, arrays, {"stage": stage}, MessageType.EVALUATE), timeout=self.plan.round_timeout)
         return {everyone.site_of_node(reply.metadata.src_node_id): dict(reply.content["metrics"])
                 for reply in replies}
+
+
+def _messages(view: SiteGrid, arrays: ArrayRecord, config: dict, message_type: str) -> list[Message]:
+    """One message with the global arrays and a config for every node the view shows."""
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord(config)})
+    return [Message(content, dst_node_id=node, message_type=message_type) for node in view.get_node_ids()]
 
 
 def build_server_app(timeline: Timeline) -> ServerApp:

@@ -15,12 +15,12 @@ console = Console(stderr=True)
 
 
 class TimelineProgress:
-    """One bar whose steps are the training rounds and the evaluation after each stage."""
+    """One bar whose steps are the training rounds (of every phase) and the evaluation after each stage."""
 
-    def __init__(self, scenario: Scenario, progress: Progress) -> None:
+    def __init__(self, scenario: Scenario, phases: int, progress: Progress) -> None:
         self._scenario = scenario
         self._progress = progress
-        total = sum(stage.rounds for stage in scenario.stages) + len(scenario.stages)
+        total = sum(stage.rounds * phases for stage in scenario.stages) + len(scenario.stages)
         self._bar = progress.add_task("starting sites", total=total)
 
     def on_round(self, stage: int, round_: int) -> None:
@@ -33,10 +33,10 @@ class TimelineProgress:
 
 
 @contextmanager
-def timeline_progress(scenario: Scenario) -> Iterator[TimelineProgress]:
+def timeline_progress(scenario: Scenario, phases: int) -> Iterator[TimelineProgress]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        yield TimelineProgress(scenario, progress)
+        yield TimelineProgress(scenario, phases, progress)
 
 
 def _fmt(value: float | None) -> str:
@@ -58,4 +58,6 @@ def print_summary(result: RunResult, run_dir: str) -> None:
         f"memorizability {_fmt(summary['memorizability'])}   generalizability {_fmt(summary['generalizability'])}"
         f"   BWT {_fmt(summary['bwt'])}   forgetting {_fmt(summary['forgetting'])}"
     )
+    if summary.get("pooled"):
+        console.print("federation-wide: " + "   ".join(f"{k} {_fmt(v)}" for k, v in summary["pooled"].items()))
     console.print(f"run directory: {run_dir}  (report.md, matrix.json, summary.json, metrics.jsonl)")

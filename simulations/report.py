@@ -85,6 +85,14 @@ def write_report(run_dir: Path, result: RunResult) -> None:
     for row, stage in zip(result.matrix, summary["per_stage"]):
         lines.append(f"| {stage['stage']} | " + " | ".join(f"{v:.3f}" for v in row)
                      + f" | {_fmt(stage['memorizability'])} | {_fmt(stage['generalizability'])} |")
+    if any(result.pooled):
+        keys = sorted({key for stage in result.pooled for key in stage})
+        lines += ["", "## Federation-wide metrics", "",
+                  "Computed by the task from every site's evaluation (counts only, e.g. summed score "
+                  "histograms) and the counts the sites reported before each phase.", "",
+                  "| after stage | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for t, pooled in enumerate(result.pooled, start=1):
+            lines.append(f"| {t} | " + " | ".join(_fmt(pooled.get(key)) for key in keys) + " |")
     lines += ["", "![R heatmap](heatmap.png)", "", "![per-site curves](site_curves.png)", "",
               "Files: `config.yaml` (resolved config; rerun it with "
               "`python -m simulations.run --config-path <this dir> --config-name config hydra.run.dir=<new dir>`), "

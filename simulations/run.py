@@ -70,7 +70,7 @@ def execute(cfg: DictConfig) -> Path:
     seeding.seed_everything(plan.seed)
     client_app = build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
                                   num_threads=max(1, int(config["backend"]["client_cpus"])))
-    with timeline_progress(plan.scenario) as progress:
+    with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
         timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
         run_federation(build_server_app(timeline), client_app, len(plan.scenario.sites),
                        config["backend"]["client_cpus"], verbose=bool(config["verbose"]))

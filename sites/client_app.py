@@ -5,6 +5,8 @@ Handlers:
 - ``query``: which site this node is;
 - ``query.data``: load (generate or read) the site's data now and report the split sizes, so
   that bad data stops a run before any training;
+- ``query.statistics``: counts the task needs summed across sites before a phase (e.g. label x
+  pseudo-bias counts); counts only, never samples;
 - ``train``: local training of the received global model on the site's training split;
 - ``evaluate``: the primary and secondary metrics of the received model on the site's test split.
 
@@ -108,17 +110,24 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         reply = MetricRecord({"n-train": len(data.train), "n-test": len(data.test)})
         return Message(RecordDict({"data": reply}), reply_to=message)
 
+    @app.query("statistics")
+    def report_statistics(message: Message, context: Context) -> Message:
+        _, task, data = load(context)
+        model = task.build_model()
+        model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+        counts = task.site_statistics(model, data, dict(_incoming_config(message)))
+        return Message(RecordDict({"statistics": MetricRecord(counts)}), reply_to=message)
+
     @app.train()
     def train(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         model = task.build_model()
         model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
-        config = _incoming_config(message)
         metrics = task.train(
             model,
             data.train,
             seed=seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)),
-            proximal_mu=float(config.get("proximal-mu", 0.0)),
+            config=dict(_incoming_config(message)),
         )
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)

@@ -1,5 +1,6 @@
 """Shared fixtures: Flower message identity, the default configs, and running the CLI."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from omegaconf import OmegaConf
 
 from server.scenario import Scenario
+from sites.errors import ConfigError
 from sites.tasks import build_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,13 @@ def small_task(small_task_config):
     return build_task(small_task_config)
 
 
+def task_config_error_key(config: dict, changes: dict) -> str:
+    """The config key named by the error of building a task from ``config`` with ``changes``."""
+    with pytest.raises(ConfigError) as raised:
+        build_task({**copy.deepcopy(config), **changes})
+    return raised.value.key
+
+
 def run_cli(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m simulations.run <overrides>`` from the repository root."""
     return subprocess.run([sys.executable, "-m", "simulations.run", *overrides], cwd=ROOT,
@@ -58,3 +67,16 @@ def run_cli(*overrides: str, env: dict | None = None) -> subprocess.CompletedPro
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+@pytest.fixture
+def small_debiasing_config() -> dict:
+    """The debiasing task at unit-test size."""
+    config = load_config("task", "debiasing")
+    config.update(n_train=24, n_test=16, batch_size=8, local_steps=3, image_size=32, channels=[8, 16], strides=[2, 2])
+    return config
+
+
+@pytest.fixture
+def small_debiasing_task(small_debiasing_config):
+    return build_task(small_debiasing_config)

@@ -114,3 +114,27 @@ def test_a_directory_holding_a_run_is_never_overwritten(fedavg_run):
     assert completed.returncode != 0
     assert "already holds a run" in completed.stderr
     assert _digest(fedavg_run) == before
+
+
+def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(tmp_path):
+    completed = run_cli("size=smoke", "task=debiasing", "task.method=pbbl", f"hydra.run.dir={tmp_path}")
+    assert completed.returncode == 0, completed.stderr
+    events = _events(tmp_path)
+    statistics = [e for e in events if e["event"] == "statistics"]
+    assert {(e["stage"], e["site"]) for e in statistics} == {(1, "A"), (2, "B"), (3, "C"), (4, "D")}
+    assert all(set(e["metrics"]) == {"n-b0-y0", "n-b0-y1", "n-b1-y0", "n-b1-y1", "pseudo-known", "pseudo-correct"}
+               for e in statistics)
+    phases = [e for e in events if e["event"] == "train" and e["stage"] == 1]
+    assert len(phases) == 2  # one round of the bias phase, one of the debias phase
+    summary = read_json(tmp_path / "summary.json")
+    assert summary["metric"] == "balanced_auc"
+    assert {"aligned_auc", "conflicting_auc", "balanced_auc", "pseudo_label_accuracy"} <= set(summary["pooled"])
+    assert "Federation-wide metrics" in (tmp_path / "report.md").read_text()
+
+
+def test_debiasing_in_the_federated_arrangement(tmp_path):
+    completed = run_cli("size=smoke", "scenario=federated_sources", "task=debiasing", "task.arrangement=federated",
+                        "task.method=bias_balanced_oracle", f"hydra.run.dir={tmp_path}")
+    assert completed.returncode == 0, completed.stderr
+    summary = read_json(tmp_path / "summary.json")
+    assert summary["metric"] == "auc" and "conflicting_auc" in summary["pooled"]

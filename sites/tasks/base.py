@@ -3,7 +3,8 @@
 import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from hydra.utils import get_class
@@ -22,6 +23,23 @@ class SiteData:
     test: TensorDataset
 
 
+@dataclass(frozen=True)
+class Phase:
+    """A part of every stage that runs as its own rounds of the strategy.
+
+    Parameters
+    ----------
+    name : str
+        Sent to the sites in the training config under ``phase``.
+    statistics : bool
+        Before the phase, each present site reports counts (:meth:`Task.site_statistics`);
+        the server sums them and turns the sums into the phase's config (:meth:`Task.phase_config`).
+    """
+
+    name: str
+    statistics: bool = False
+
+
 class Task(ABC):
     """A learning problem as one site sees it.
 
@@ -38,7 +56,7 @@ class Task(ABC):
     """
 
     #: Name of the metric that fills R[t, j]; higher is better.
-    primary_metric: ClassVar[str]
+    primary_metric: str
 
     def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
         for key, value in (("n_train", n_train), ("n_test", n_test), ("batch_size", batch_size),
@@ -59,14 +77,33 @@ class Task(ABC):
         """The site's train and test splits, generated or read from disk."""
 
     @abstractmethod
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Training loss of a batch."""
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+        """Training loss of one batch (the tensors of the training split) in the phase ``config['phase']``."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float | list[float]]:
         """Metrics of ``model`` on ``data``; must include :attr:`primary_metric`."""
 
-    def train(self, model: nn.Module, data: TensorDataset, seed: int, proximal_mu: float = 0.0) -> dict[str, float]:
+    @property
+    def phases(self) -> list[Phase]:
+        """The phases of every stage, in order; most tasks have one."""
+        return [Phase("train")]
+
+    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
+        """Counts a site reports before a phase with ``statistics=True`` (summed across sites)."""
+        raise NotImplementedError(f"{type(self).__name__} has no phase that needs site statistics")
+
+    def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
+        """The training config of ``phase``, from the summed site statistics."""
+        return {}
+
+    def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],
+                     statistics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+        """Federation-wide metrics of a stage, from every site's evaluation (e.g. summed
+        histograms) and the site statistics summed before each phase."""
+        return {}
+
+    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any]) -> dict[str, float]:
         """Run :attr:`local_steps` Adam steps on ``data``.
 
         Parameters
@@ -77,8 +114,9 @@ class Task(ABC):
             The site's training split.
         seed : int
             Seeds the batch order.
-        proximal_mu : float
-            FedProx proximal weight: adds ``mu / 2 * ||w - w_global||^2`` to the loss.
+        config : mapping
+            The strategy's training config: ``phase`` (default ``train``), the phase's entries,
+            and ``proximal-mu`` (FedProx: adds ``mu / 2 * ||w - w_global||^2`` to the loss).
 
         Returns
         -------
@@ -88,13 +126,14 @@ class Task(ABC):
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
         batches = itertools.islice(itertools.cycle(loader), self.local_steps)
+        proximal_mu = float(config.get("proximal-mu", 0.0))
         global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         model.train()
         total = 0.0
-        for inputs, targets in batches:
+        for batch in batches:
             optimizer.zero_grad()
-            loss = self.loss(model(inputs), targets)
+            loss = self.batch_loss(model, batch, config)
             if proximal_mu > 0:
                 drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
                 loss = loss + proximal_mu / 2 * drift

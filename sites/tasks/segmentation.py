@@ -1,7 +1,7 @@
 """Prostate-like organ segmentation in 2D slices (DESIGN.md §4) with MONAI's UNet."""
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ class SegmentationTask(Task):
     in {0, 1}; network output ``(N, 2, H, W)`` logits.
     """
 
-    primary_metric: ClassVar[str] = "dice"
+    primary_metric = "dice"
 
     def __init__(
         self,
@@ -86,8 +86,9 @@ class SegmentationTask(Task):
             test=self._split(site, seed, site.n_test or self.n_test, seeding.DATA_TEST),
         )
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self._loss(output, target)
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+        images, masks = batch
+        return self._loss(model(images), masks)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:

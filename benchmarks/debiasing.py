@@ -1,0 +1,60 @@
+"""Debiasing figures: bias ratio x method, centralized and federated, over seeds.
+
+- centralized: ``scenario=centralized`` (one site, one stage), ``task.arrangement=source_biased``
+  (two sources inside the site, label = source for a ``bias_ratio`` share of training images);
+- federated: ``scenario=federated_sources`` (four sites training together with FedAvg),
+  ``task.arrangement=federated`` (each site one source, with its own label skew).
+
+Every number is federation-wide (pooled over the sites' test splits from their score
+histograms) after the last stage: AUC on bias-aligned and bias-conflicting test images, their
+mean (balanced), and the accuracy of PBBL's pseudo bias labels on the training images.
+
+    python -m benchmarks.debiasing                       # 3 ratios x 3 methods x 2 settings x 3 seeds
+    python -m benchmarks.debiasing size=smoke --seeds 0 --ratios 0.9
+"""
+
+import argparse
+
+import numpy as np
+
+from benchmarks.common import simulate
+
+SETTINGS = {
+    "centralized": ["scenario=centralized", "task.arrangement=source_biased"],
+    "federated": ["scenario=federated_sources", "task.arrangement=federated"],
+}
+METHODS = ("erm", "pbbl", "bias_balanced_oracle")
+COLUMNS = ("aligned_auc", "conflicting_auc", "balanced_auc", "pseudo_label_accuracy")
+
+
+def _mean_std(values: list[float]) -> str:
+    return "—" if not values else f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.95, 0.99])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
+    args = parser.parse_args()
+
+    print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; mean ± std over seeds")
+    print()
+    print("| setting | bias ratio | method | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 3) + "|")
+    for setting in args.settings:
+        for ratio in args.ratios:
+            for method in METHODS:
+                pooled = []
+                for seed in args.seeds:
+                    overrides = ["task=debiasing", *SETTINGS[setting], f"task.method={method}",
+                                 f"task.bias_ratio={ratio}", f"seed={seed}", *args.overrides]
+                    _, matrix = simulate(overrides)
+                    pooled.append(matrix["pooled"][-1])
+                cells = [_mean_std([p[c] for p in pooled if c in p]) for c in COLUMNS]
+                print(f"| {setting} | {ratio} | {method} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Real images from disk: a CSV manifest of files with labels, read with MONAI's loaders.
+
+Columns: ``path`` (relative to the manifest's folder, or absolute), ``label`` (0 or 1),
+``site`` (a site id of the scenario); optional ``bias`` (0, 1, or empty when unknown) and
+``split`` (``train`` or ``test``; without it a seeded fifth of each site's rows is the test
+split). Images (PNG, DICOM, NIfTI: whatever MONAI's ``LoadImage`` reads) are made single
+channel, resized and z-scored.
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from monai.transforms import LoadImage, NormalizeIntensity, Resize
+
+REQUIRED_COLUMNS = ("path", "label", "site")
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """One split of a site: images ``(N, 1, S, S)`` float32, labels ``(N,)`` and bias ``(N,)``
+    int64 (bias -1 where unknown)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    bias: np.ndarray
+
+
+def _binary(value: str, column: str, where: str, allow_blank: bool) -> int:
+    value = value.strip()
+    if allow_blank and value == "":
+        return -1
+    if value not in ("0", "1"):
+        raise ValueError(f"{where}: {column} must be 0 or 1{' or empty' if allow_blank else ''} (got {value!r})")
+    return int(value)
+
+
+def read_site_rows(manifest: Path, site: str) -> list[dict]:
+    """The validated rows of one site; every error names the manifest, the row and the problem."""
+    if not manifest.is_file():
+        raise ValueError(f"manifest not found: {manifest}")
+    with manifest.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"manifest {manifest}: missing columns {missing} (has {reader.fieldnames})")
+        rows = []
+        for line, raw in enumerate(reader, start=2):  # line 1 is the header
+            if raw["site"].strip() != site:
+                continue
+            where = f"manifest {manifest}, row {line}"
+            path = Path(raw["path"].strip())
+            path = path if path.is_absolute() else manifest.parent / path
+            if not path.is_file():
+                raise ValueError(f"{where}: image not found: {path}")
+            split = (raw.get("split") or "").strip()
+            if split not in ("", "train", "test"):
+                raise ValueError(f"{where}: split must be 'train' or 'test' (got {split!r})")
+            rows.append({"line": line, "path": path, "split": split,
+                         "label": _binary(raw["label"], "label", where, allow_blank=False),
+                         "bias": _binary(raw.get("bias") or "", "bias", where, allow_blank=True)})
+    if not rows:
+        raise ValueError(f"manifest {manifest} has no rows for site {site!r}")
+    return rows
+
+
+def load_site_split(manifest: Path, site: str, image_size: int,
+                    rng: np.random.Generator) -> tuple[LabelledImages, LabelledImages]:
+    """A site's train and test splits from the manifest."""
+    rows = read_site_rows(manifest, site)
+    if not any(row["split"] for row in rows):
+        test = set(rng.permutation(len(rows))[: max(1, len(rows) // 5)].tolist())
+        for i, row in enumerate(rows):
+            row["split"] = "test" if i in test else "train"
+    load, resize, normalize = LoadImage(image_only=True, ensure_channel_first=True), Resize((image_size, image_size)), NormalizeIntensity()
+
+    def read(row: dict) -> np.ndarray:
+        try:
+            image = np.asarray(load(str(row["path"])), dtype=np.float32)
+        except Exception as error:  # MONAI raises reader-specific types
+            raise ValueError(f"manifest {manifest}, row {row['line']}: cannot read {row['path']}: {error}") from None
+        if image.ndim != 3:
+            raise ValueError(f"manifest {manifest}, row {row['line']}: expected a 2D image, got shape {image.shape[1:]}")
+        image = image.mean(axis=0, keepdims=True)
+        if not np.isfinite(image).all() or image.std() == 0:
+            raise ValueError(f"manifest {manifest}, row {row['line']}: {row['path']} is constant or not finite")
+        return np.asarray(normalize(resize(image)), dtype=np.float32)
+
+    def split(name: str) -> LabelledImages:
+        chosen = [row for row in rows if row["split"] == name]
+        if not chosen:
+            raise ValueError(f"manifest {manifest}: site {site!r} has no {name} rows")
+        return LabelledImages(np.stack([read(row) for row in chosen]),
+                              np.array([row["label"] for row in chosen], dtype=np.int64),
+                              np.array([row["bias"] for row in chosen], dtype=np.int64))
+
+    return split("train"), split("test")

@@ -1,0 +1,1 @@
+"""Networks the tasks build (one per file), written from MONAI's building blocks."""

@@ -1,0 +1,253 @@
+"""Debiased classification of chest-radiograph-like images (DESIGN.md §1.3).
+
+A lung opacity is the label; a source appearance is a bias attribute correlated with it in
+training. Methods (``method``):
+
+- ``erm``: plain cross entropy;
+- ``pbbl``: pseudo bias-balanced learning. ``pseudo_label_repeats`` bias-capturing models are
+  trained with generalized cross entropy, one phase each; then each site thresholds their
+  mean probability at its own Youden-J point to get pseudo bias labels, reports only
+  label x pseudo-bias counts, and the debiased model trains with the bias-balanced softmax
+  ``CE(f(x) + log p(y | b_hat), y)`` under the prior built from the summed counts;
+- ``bias_balanced_oracle``: the same loss with the true bias labels (upper reference).
+
+Arrangements (``arrangement``):
+
+- ``source_biased``: every site holds two sources; source 1 is rendered with the site's
+  scanner shifted by ``source_shift``; in training the label equals the source for a
+  ``bias_ratio`` share of samples; the test split has the four (label, source) groups in equal
+  numbers. Primary metric: ``balanced_auc``.
+- ``federated``: every site is one source (its own scanner) with its own label skew: sites
+  with an even index have a ``bias_ratio`` share of positives, odd ones of negatives, so the
+  site's look is the shortcut. A site's test split is label-balanced. Within a site the bias
+  attribute is constant, so aligned/conflicting AUCs exist only federation-wide (pooled from
+  the sites' score histograms); the per-site primary metric is ``auc``.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import NormalizeIntensity
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .. import seeding
+from ..data.chest import render_radiographs
+from ..data.manifest import LabelledImages, load_site_split
+from ..data.scanner import acquire
+from ..errors import ConfigError
+from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
+from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
+from ..networks.debiasing_net import DebiasingNet
+from ..spec import SiteSpec
+from ..thresholds import youden_threshold
+from .base import Phase, SiteData, Task
+
+METHODS = ("erm", "pbbl", "bias_balanced_oracle")
+ARRANGEMENTS = ("source_biased", "federated")
+
+
+class DebiasingTask(Task):
+    """Binary opacity classification under a label-correlated source bias.
+
+    Parameters
+    ----------
+    image_size : int
+        Images are ``image_size`` x ``image_size``.
+    channels, strides : sequence of int
+        MONAI ``Classifier`` levels (shared by the main and the bias-capturing models).
+    num_res_units : int
+        Residual units per level.
+    method : str
+        One of ``erm``, ``pbbl``, ``bias_balanced_oracle``.
+    arrangement : str
+        ``source_biased`` or ``federated`` (see the module docstring).
+    bias_ratio : float
+        Share of bias-aligned training samples, in [0.5, 1).
+    q : float
+        GCE exponent, in (0, 1].
+    pseudo_label_repeats : int
+        Number of bias-capturing models whose mean probability gives the pseudo labels.
+    source_shift : mapping
+        Added to the site's scanner signature for source 1 (``source_biased`` only).
+    manifest : str or None
+        CSV manifest of real images (see :mod:`sites.data.manifest`); ``None`` generates data.
+    **kwargs
+        See :class:`~sites.tasks.base.Task`.
+
+    Shapes: images ``(N, 1, S, S)`` float; labels and bias ``(N,)`` int64 (bias -1 if unknown);
+    network output ``(N, 2)`` logits.
+    """
+
+    def __init__(self, image_size: int, channels: Sequence[int], strides: Sequence[int], num_res_units: int,
+                 method: str, arrangement: str, bias_ratio: float, q: float, pseudo_label_repeats: int,
+                 source_shift: Mapping[str, float], manifest: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if method not in METHODS:
+            raise ConfigError("task.method", f"must be one of {list(METHODS)} (got {method!r})")
+        if arrangement not in ARRANGEMENTS:
+            raise ConfigError("task.arrangement", f"must be one of {list(ARRANGEMENTS)} (got {arrangement!r})")
+        if not 0.5 <= bias_ratio < 1:
+            raise ConfigError("task.bias_ratio", f"must be in [0.5, 1) (got {bias_ratio})")
+        if not 0 < q <= 1:
+            raise ConfigError("task.q", f"must be in (0, 1] (got {q})")
+        if int(pseudo_label_repeats) < 1:
+            raise ConfigError("task.pseudo_label_repeats", f"must be >= 1 (got {pseudo_label_repeats})")
+        unknown = set(source_shift) - {"gain", "offset", "contrast", "noise", "blur", "bias_field"}
+        if unknown:
+            raise ConfigError("task.source_shift", f"unknown scanner fields {sorted(unknown)}")
+        self.image_size, self.channels, self.strides = int(image_size), tuple(channels), tuple(strides)
+        self.num_res_units = int(num_res_units)
+        self.method, self.arrangement = method, arrangement
+        self.bias_ratio, self.q, self.repeats = float(bias_ratio), float(q), int(pseudo_label_repeats)
+        self.source_shift = {k: float(v) for k, v in source_shift.items()}
+        self.manifest = None if manifest is None else Path(manifest)
+        self.primary_metric = "balanced_auc" if arrangement == "source_biased" else "auc"
+
+    # --- model and phases -------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return DebiasingNet((1, self.image_size, self.image_size), self.channels, self.strides,
+                            self.num_res_units, num_bias_models=self.repeats if self.method == "pbbl" else 0)
+
+    @property
+    def phases(self) -> list[Phase]:
+        if self.method == "erm":
+            return [Phase("train")]
+        bias_phases = [Phase(f"bias-{k}") for k in range(self.repeats)] if self.method == "pbbl" else []
+        return [*bias_phases, Phase("debias", statistics=True)]
+
+    # --- data -------------------------------------------------------------------------------
+
+    def load_site(self, site: SiteSpec, seed: int) -> SiteData:
+        if self.manifest is not None:
+            splits = load_site_split(self.manifest, site.id, self.image_size, seeding.numpy_rng(seed, site.index))
+        else:
+            splits = tuple(self._generate(site, seed, split) for split in (seeding.DATA_TRAIN, seeding.DATA_TEST))
+        train, test = (TensorDataset(*(torch.from_numpy(a) for a in (s.images, s.labels, s.bias))) for s in splits)
+        labels = splits[0].labels
+        if labels.min() == labels.max():
+            raise ValueError(f"training labels are all {labels[0]}; a site needs both classes")
+        if self.method == "bias_balanced_oracle" and (splits[0].bias < 0).any():
+            raise ValueError("task.method=bias_balanced_oracle needs a known bias for every training row")
+        return SiteData(train=train, test=test)
+
+    def _composition(self, site: SiteSpec, n: int, split: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (label, bias) counts: the stated ratio, at least one conflicting sample."""
+        if split == seeding.DATA_TEST:
+            if self.arrangement == "source_biased":
+                groups = np.arange(n) % 4
+                return groups // 2, groups % 2
+            site_bias = 1 - site.index % 2
+            return np.arange(n) % 2, np.full(n, site_bias)
+        conflicting = min(n - 1, max(1, n - round(self.bias_ratio * n)))
+        aligned = np.arange(n) >= conflicting
+        if self.arrangement == "source_biased":
+            bias = np.arange(n) % 2
+        else:
+            bias = np.full(n, 1 - site.index % 2)
+        return np.where(aligned, bias, 1 - bias), bias
+
+    def _generate(self, site: SiteSpec, seed: int, split: int) -> LabelledImages:
+        n = (site.n_train or self.n_train) if split == seeding.DATA_TRAIN else (site.n_test or self.n_test)
+        rng = seeding.numpy_rng(seed, site.index, split, 0)
+        labels, bias = self._composition(site, n, split)
+        order = rng.permutation(n)
+        labels, bias = labels[order].astype(np.int64), bias[order].astype(np.int64)
+        # An opacity is always denser than lung: only the size of the site's contrast matters here.
+        intensities = render_radiographs(labels, self.image_size, abs(site.scanner.contrast), rng)
+        images = np.empty((n, 1, self.image_size, self.image_size), dtype=np.float32)
+        for source in (0, 1):
+            chosen = bias == source if self.arrangement == "source_biased" else np.full(n, source == 0)
+            if chosen.any():
+                images[chosen] = acquire(intensities[chosen], self._scanner(site, source),
+                                         seeding.numpy_rng(seed, site.index, split, 1 + source))
+        normalize = NormalizeIntensity()
+        images = np.stack([np.asarray(normalize(image), dtype=np.float32) for image in images])
+        return LabelledImages(images, labels, bias)
+
+    def _scanner(self, site: SiteSpec, source: int):
+        if source == 0:
+            return site.scanner
+        return replace(site.scanner, **{k: getattr(site.scanner, k) + v for k, v in self.source_shift.items()})
+
+    # --- training ---------------------------------------------------------------------------
+
+    def pseudo_bias(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
+        """Pseudo bias labels of ``data``: the bias models' mean probability above the site's
+        Youden-J threshold against the target label."""
+        images, labels = data.tensors[0], data.tensors[1]
+        model.eval()
+        with torch.no_grad():
+            probability = model.bias_probability(images).numpy()
+        return torch.from_numpy(probability > youden_threshold(probability, labels.numpy())).long()
+
+    def _groups(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
+        return self.pseudo_bias(model, data) if self.method == "pbbl" else data.tensors[2]
+
+    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any]) -> dict[str, float]:
+        if config.get("phase") == "debias":
+            data = TensorDataset(data.tensors[0], data.tensors[1], self._groups(model, data))
+        return super().train(model, data, seed, config)
+
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+        images, labels, groups = batch
+        phase = config.get("phase", "train")
+        if phase == "train":
+            return F.cross_entropy(model(images), labels)
+        if phase.startswith("bias-"):
+            return generalized_cross_entropy(model.bias[int(phase.split("-")[1])](images), labels, self.q)
+        if phase == "debias":
+            log_prior = torch.tensor(config["log-prior"], dtype=torch.float32).reshape(2, 2)
+            return balanced_softmax_cross_entropy(model(images), labels, groups, log_prior)
+        raise ValueError(f"unknown phase {phase!r}")
+
+    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
+        """Label x (pseudo) bias counts of the training split, and how many pseudo labels match a known bias."""
+        labels, bias = data.train.tensors[1], data.train.tensors[2]
+        groups = self._groups(model, data.train)
+        counts = {f"n-b{b}-y{y}": float(((groups == b) & (labels == y)).sum()) for b in (0, 1) for y in (0, 1)}
+        known = bias >= 0
+        counts["pseudo-known"] = float(known.sum())
+        counts["pseudo-correct"] = float((groups[known] == bias[known]).sum())
+        return counts
+
+    def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
+        """``log-prior``: log p(y | b) from the summed counts, add-one smoothed, row-major (b, y)."""
+        counts = np.array([[totals[f"n-b{b}-y{y}"] for y in (0, 1)] for b in (0, 1)]) + 1.0
+        return {"log-prior": np.log(counts / counts.sum(axis=1, keepdims=True)).ravel().tolist()}
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float | list[float]]:
+        model.eval()
+        images, labels, bias = (t.numpy() for t in data.tensors)
+        scores = model(torch.from_numpy(images)).softmax(dim=1)[:, 1].numpy()
+        predicted = scores > 0.5
+        metrics: dict[str, float | list[float]] = {"num-examples": len(labels), "accuracy": float((predicted == labels).mean())}
+        overall = auc(scores, labels)
+        if overall is not None:
+            metrics["auc"] = overall
+        metrics.update(group_aucs(scores, labels, bias))
+        for y in (0, 1):
+            for b in (0, 1):
+                group = (labels == y) & (bias == b)
+                if group.any():
+                    metrics[f"acc-y{y}-b{b}"] = float((predicted[group] == y).mean())
+        metrics.update(score_histograms(scores, labels, bias))
+        return metrics
+
+    def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],
+                     statistics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+        """Federation-wide group AUCs, and (pbbl) the accuracy of the pseudo bias labels."""
+        pooled = pooled_group_aucs(site_metrics.values())
+        counts = statistics.get("debias", {})
+        if self.method == "pbbl" and counts.get("pseudo-known"):
+            pooled["pseudo_label_accuracy"] = counts["pseudo-correct"] / counts["pseudo-known"]
+        return pooled

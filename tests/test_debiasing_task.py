@@ -1,0 +1,96 @@
+"""The debiasing task: data arrangements, phases per method, pseudo labels, metrics, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import task_config_error_key
+from sites.spec import ScannerSignature, SiteSpec
+from sites.tasks import build_task
+
+SITES = [SiteSpec(id=s, name=s, index=i, scanner=ScannerSignature(contrast=0.3)) for i, s in enumerate("AB")]
+
+
+def _groups(dataset):
+    labels, bias = dataset.tensors[1].numpy(), dataset.tensors[2].numpy()
+    return {(y, b): int(((labels == y) & (bias == b)).sum()) for y in (0, 1) for b in (0, 1)}
+
+
+def test_source_biased_sites_hold_two_sources_at_the_ratio(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "n_train": 40, "bias_ratio": 0.9})
+    data = task.load_site(SITES[0], seed=0)
+    groups = _groups(data.train)
+    assert groups[(0, 0)] + groups[(1, 1)] == 36 and groups[(0, 1)] + groups[(1, 0)] == 4
+    assert len(set(_groups(data.test).values())) == 1  # the four test groups are equal
+    assert data.train.tensors[0].shape == (40, 1, 32, 32)
+
+
+def test_federated_sites_are_sources_with_opposite_label_skews(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "arrangement": "federated", "n_train": 40, "bias_ratio": 0.9})
+    assert task.primary_metric == "auc"
+    a, b = (task.load_site(site, seed=0) for site in SITES)
+    assert set(a.train.tensors[2].tolist()) == {1} and set(b.train.tensors[2].tolist()) == {0}
+    assert a.train.tensors[1].float().mean() == pytest.approx(0.9)
+    assert b.train.tensors[1].float().mean() == pytest.approx(0.1)
+    assert a.test.tensors[1].float().mean() == pytest.approx(0.5)
+
+
+def test_phases_per_method(small_debiasing_config):
+    def phases(**changes):
+        return [(p.name, p.statistics) for p in build_task({**small_debiasing_config, **changes}).phases]
+
+    assert phases(method="erm") == [("train", False)]
+    assert phases(method="pbbl", pseudo_label_repeats=2) == [("bias-0", False), ("bias-1", False), ("debias", True)]
+    assert phases(method="bias_balanced_oracle") == [("debias", True)]
+
+
+def test_gce_bias_model_captures_the_source_as_pseudo_labels(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "method": "pbbl", "n_train": 64, "local_steps": 60,
+                       "bias_ratio": 0.9, "lr": 0.003})
+    data = task.load_site(SITES[0], seed=0)
+    torch.manual_seed(0)
+    model = task.build_model()
+    main_before = [p.detach().clone() for p in model.main.parameters()]
+    task.train(model, data.train, seed=0, config={"phase": "bias-0"})
+    assert all(torch.equal(a, b) for a, b in zip(main_before, model.main.parameters()))  # the bias phase left main alone
+    counts = task.site_statistics(model, data, {})
+    assert sum(counts[f"n-b{b}-y{y}"] for b in (0, 1) for y in (0, 1)) == 64
+    assert counts["pseudo-correct"] / counts["pseudo-known"] > 0.85
+
+
+def test_oracle_counts_are_the_true_groups(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "method": "bias_balanced_oracle"})
+    data = task.load_site(SITES[0], seed=0)
+    counts = task.site_statistics(task.build_model(), data, {})
+    truth = _groups(data.train)
+    assert all(counts[f"n-b{b}-y{y}"] == truth[(y, b)] for y in (0, 1) for b in (0, 1))
+    assert counts["pseudo-correct"] == counts["pseudo-known"]
+
+
+def test_debias_phase_trains_the_main_model_with_the_prior(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "method": "bias_balanced_oracle"})
+    data = task.load_site(SITES[0], seed=0)
+    model = task.build_model()
+    config = {"phase": "debias", **task.phase_config("debias", task.site_statistics(model, data, {}))}
+    before = [p.detach().clone() for p in model.main.parameters()]
+    assert np.isfinite(task.train(model, data.train, seed=0, config=config)["train-loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.main.parameters()))
+
+
+def test_evaluation_metrics_and_their_pooled_form(small_debiasing_task):
+    data = small_debiasing_task.load_site(SITES[0], seed=0)
+    metrics = small_debiasing_task.evaluate(small_debiasing_task.build_model(), data.test)
+    assert {"auc", "aligned_auc", "conflicting_auc", "balanced_auc", "acc-y1-b0", "hist-y0-b1"} <= set(metrics)
+    assert metrics["balanced_auc"] == pytest.approx((metrics["aligned_auc"] + metrics["conflicting_auc"]) / 2)
+    pooled = small_debiasing_task.pool_metrics({"A": metrics}, {})
+    assert pooled["balanced_auc"] == pytest.approx(metrics["balanced_auc"], abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [({"method": "irm"}, "task.method"), ({"arrangement": "mixed"}, "task.arrangement"),
+     ({"bias_ratio": 1.0}, "task.bias_ratio"), ({"q": 0}, "task.q"),
+     ({"pseudo_label_repeats": 0}, "task.pseudo_label_repeats"), ({"source_shift": {"gamma": 1}}, "task.source_shift")],
+)
+def test_bad_config_names_the_key(small_debiasing_config, changes, key):
+    assert task_config_error_key(small_debiasing_config, changes) == key

@@ -80,10 +80,18 @@ def test_debias_phase_trains_the_main_model_with_the_prior(small_debiasing_confi
 def test_evaluation_metrics_and_their_pooled_form(small_debiasing_task):
     data = small_debiasing_task.load_site(SITES[0], seed=0)
     metrics = small_debiasing_task.evaluate(small_debiasing_task.build_model(), data.test)
-    assert {"auc", "aligned_auc", "conflicting_auc", "balanced_auc", "acc-y1-b0", "hist-y0-b1"} <= set(metrics)
+    assert {"auc", "aligned_auc", "conflicting_auc", "balanced_auc", "n-y1-b0", "correct-y1-b0", "hist-y0-b1"} <= set(metrics)
     assert metrics["balanced_auc"] == pytest.approx((metrics["aligned_auc"] + metrics["conflicting_auc"]) / 2)
-    pooled = small_debiasing_task.pool_metrics({"A": metrics}, {})
+    assert sum(metrics[f"n-y{y}-b{b}"] for y in (0, 1) for b in (0, 1)) == 16
+    pooled = small_debiasing_task.pool_metrics({"A": metrics, "B": metrics}, {})
     assert pooled["balanced_auc"] == pytest.approx(metrics["balanced_auc"], abs=0.05)
+    assert pooled["acc-y1-b0"] == metrics["correct-y1-b0"] / metrics["n-y1-b0"]
+
+
+def test_federated_sites_report_the_same_metric_keys(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "arrangement": "federated"})
+    keys = [set(task.evaluate(task.build_model(), task.load_site(site, seed=0).test)) for site in SITES]
+    assert keys[0] == keys[1] and "aligned_auc" not in keys[0]
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,8 @@ def test_png_and_dicom_rows_load_as_z_scored_images(manifest):
 
 
 def test_the_task_reads_the_manifest_for_its_site(manifest, small_debiasing_config):
-    task = build_task({**small_debiasing_config, "manifest": str(manifest), "image_size": 16})
+    task = build_task({**small_debiasing_config, "manifest": str(manifest), "image_size": 16,
+                       "arrangement": "federated"})
     data = task.load_site(SiteSpec(id="A", name="a", index=0), seed=0)
     assert len(data.train) == 6 and len(data.test) == 2
     assert {"auc", "num-examples"} <= set(task.evaluate(task.build_model(), data.test))
@@ -85,11 +86,18 @@ def test_a_corrupt_image_is_named(manifest):
         load_site_split(manifest, "A", 16, np.random.default_rng(0))
 
 
+def test_source_biased_needs_every_group_in_the_test_split(manifest, small_debiasing_config):
+    task = build_task({**small_debiasing_config, "manifest": str(manifest), "image_size": 16})
+    with pytest.raises(ValueError, match="needs every \\(label, bias\\) group"):
+        task.load_site(SiteSpec(id="A", name="a", index=0), seed=0)
+
+
 def test_a_site_without_rows_or_with_one_class_is_refused(manifest, small_debiasing_config):
     with pytest.raises(ValueError, match="has no rows for site 'B'"):
         load_site_split(manifest, "B", 16, np.random.default_rng(0))
     text = manifest.read_text().splitlines()
     manifest.write_text("\n".join([text[0]] + [line.replace(",1,", ",0,", 1) for line in text[1:]]) + "\n")
-    task = build_task({**small_debiasing_config, "manifest": str(manifest), "image_size": 16})
+    task = build_task({**small_debiasing_config, "manifest": str(manifest), "image_size": 16,
+                       "arrangement": "federated"})
     with pytest.raises(ValueError, match="training labels are all 0; a site needs both classes"):
         task.load_site(SiteSpec(id="A", name="a", index=0), seed=0)

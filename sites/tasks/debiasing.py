@@ -130,9 +130,14 @@ class DebiasingTask(Task):
         else:
             splits = tuple(self._generate(site, seed, split) for split in (seeding.DATA_TRAIN, seeding.DATA_TEST))
         train, test = (TensorDataset(*(torch.from_numpy(a) for a in (s.images, s.labels, s.bias))) for s in splits)
-        labels = splits[0].labels
-        if labels.min() == labels.max():
-            raise ValueError(f"training labels are all {labels[0]}; a site needs both classes")
+        for name, split in zip(("training", "test"), splits):
+            if split.labels.min() == split.labels.max():
+                raise ValueError(f"{name} labels are all {split.labels[0]}; a site needs both classes")
+        test_split = splits[1]
+        if self.arrangement == "source_biased" and not all(
+                ((test_split.labels == y) & (test_split.bias == b)).any() for y in (0, 1) for b in (0, 1)):
+            raise ValueError("arrangement=source_biased needs every (label, bias) group, with known bias, "
+                             "in the test split")
         if self.method == "bias_balanced_oracle" and (splits[0].bias < 0).any():
             raise ValueError("task.method=bias_balanced_oracle needs a known bias for every training row")
         return SiteData(train=train, test=test)
@@ -167,8 +172,7 @@ class DebiasingTask(Task):
             if chosen.any():
                 images[chosen] = acquire(intensities[chosen], self._scanner(site, source),
                                          seeding.numpy_rng(seed, site.index, split, 1 + source))
-        normalize = NormalizeIntensity()
-        images = np.stack([np.asarray(normalize(image), dtype=np.float32) for image in images])
+        images = np.asarray(NormalizeIntensity(channel_wise=True)(images[:, 0]), dtype=np.float32)[:, None]
         return LabelledImages(images, labels, bias)
 
     def _scanner(self, site: SiteSpec, source: int):
@@ -230,23 +234,33 @@ class DebiasingTask(Task):
         images, labels, bias = (t.numpy() for t in data.tensors)
         scores = model(torch.from_numpy(images)).softmax(dim=1)[:, 1].numpy()
         predicted = scores > 0.5
-        metrics: dict[str, float | list[float]] = {"num-examples": len(labels), "accuracy": float((predicted == labels).mean())}
-        overall = auc(scores, labels)
-        if overall is not None:
-            metrics["auc"] = overall
-        metrics.update(group_aucs(scores, labels, bias))
+        # Every site reports the same keys (Flower's aggregation requires it): group results as
+        # counts, group AUCs only where every site has every group (source_biased, checked at load).
+        metrics: dict[str, float | list[float]] = {
+            "num-examples": len(labels),
+            "accuracy": float((predicted == labels).mean()),
+            "auc": auc(scores, labels),
+        }
+        if self.arrangement == "source_biased":
+            metrics.update(group_aucs(scores, labels, bias))
         for y in (0, 1):
             for b in (0, 1):
                 group = (labels == y) & (bias == b)
-                if group.any():
-                    metrics[f"acc-y{y}-b{b}"] = float((predicted[group] == y).mean())
+                metrics[f"n-y{y}-b{b}"] = float(group.sum())
+                metrics[f"correct-y{y}-b{b}"] = float((predicted[group] == y).sum())
         metrics.update(score_histograms(scores, labels, bias))
         return metrics
 
     def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],
                      statistics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-        """Federation-wide group AUCs, and (pbbl) the accuracy of the pseudo bias labels."""
+        """Federation-wide group AUCs and group accuracies, and (pbbl) the accuracy of the pseudo
+        bias labels."""
         pooled = pooled_group_aucs(site_metrics.values())
+        for y in (0, 1):
+            for b in (0, 1):
+                n = sum(m[f"n-y{y}-b{b}"] for m in site_metrics.values())
+                if n:
+                    pooled[f"acc-y{y}-b{b}"] = sum(m[f"correct-y{y}-b{b}"] for m in site_metrics.values()) / n
         counts = statistics.get("debias", {})
         if self.method == "pbbl" and counts.get("pseudo-known"):
             pooled["pseudo_label_accuracy"] = counts["pseudo-correct"] / counts["pseudo-known"]

@@ -3,9 +3,9 @@
 from typing import Any
 
 from flwr.serverapp.strategy import Strategy
-from hydra.utils import get_class
 
 from sites.errors import ConfigError
+from sites.targets import instantiate
 
 # Flower's sampling waits, without a time limit, until this many nodes are connected; through
 # the stage view a strategy only ever sees the sites of the current stage.
@@ -14,20 +14,7 @@ _NODE_MINIMA = ("min_available_nodes", "min_train_nodes", "min_evaluate_nodes")
 
 def build_strategy(config: dict[str, Any]) -> Strategy:
     """Instantiate ``config['_target_']`` with the remaining keys as keyword arguments."""
-    config = dict(config)
-    target = config.pop("_target_", None)
-    if not target:
-        raise ConfigError("strategy._target_", "missing: name a flwr.serverapp.strategy.Strategy subclass")
-    try:
-        cls = get_class(target)
-    except Exception as error:  # hydra wraps import failures in several types
-        raise ConfigError("strategy._target_", f"cannot import {target!r}: {error}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise ConfigError("strategy._target_", f"{target} is not a flwr.serverapp.strategy.Strategy subclass")
-    try:
-        return cls(**config)
-    except TypeError as error:
-        raise ConfigError("strategy", f"{target}: {error}") from None
+    return instantiate(config, "strategy", Strategy, "flwr.serverapp.strategy.Strategy")
 
 
 def check_strategy_fits(strategy: Strategy, smallest_stage: int) -> None:

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from hydra.utils import get_class
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..errors import ConfigError
 from ..spec import SiteSpec
+from ..targets import instantiate
 
 
 @dataclass(frozen=True)
@@ -145,17 +145,4 @@ class Task(ABC):
 
 def build_task(config: dict[str, Any]) -> Task:
     """Instantiate the task described by a ``task`` config node (``_target_`` + arguments)."""
-    config = dict(config)
-    target = config.pop("_target_", None)
-    if target is None:
-        raise ConfigError("task._target_", "missing: name the Task class to use")
-    try:
-        cls = get_class(target)
-    except Exception as error:  # hydra wraps import failures in several types
-        raise ConfigError("task._target_", f"cannot import {target!r}: {error}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise ConfigError("task._target_", f"{target} is not a sites.tasks.Task")
-    try:
-        return cls(**config)
-    except TypeError as error:
-        raise ConfigError("task", f"{target}: {error}") from None
+    return instantiate(config, "task", Task, "sites.tasks.Task")

@@ -50,6 +50,13 @@ def _incoming_arrays(message: Message) -> ArrayRecord:
     return records[0]
 
 
+def _global_model(task: Task, message: Message) -> torch.nn.Module:
+    """The task's network holding the arrays the server sent."""
+    model = task.build_model()
+    model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+    return model
+
+
 def _incoming_config(message: Message) -> ConfigRecord:
     records = list(message.content.config_records.values())
     return records[0] if records else ConfigRecord()
@@ -113,16 +120,14 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     @app.query("statistics")
     def report_statistics(message: Message, context: Context) -> Message:
         _, task, data = load(context)
-        model = task.build_model()
-        model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+        model = _global_model(task, message)
         counts = task.site_statistics(model, data, dict(_incoming_config(message)))
         return Message(RecordDict({"statistics": MetricRecord(counts)}), reply_to=message)
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
         site, task, data = load(context)
-        model = task.build_model()
-        model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+        model = _global_model(task, message)
         metrics = task.train(
             model,
             data.train,
@@ -135,8 +140,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         _, task, data = load(context)
-        model = task.build_model()
-        model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+        model = _global_model(task, message)
         metrics = task.evaluate(model, data.test)
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
 

@@ -14,6 +14,9 @@ DATA_TRAIN = 0
 DATA_TEST = 1
 LOCAL_TRAINING = 2
 MODEL_INIT = 3
+DATA_VALIDATION = 4
+# Seeded by the site alone (not the run's seed): how a site's scanner renders each sequence.
+SEQUENCE_SIGNATURE = 5
 
 
 def stream_seed(seed: int, *path: int) -> int:

@@ -1,16 +1,20 @@
 """Shared fixtures: Flower message identity, the default configs, and running the CLI."""
 
 import copy
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
 from omegaconf import OmegaConf
 
 from server.scenario import Scenario
+from sites.data.brain import MODALITIES
 from sites.errors import ConfigError
 from sites.tasks import build_task
 
@@ -80,3 +84,35 @@ def small_debiasing_config() -> dict:
 @pytest.fixture
 def small_debiasing_task(small_debiasing_config):
     return build_task(small_debiasing_config)
+
+
+@pytest.fixture
+def small_grading_config() -> dict:
+    """The grading task at unit-test size."""
+    config = load_config("task", "grading")
+    config.update(n_train=16, n_validation=8, n_test=8, batch_size=4, local_steps=2, depth=4, image_size=16,
+                  channels=[4, 8])
+    return config
+
+
+def write_brats_case(root, case, shape=(12, 10, 8), skip=(), override=None):
+    """A BraTS-style case folder: one random NIfTI volume per modality, minus ``skip``,
+    with ``override`` arrays in place of the random ones."""
+    folder = root / case
+    folder.mkdir()
+    rng = np.random.default_rng(len(case))
+    for modality in MODALITIES:
+        if modality in skip:
+            continue
+        data = (override or {}).get(modality, rng.normal(size=shape).astype(np.float32))
+        nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4)), folder / f"{case}_{modality}.nii.gz")
+
+
+def write_manifest(root, rows, columns=("case", "grade", "site", "split")):
+    """A CSV manifest in ``root``."""
+    path = root / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return path

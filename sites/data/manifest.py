@@ -8,6 +8,7 @@ channel, resized and z-scored.
 """
 
 import csv
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,30 +37,36 @@ def _binary(value: str, column: str, where: str, allow_blank: bool) -> int:
     return int(value)
 
 
-def read_site_rows(manifest: Path, site: str) -> list[dict]:
-    """The validated rows of one site; every error names the manifest, the row and the problem."""
+def site_rows(manifest: Path, site: str, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` for every row of ``site`` in a CSV manifest that has the ``required``
+    columns (one of them ``site``); a missing manifest or column is an error naming it."""
     if not manifest.is_file():
         raise ValueError(f"manifest not found: {manifest}")
     with manifest.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"manifest {manifest}: missing columns {missing} (has {reader.fieldnames})")
-        rows = []
         for line, raw in enumerate(reader, start=2):  # line 1 is the header
-            if raw["site"].strip() != site:
-                continue
-            where = f"manifest {manifest}, row {line}"
-            path = Path(raw["path"].strip())
-            path = path if path.is_absolute() else manifest.parent / path
-            if not path.is_file():
-                raise ValueError(f"{where}: image not found: {path}")
-            split = (raw.get("split") or "").strip()
-            if split not in ("", "train", "test"):
-                raise ValueError(f"{where}: split must be 'train' or 'test' (got {split!r})")
-            rows.append({"line": line, "path": path, "split": split,
-                         "label": _binary(raw["label"], "label", where, allow_blank=False),
-                         "bias": _binary(raw.get("bias") or "", "bias", where, allow_blank=True)})
+            if raw["site"].strip() == site:
+                yield line, raw
+
+
+def read_site_rows(manifest: Path, site: str) -> list[dict]:
+    """The validated rows of one site; every error names the manifest, the row and the problem."""
+    rows = []
+    for line, raw in site_rows(manifest, site, REQUIRED_COLUMNS):
+        where = f"manifest {manifest}, row {line}"
+        path = Path(raw["path"].strip())
+        path = path if path.is_absolute() else manifest.parent / path
+        if not path.is_file():
+            raise ValueError(f"{where}: image not found: {path}")
+        split = (raw.get("split") or "").strip()
+        if split not in ("", "train", "test"):
+            raise ValueError(f"{where}: split must be 'train' or 'test' (got {split!r})")
+        rows.append({"line": line, "path": path, "split": split,
+                     "label": _binary(raw["label"], "label", where, allow_blank=False),
+                     "bias": _binary(raw.get("bias") or "", "bias", where, allow_blank=True)})
     if not rows:
         raise ValueError(f"manifest {manifest} has no rows for site {site!r}")
     return rows

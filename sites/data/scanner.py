@@ -27,7 +27,7 @@ def acquire(images: np.ndarray, scanner: ScannerSignature, rng: np.random.Genera
     Parameters
     ----------
     images : np.ndarray
-        Rendered intensities, shape ``(N, H, W)``.
+        Rendered intensities, shape ``(N, *spatial)``: slices ``(N, H, W)`` or volumes ``(N, D, H, W)``.
     scanner : ScannerSignature
         The signature (its ``contrast`` is the renderer's business, not used here).
     rng : np.random.Generator
@@ -36,7 +36,7 @@ def acquire(images: np.ndarray, scanner: ScannerSignature, rng: np.random.Genera
     Returns
     -------
     np.ndarray
-        Images of shape ``(N, 1, H, W)``, float32.
+        Images of shape ``(N, 1, *spatial)``, float32.
     """
     check_signature(scanner)
     images = (scanner.gain * images + scanner.offset)[:, None].astype(np.float32)

@@ -1,0 +1,100 @@
+"""BraTS-style multi-modal cases from disk: a CSV manifest and one folder of NIfTI files per case.
+
+Manifest columns: ``case`` (the case folder's name, relative to the manifest's folder),
+``grade`` (``LGG`` or ``HGG``, any case), ``site`` (a site id of the scenario); optional
+``split`` (``train``, ``validation`` or ``test``; without it a seeded fifth of each site's cases
+is the test split and a tenth the validation split). A case folder holds one file per
+modality, named like BraTS's own: ``<anything>_t1.nii.gz`` or ``t1.nii`` (and ``t1ce``, ``t2``,
+``flair``).
+
+Volumes are read with MONAI's ``LoadImage`` as ``(X, Y, Z)`` with ``Z`` the axial (slice) axis,
+reordered to ``(Z, X, Y)``, resized with MONAI's ``Resize`` and z-scored per modality.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+from monai.transforms import LoadImage, NormalizeIntensity, Resize
+
+from .brain import MODALITIES
+from .manifest import site_rows
+
+REQUIRED_COLUMNS = ("case", "grade", "site")
+GRADES = {"LGG": 0, "HGG": 1}
+SPLITS = ("train", "validation", "test")
+
+
+def _modality_file(case_dir: Path, modality: str, where: str) -> Path:
+    pattern = re.compile(rf"(.*_)?{modality}\.nii(\.gz)?")
+    found = [path for path in case_dir.iterdir() if pattern.fullmatch(path.name.lower())]
+    if len(found) != 1:
+        problem = "missing modality" if not found else f"{len(found)} files for modality"
+        raise ValueError(f"{where}: {problem} {modality} (expected one *_{modality}.nii[.gz] in {case_dir})")
+    return found[0]
+
+
+def read_site_cases(manifest: Path, site: str) -> list[dict]:
+    """The validated rows of one site, with each case's four files; every error names the
+    manifest, the row and the case."""
+    cases = []
+    for line, raw in site_rows(manifest, site, REQUIRED_COLUMNS):
+        case = raw["case"].strip()
+        where = f"manifest {manifest}, row {line}, case {case}"
+        grade = raw["grade"].strip().upper()
+        if grade not in GRADES:
+            raise ValueError(f"{where}: grade must be one of {list(GRADES)} (got {raw['grade']!r})")
+        split = (raw.get("split") or "").strip()
+        if split not in ("", *SPLITS):
+            raise ValueError(f"{where}: split must be one of {list(SPLITS)} (got {split!r})")
+        case_dir = manifest.parent / case
+        if not case_dir.is_dir():
+            raise ValueError(f"{where}: case folder not found: {case_dir}")
+        files = [_modality_file(case_dir, modality, where) for modality in MODALITIES]
+        cases.append({"where": where, "files": files, "grade": GRADES[grade], "split": split})
+    if not cases:
+        raise ValueError(f"manifest {manifest} has no cases for site {site!r}")
+    return cases
+
+
+def _assign_splits(cases: list[dict], rng: np.random.Generator) -> None:
+    if any(case["split"] for case in cases):
+        return
+    order = rng.permutation(len(cases))
+    n_test, n_validation = max(1, len(cases) // 5), max(1, len(cases) // 10)
+    for rank, i in enumerate(order):
+        cases[i]["split"] = "test" if rank < n_test else "validation" if rank < n_test + n_validation else "train"
+
+
+def load_site_cases(manifest: Path, site: str, depth: int, size: int,
+                    rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A site's splits: split name -> (volumes ``(N, 4, depth, size, size)`` float32, grades ``(N,)`` int64)."""
+    cases = read_site_cases(manifest, site)
+    _assign_splits(cases, rng)
+    load, resize, normalize = LoadImage(image_only=True, ensure_channel_first=True), Resize((depth, size, size)), NormalizeIntensity()
+
+    def read(case: dict) -> np.ndarray:
+        volumes = []
+        for modality, path in zip(MODALITIES, case["files"]):
+            try:
+                volume = np.asarray(load(str(path)), dtype=np.float32)
+            except Exception as error:  # MONAI raises reader-specific types
+                raise ValueError(f"{case['where']}: cannot read {path}: {error}") from None
+            if volume.ndim != 4 or volume.shape[0] != 1:
+                raise ValueError(f"{case['where']}: {path} is not a single-channel 3D volume (shape {volume.shape})")
+            if not np.isfinite(volume).all() or volume.std() == 0:
+                raise ValueError(f"{case['where']}: {path} is constant or not finite")
+            volumes.append(volume)
+        shapes = {modality: v.shape[1:] for modality, v in zip(MODALITIES, volumes)}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"{case['where']}: modalities differ in shape {shapes}")
+        return np.concatenate([np.asarray(normalize(resize(np.moveaxis(v, 3, 1))), dtype=np.float32)
+                               for v in volumes])
+
+    splits = {}
+    for name in SPLITS:
+        chosen = [case for case in cases if case["split"] == name]
+        if not chosen:
+            raise ValueError(f"manifest {manifest}: site {site!r} has no {name} cases")
+        splits[name] = (np.stack([read(case) for case in chosen]), np.array([c["grade"] for c in chosen], dtype=np.int64))
+    return splits

@@ -1,4 +1,4 @@
-"""Losses of the debiasing methods (DESIGN.md §1.3)."""
+"""Losses of the methods: cross-modality guidance (DESIGN.md §1.2) and debiasing (§1.3)."""
 
 import torch
 import torch.nn.functional as F
@@ -39,3 +39,26 @@ def balanced_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, 
         ``(G, C)`` with ``log p(y | group)`` in row ``group``.
     """
     return F.cross_entropy(logits + log_prior[groups], targets)
+
+
+def cross_modality_guidance(branch_logits: torch.Tensor, primary: int, temperature: float) -> torch.Tensor:
+    """Pull every secondary branch's prediction towards the primary branch's.
+
+    Mean over the secondary branches ``m`` of ``T^2 KL(softmax(z_p / T) || softmax(z_m / T))``,
+    averaged over the batch, with the gradient stopped on the primary: the primary teaches,
+    the secondaries learn (``T^2`` keeps the gradient scale independent of ``T``).
+
+    Parameters
+    ----------
+    branch_logits : torch.Tensor
+        ``(N, M, C)`` logits of the ``M`` modality branches.
+    primary : int
+        Index of the primary branch.
+    temperature : float
+        ``T`` > 0; larger values soften both distributions.
+    """
+    teacher = F.softmax(branch_logits[:, primary].detach() / temperature, dim=1)
+    secondary = [m for m in range(branch_logits.shape[1]) if m != primary]
+    log_students = F.log_softmax(branch_logits[:, secondary] / temperature, dim=2)
+    divergence = F.kl_div(log_students, teacher[:, None].expand_as(log_students), reduction="none").sum(dim=2)
+    return temperature**2 * divergence.mean()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, read_json, run_cli
+from conftest import ROOT, read_json, run_cli, write_brats_case, write_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +138,48 @@ def test_debiasing_in_the_federated_arrangement(tmp_path):
     assert completed.returncode == 0, completed.stderr
     summary = read_json(tmp_path / "summary.json")
     assert summary["metric"] == "auc" and "conflicting_auc" in summary["pooled"]
+
+
+def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_data(tmp_path):
+    completed = run_cli("size=smoke", "task=grading", f"hydra.run.dir={tmp_path}")
+    assert completed.returncode == 0, completed.stderr
+    events = _events(tmp_path)
+    statistics = [e for e in events if e["event"] == "statistics"]
+    assert {(e["stage"], e["site"]) for e in statistics} == {(1, "A"), (2, "B"), (3, "C"), (4, "D")}
+    assert set(statistics[0]["metrics"]) == {"validation-n", "validation-nll-t1", "validation-nll-t1ce",
+                                             "validation-nll-t2", "validation-nll-flair"}
+    assert len([e for e in events if e["event"] == "train" and e["stage"] == 1]) == 2  # branches, guided
+    summary = read_json(tmp_path / "summary.json")
+    assert summary["metric"] == "auc" and "validation_nll_t1ce" in summary["pooled"]
+    final = read_json(tmp_path / "matrix.json")["site_metrics"][-1]["E"]
+    assert {"auc", "accuracy", "sensitivity", "specificity", "auc-flair"} <= set(final)
+    assert (tmp_path / "report.md").is_file()
+
+
+def _brats_cohort(root, bad_case=None):
+    rows = []
+    for i, split in enumerate(["train"] * 4 + ["validation"] * 2 + ["test"] * 2):
+        write_brats_case(root, f"case{i}", skip=("t1ce",) if f"case{i}" == bad_case else ())
+        rows.append([f"case{i}", "HGG" if i % 2 else "LGG", "A", split])
+    return write_manifest(root, rows)
+
+
+def test_grading_reads_brats_style_cases_from_disk(tmp_path):
+    (tmp_path / "data").mkdir()
+    manifest = _brats_cohort(tmp_path / "data")
+    completed = run_cli("size=smoke", "scenario=centralized", "task=grading", "task.model=late_fusion",
+                        f"task.manifest={manifest}", "task.depth=8", f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode == 0, completed.stderr
+    assert read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]["num-examples"] == 2
+
+
+def test_a_case_missing_a_modality_stops_the_run_naming_site_and_case(fedavg_run, tmp_path):
+    (tmp_path / "data").mkdir()
+    manifest = _brats_cohort(tmp_path / "data", bad_case="case3")
+    before = _digest(fedavg_run)
+    completed = run_cli("size=smoke", "scenario=centralized", "task=grading", f"task.manifest={manifest}",
+                        f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode == 2
+    message = " ".join(completed.stderr.split())
+    assert "site A: ValueError: manifest" in message and "case case3: missing modality t1ce" in message
+    assert _digest(fedavg_run) == before

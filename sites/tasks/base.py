@@ -2,8 +2,8 @@
 
 import itertools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,10 +17,12 @@ from ..targets import instantiate
 
 @dataclass(frozen=True)
 class SiteData:
-    """A site's splits, held in memory at the site."""
+    """A site's splits, held in memory at the site; ``validation`` only for tasks that select
+    something on held-out training data."""
 
     train: TensorDataset
     test: TensorDataset
+    validation: TensorDataset | None = None
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,14 @@ class Phase:
     statistics : bool
         Before the phase, each present site reports counts (:meth:`Task.site_statistics`);
         the server sums them and turns the sums into the phase's config (:meth:`Task.phase_config`).
+    steps_share : float
+        A training round of this phase takes this share of the task's ``local_steps``, so a
+        task can split one budget across phases.
     """
 
     name: str
     statistics: bool = False
+    steps_share: float = 1.0
 
 
 class Task(ABC):
@@ -103,8 +109,13 @@ class Task(ABC):
         histograms) and the site statistics summed before each phase."""
         return {}
 
+    def phase_steps(self, phase: str) -> int:
+        """Local steps of a training round in ``phase`` (its share of :attr:`local_steps`, at least 1)."""
+        share = next((p.steps_share for p in self.phases if p.name == phase), 1.0)
+        return max(1, round(self.local_steps * share))
+
     def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any]) -> dict[str, float]:
-        """Run :attr:`local_steps` Adam steps on ``data``.
+        """Run :meth:`phase_steps` Adam steps on ``data``.
 
         Parameters
         ----------
@@ -125,7 +136,8 @@ class Task(ABC):
         """
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
-        batches = itertools.islice(itertools.cycle(loader), self.local_steps)
+        steps = self.phase_steps(config.get("phase", "train"))
+        batches = itertools.islice(itertools.cycle(loader), steps)
         proximal_mu = float(config.get("proximal-mu", 0.0))
         global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
@@ -140,7 +152,7 @@ class Task(ABC):
             loss.backward()
             optimizer.step()
             total += loss.item()
-        return {"train-loss": total / self.local_steps, "num-examples": len(data)}
+        return {"train-loss": total / steps, "num-examples": len(data)}
 
 
 def build_task(config: dict[str, Any]) -> Task:

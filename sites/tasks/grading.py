@@ -1,0 +1,219 @@
+"""Brain tumor grading (LGG vs HGG) from four MRI sequences (DESIGN.md §1.2).
+
+Models (``model``):
+
+- ``single``: one MC3 on one sequence (``modality``);
+- ``early_fusion``: one MC3 with the four sequences as input channels;
+- ``late_fusion``: one MC3 branch per sequence, each trained with its own cross entropy,
+  prediction = mean of the branches' logits;
+- ``cmg``: the late-fusion network trained with cross-modality guidance. Every stage has two
+  phases, each with half of ``local_steps`` per round: ``branches`` (as late fusion), then
+  ``guided``: before it, the present sites report each branch's summed cross entropy on their
+  validation split; the server picks the branch with the lowest total as the primary modality,
+  and the guided phase adds ``guidance_weight`` x :func:`~sites.losses.cross_modality_guidance`
+  towards it. The primary is chosen on validation data at every stage, never fixed in advance.
+
+``attention`` adds dual attention (spatial and slice) to every MC3. Metrics: ROC AUC (primary),
+accuracy, sensitivity and specificity at probability 0.5, and for multi-branch models each
+branch's AUC.
+"""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import NormalizeIntensity
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .. import seeding
+from ..data.brain import MODALITIES, render_brain_volumes, sequence_scanner
+from ..data.brats import load_site_cases
+from ..data.scanner import acquire
+from ..errors import ConfigError
+from ..group_metrics import auc
+from ..losses import cross_modality_guidance
+from ..networks.mc3 import MC3
+from ..networks.multi_branch_mc3 import MultiBranchMC3
+from ..spec import SiteSpec
+from .base import Phase, SiteData, Task
+
+MODELS = ("single", "early_fusion", "late_fusion", "cmg")
+_SPLIT_STREAMS = {"train": seeding.DATA_TRAIN, "validation": seeding.DATA_VALIDATION, "test": seeding.DATA_TEST}
+
+
+class GradingTask(Task):
+    """Binary glioma grading of multi-modal MRI volumes, scored by ROC AUC.
+
+    Parameters
+    ----------
+    depth, image_size : int
+        Volumes are ``depth`` slices of ``image_size`` x ``image_size``.
+    channels : sequence of int
+        MC3 stage widths; ``image_size`` must be divisible by ``2 ** len(channels)``.
+    conv3d_stages : int
+        Leading MC3 stages with full 3D kernels.
+    model : str
+        One of ``single``, ``early_fusion``, ``late_fusion``, ``cmg``.
+    modality : str
+        The sequence of ``model=single``: ``t1``, ``t1ce``, ``t2`` or ``flair``.
+    attention : bool
+        Dual attention in every MC3.
+    guidance_weight : float
+        Weight of the guidance loss in ``cmg``'s guided phase (>= 0).
+    guidance_temperature : float
+        Softmax temperature of the guidance loss (> 0).
+    n_validation : int
+        Validation cases per site (synthetic data), used to choose ``cmg``'s primary modality.
+    manifest : str or None
+        BraTS-style manifest (see :mod:`sites.data.brats`); ``None`` generates data.
+    **kwargs
+        See :class:`~sites.tasks.base.Task`.
+
+    Shapes: volumes ``(N, 4, D, H, W)`` float, z-scored per case and sequence, sequences in
+    :data:`~sites.data.brain.MODALITIES` order; grades ``(N,)`` int64 (0 LGG, 1 HGG); network
+    output ``(N, 2)`` logits.
+    """
+
+    primary_metric = "auc"
+
+    def __init__(self, depth: int, image_size: int, channels: Sequence[int], conv3d_stages: int, model: str,
+                 modality: str, attention: bool, guidance_weight: float, guidance_temperature: float,
+                 n_validation: int, manifest: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if model not in MODELS:
+            raise ConfigError("task.model", f"must be one of {list(MODELS)} (got {model!r})")
+        if modality not in MODALITIES:
+            raise ConfigError("task.modality", f"must be one of {list(MODALITIES)} (got {modality!r})")
+        if not 0 <= int(conv3d_stages) <= len(channels):
+            raise ConfigError("task.conv3d_stages", f"must be in [0, {len(channels)}] (got {conv3d_stages})")
+        if int(image_size) % 2 ** len(channels) != 0:
+            raise ConfigError("task.image_size", f"must be divisible by 2 ** len(channels) = {2 ** len(channels)}")
+        if guidance_weight < 0:
+            raise ConfigError("task.guidance_weight", f"must be >= 0 (got {guidance_weight})")
+        if guidance_temperature <= 0:
+            raise ConfigError("task.guidance_temperature", f"must be > 0 (got {guidance_temperature})")
+        for key, value in (("depth", depth), ("n_validation", n_validation)):
+            if int(value) < 1:
+                raise ConfigError(f"task.{key}", f"must be >= 1 (got {value})")
+        self.depth, self.image_size = int(depth), int(image_size)
+        self.channels, self.conv3d_stages = tuple(channels), int(conv3d_stages)
+        self.model, self.modality, self.attention = model, modality, bool(attention)
+        self.guidance_weight, self.guidance_temperature = float(guidance_weight), float(guidance_temperature)
+        self.n_validation = int(n_validation)
+        self.manifest = None if manifest is None else Path(manifest)
+
+    # --- model and phases -------------------------------------------------------------------
+
+    @property
+    def multi_branch(self) -> bool:
+        return self.model in ("late_fusion", "cmg")
+
+    def build_model(self) -> nn.Module:
+        if self.multi_branch:
+            return MultiBranchMC3(len(MODALITIES), 2, self.channels, self.conv3d_stages, self.attention)
+        in_channels = len(MODALITIES) if self.model == "early_fusion" else 1
+        return MC3(in_channels, 2, self.channels, self.conv3d_stages, self.attention)
+
+    @property
+    def phases(self) -> list[Phase]:
+        if self.model != "cmg":
+            return [Phase("train")]
+        return [Phase("branches", steps_share=0.5), Phase("guided", statistics=True, steps_share=0.5)]
+
+    def _inputs(self, volumes: torch.Tensor) -> torch.Tensor:
+        if self.model == "single":
+            m = MODALITIES.index(self.modality)
+            return volumes[:, m : m + 1]
+        return volumes
+
+    # --- data -------------------------------------------------------------------------------
+
+    def load_site(self, site: SiteSpec, seed: int) -> SiteData:
+        if self.manifest is not None:
+            splits = load_site_cases(self.manifest, site.id, self.depth, self.image_size,
+                                     seeding.numpy_rng(seed, site.index))
+        else:
+            splits = {name: self._generate(site, seed, name) for name in _SPLIT_STREAMS}
+        for name, (_, grades) in splits.items():
+            if grades.min() == grades.max():
+                raise ValueError(f"{name} cases are all {'HGG' if grades[0] else 'LGG'}; a site needs both grades")
+        train, validation, test = (TensorDataset(*(torch.from_numpy(a) for a in splits[name]))
+                                   for name in ("train", "validation", "test"))
+        return SiteData(train=train, test=test, validation=validation)
+
+    def _generate(self, site: SiteSpec, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+        n = {"train": site.n_train or self.n_train, "validation": self.n_validation,
+             "test": site.n_test or self.n_test}[split]
+        stream = _SPLIT_STREAMS[split]
+        rng = seeding.numpy_rng(seed, site.index, stream, 0)
+        grades = rng.permutation(np.arange(n) % 2).astype(np.int64)
+        volumes = render_brain_volumes(grades, self.depth, self.image_size, site.scanner.contrast, rng)
+        for m, modality in enumerate(MODALITIES):
+            scanner = sequence_scanner(site.scanner, modality,
+                                       seeding.numpy_rng(site.index, seeding.SEQUENCE_SIGNATURE, m))
+            volumes[:, m] = acquire(volumes[:, m], scanner, seeding.numpy_rng(seed, site.index, stream, 1 + m))[:, 0]
+        flat = volumes.reshape(n * len(MODALITIES), *volumes.shape[2:])
+        volumes = np.asarray(NormalizeIntensity(channel_wise=True)(flat), dtype=np.float32).reshape(volumes.shape)
+        return volumes, grades
+
+    # --- training ---------------------------------------------------------------------------
+
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+        volumes, grades = batch
+        if not self.multi_branch:
+            return F.cross_entropy(model(self._inputs(volumes)), grades)
+        logits = model.branch_logits(volumes)
+        loss = F.cross_entropy(logits.flatten(0, 1), grades.repeat_interleave(len(MODALITIES)))
+        if config.get("phase") == "guided":
+            primary = MODALITIES.index(config["primary-modality"])
+            loss = loss + self.guidance_weight * cross_modality_guidance(logits, primary, self.guidance_temperature)
+        return loss
+
+    @torch.no_grad()
+    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
+        """Each branch's summed cross entropy on the site's validation split, and its size."""
+        volumes, grades = data.validation.tensors
+        model.eval()
+        logits = model.branch_logits(volumes)
+        counts = {f"validation-nll-{modality}": float(F.cross_entropy(logits[:, m], grades, reduction="sum"))
+                  for m, modality in enumerate(MODALITIES)}
+        counts["validation-n"] = float(len(grades))
+        return counts
+
+    def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
+        """``primary-modality``: the branch with the lowest summed validation cross entropy."""
+        return {"primary-modality": min(MODALITIES, key=lambda m: totals[f"validation-nll-{m}"])}
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:
+        model.eval()
+        volumes, grades = data.tensors
+        scores = model(self._inputs(volumes)).softmax(dim=1)[:, 1].numpy()
+        labels = grades.numpy()
+        predicted = (scores > 0.5).astype(np.int64)
+        metrics = {
+            "num-examples": len(labels),
+            "auc": auc(scores, labels),
+            "accuracy": float((predicted == labels).mean()),
+            "sensitivity": float(predicted[labels == 1].mean()),
+            "specificity": float(1 - predicted[labels == 0].mean()),
+        }
+        if self.multi_branch:
+            branch_scores = model.branch_logits(volumes).softmax(dim=2)[..., 1].numpy()
+            metrics.update({f"auc-{modality}": auc(branch_scores[:, m], labels) for m, modality in enumerate(MODALITIES)})
+        return metrics
+
+    def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],
+                     statistics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+        """``cmg``: each branch's mean validation cross entropy over the present sites (the
+        primary modality is the lowest)."""
+        totals = statistics.get("guided")
+        if not totals:
+            return {}
+        return {f"validation_nll_{m}": totals[f"validation-nll-{m}"] / totals["validation-n"] for m in MODALITIES}

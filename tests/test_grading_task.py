@@ -1,0 +1,178 @@
+"""The grading task: config checks, data, models, cross-modality guidance and primary selection."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from conftest import task_config_error_key
+from sites.data.brain import MODALITIES
+from sites.losses import cross_modality_guidance
+from sites.networks.mc3 import MC3
+from sites.networks.multi_branch_mc3 import MultiBranchMC3
+from sites.tasks import SiteData, build_task
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"model": "resnet"}, "task.model"),
+        ({"modality": "dwi"}, "task.modality"),
+        ({"conv3d_stages": 3}, "task.conv3d_stages"),
+        ({"image_size": 10}, "task.image_size"),
+        ({"guidance_weight": -1.0}, "task.guidance_weight"),
+        ({"guidance_temperature": 0.0}, "task.guidance_temperature"),
+        ({"depth": 0}, "task.depth"),
+        ({"n_validation": 0}, "task.n_validation"),
+    ],
+)
+def test_bad_grading_config_names_its_key(small_grading_config, changes, key):
+    assert task_config_error_key(small_grading_config, changes) == key
+
+
+def test_a_site_has_train_validation_and_test_cases_of_both_grades(small_grading_config, scenario):
+    task = build_task(small_grading_config)
+    data = task.load_site(scenario.sites[1], seed=0)
+    assert [len(split) for split in (data.train, data.validation, data.test)] == [16, 8, 8]
+    volumes, grades = data.train.tensors
+    assert volumes.shape == (16, 4, 4, 16, 16) and grades.dtype == torch.int64
+    assert sorted(grades.unique().tolist()) == [0, 1]
+    again = task.load_site(scenario.sites[1], seed=0)
+    assert torch.equal(again.test.tensors[0], data.test.tensors[0])
+    other = task.load_site(scenario.sites[2], seed=0)
+    assert not torch.equal(other.test.tensors[0], data.test.tensors[0])
+
+
+@pytest.mark.parametrize(("model", "network"), [("single", MC3), ("early_fusion", MC3),
+                                                ("late_fusion", MultiBranchMC3), ("cmg", MultiBranchMC3)])
+def test_each_model_maps_a_batch_of_cases_to_two_logits(small_grading_config, scenario, model, network):
+    task = build_task({**small_grading_config, "model": model})
+    net = task.build_model()
+    assert isinstance(net, network)
+    volumes = task.load_site(scenario.sites[0], seed=0).test.tensors[0]
+    assert net(task._inputs(volumes)).shape == (8, 2)
+
+
+def test_single_sees_only_its_modality(small_grading_config, scenario):
+    task = build_task({**small_grading_config, "model": "single", "modality": "t2"})
+    torch.manual_seed(0)
+    net = task.build_model().eval()
+    volumes = task.load_site(scenario.sites[0], seed=0).test.tensors[0]
+    changed = volumes.clone()
+    changed[:, [0, 1, 3]] = 0.0
+    torch.testing.assert_close(net(task._inputs(changed)), net(task._inputs(volumes)))
+
+
+def test_attention_switch_adds_or_removes_the_dual_attention(small_grading_config):
+    with_attention = build_task(small_grading_config).build_model()
+    without = build_task({**small_grading_config, "attention": False}).build_model()
+    assert sum(p.numel() for p in with_attention.parameters()) > sum(p.numel() for p in without.parameters())
+    assert all(isinstance(branch.attention, nn.Identity) for branch in without.branches)
+
+
+def test_cmg_splits_the_step_budget_between_its_two_phases(small_grading_config):
+    task = build_task({**small_grading_config, "local_steps": 10})
+    assert [(p.name, p.statistics) for p in task.phases] == [("branches", False), ("guided", True)]
+    assert task.phase_steps("branches") == task.phase_steps("guided") == 5
+    assert build_task({**small_grading_config, "model": "late_fusion", "local_steps": 10}).phase_steps("train") == 10
+
+
+def test_the_guided_phase_trains_for_its_share_of_steps(small_grading_config, scenario, monkeypatch):
+    task = build_task({**small_grading_config, "local_steps": 4})
+    data = task.load_site(scenario.sites[0], seed=0)
+    calls = []
+    original = task.batch_loss
+    monkeypatch.setattr(task, "batch_loss", lambda *args: calls.append(1) or original(*args))
+    task.train(task.build_model(), data.train, seed=0, config={"phase": "guided", "primary-modality": "t2"})
+    assert len(calls) == 2
+
+
+# --- cross-modality guidance -------------------------------------------------------------------
+
+def test_guidance_is_the_kl_divergence_from_the_primary_by_hand():
+    # primary p = (1/2, 1/2), secondary q = (3/4, 1/4): KL(p || q) = 1/2 ln(4/3)
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]], requires_grad=True)
+    loss = cross_modality_guidance(logits, primary=0, temperature=1.0)
+    assert loss.item() == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
+    loss.backward()
+    torch.testing.assert_close(logits.grad, torch.tensor([[[0.0, 0.0], [0.25, -0.25]]]))  # q - p; primary: none
+
+
+def test_guidance_averages_the_secondaries_and_scales_by_temperature_squared():
+    logits = torch.tensor([[[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])
+    # Branch 1 agrees with the primary; branch 2 is its mirror image.
+    p = torch.softmax(torch.tensor([1.0, 0.0]), 0)  # at T = 2
+    kl_mirror = float((p * (p.log() - p.flip(0).log())).sum())
+    assert cross_modality_guidance(logits, 0, temperature=2.0).item() == pytest.approx(4 * kl_mirror / 2, rel=1e-5)
+    assert cross_modality_guidance(logits[:, :2], 0, temperature=2.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_guided_phase_adds_the_weighted_guidance_loss(small_grading_config, scenario):
+    task = build_task({**small_grading_config, "guidance_weight": 0.5})
+    torch.manual_seed(0)
+    net = task.build_model()
+    batch = list(task.load_site(scenario.sites[0], seed=0).train.tensors)
+    plain = task.batch_loss(net, batch, {"phase": "branches"})
+    guided = task.batch_loss(net, batch, {"phase": "guided", "primary-modality": "flair"})
+    expected = plain + 0.5 * cross_modality_guidance(net.branch_logits(batch[0]), MODALITIES.index("flair"), 2.0)
+    torch.testing.assert_close(guided, expected)
+
+
+class _KnownBranches(nn.Module):
+    """Branch logits that grade perfectly for one modality and say nothing for the others."""
+
+    def __init__(self, best: int) -> None:
+        super().__init__()
+        self.best = best
+
+    def branch_logits(self, volumes: torch.Tensor, grades: torch.Tensor | None = None) -> torch.Tensor:
+        logits = torch.zeros(len(volumes), len(MODALITIES), 2)
+        logits[:, self.best, 1] = 4.0 * (2 * self.grades - 1)
+        return logits
+
+
+@pytest.mark.parametrize("best", range(len(MODALITIES)))
+def test_the_primary_modality_is_the_branch_best_on_validation_data(small_grading_config, best):
+    task = build_task(small_grading_config)
+    grades = torch.tensor([0, 1, 1, 0, 1, 0])
+    validation = TensorDataset(torch.zeros(6, 4, 4, 16, 16), grades)
+    model = _KnownBranches(best)
+    model.grades = grades
+    counts = task.site_statistics(model, SiteData(train=validation, test=validation, validation=validation), {})
+    assert counts["validation-n"] == 6
+    assert counts[f"validation-nll-{MODALITIES[best]}"] < min(
+        counts[f"validation-nll-{m}"] for i, m in enumerate(MODALITIES) if i != best)
+    totals = {k: 2 * v for k, v in counts.items()}  # as if two sites had reported the same
+    assert task.phase_config("guided", totals) == {"primary-modality": MODALITIES[best]}
+    pooled = task.pool_metrics({}, {"guided": totals})
+    assert min(pooled, key=pooled.get) == f"validation_nll_{MODALITIES[best]}"
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+class _Fixed(nn.Module):
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__()
+        self.scores = torch.tensor(scores)
+
+    def forward(self, volumes: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.zeros_like(self.scores), torch.logit(self.scores)], dim=1)
+
+
+def test_metrics_at_probability_one_half(small_grading_config):
+    task = build_task({**small_grading_config, "model": "early_fusion"})
+    grades = torch.tensor([1, 1, 1, 0, 0])
+    scores = [0.9, 0.7, 0.2, 0.6, 0.1]  # TP, TP, FN, FP, TN
+    metrics = task.evaluate(_Fixed(scores), TensorDataset(torch.zeros(5, 4, 4, 16, 16), grades))
+    assert metrics["sensitivity"] == pytest.approx(2 / 3)
+    assert metrics["specificity"] == pytest.approx(1 / 2)
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["auc"] == pytest.approx(5 / 6)  # of 6 (HGG, LGG) pairs only (0.2, 0.6) is misranked
+
+
+def test_multi_branch_models_also_report_each_branch_auc(small_grading_config, scenario):
+    task = build_task({**small_grading_config, "model": "late_fusion"})
+    metrics = task.evaluate(task.build_model(), task.load_site(scenario.sites[0], seed=0).test)
+    assert {"auc", "accuracy", "sensitivity", "specificity"} | {f"auc-{m}" for m in MODALITIES} <= set(metrics)

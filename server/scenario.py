@@ -62,6 +62,10 @@ class Scenario:
         """Ids of the sites that have trained by the end of ``stage`` (1-based)."""
         return [s.id for s in self.sites if s.arrival is not None and s.arrival <= stage]
 
+    def training_rounds(self, site: str) -> int:
+        """Rounds of every phase in which ``site`` trains, over the whole timeline."""
+        return sum(stage.rounds for stage in self.stages if site in stage.sites)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Scenario":
         """Validate a ``scenario`` config node; every problem names its key."""

@@ -18,6 +18,7 @@ from server.server_app import RunPlan, Timeline, build_server_app
 from sites import seeding
 from sites.client_app import build_client_app
 from sites.errors import ConfigError, MedsitesError
+from sites.privacy import DPConfig
 from sites.tasks import build_task
 from strategies import build_strategy, check_strategy_fits
 
@@ -38,7 +39,7 @@ class Prepared:
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("scenario", "task", "strategy", "backend"):
+    for key in ("scenario", "task", "strategy", "privacy", "backend"):
         if not isinstance(config.get(key), dict):
             raise ConfigError(key, "missing config group")
     seed = config.get("seed")
@@ -47,6 +48,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     scenario = Scenario.from_config(config["scenario"])
     task = build_task(config["task"])
     strategy = build_strategy(config["strategy"])
+    DPConfig.from_config(config["privacy"])
     check_strategy_fits(strategy, min(len(stage.sites) for stage in scenario.stages))
     plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]))
     return Prepared(plan, config)
@@ -68,8 +70,11 @@ def execute(cfg: DictConfig) -> Path:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(prepared.config))
     plan, config = prepared.plan, prepared.config
     seeding.seed_everything(plan.seed)
+    steps_per_round = sum(plan.task.phase_steps(phase.name) for phase in plan.task.phases)
+    planned_steps = {site.id: plan.scenario.training_rounds(site.id) * steps_per_round for site in plan.scenario.sites}
     client_app = build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
-                                  num_threads=max(1, int(config["backend"]["client_cpus"])))
+                                  num_threads=max(1, int(config["backend"]["client_cpus"])),
+                                  privacy=config["privacy"], planned_steps=planned_steps)
     with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
         timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
         run_federation(build_server_app(timeline), client_app, len(plan.scenario.sites),

@@ -24,6 +24,7 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
 from . import seeding
+from .privacy import DPConfig, PrivateTraining, SiteAccountant
 from .spec import SiteSpec
 from .tasks import SiteData, Task, build_task
 
@@ -62,15 +63,21 @@ def _incoming_config(message: Message) -> ConfigRecord:
     return records[0] if records else ConfigRecord()
 
 
+def _state(context: Context) -> ConfigRecord:
+    """What this node keeps between messages: its training-call count, its DP accountant."""
+    return context.state.config_records.setdefault(_STATE_KEY, ConfigRecord({"train-calls": 0}))
+
+
 def _next_train_call(context: Context) -> int:
     """Count this node's training calls: the count, not the round, seeds local training,
     so any strategy (whatever it puts in its config) trains reproducibly."""
-    state = context.state.config_records.setdefault(_STATE_KEY, ConfigRecord({"train-calls": 0}))
+    state = _state(context)
     state["train-calls"] = int(state["train-calls"]) + 1
     return int(state["train-calls"])
 
 
-def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int) -> ClientApp:
+def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int,
+                     privacy: dict[str, Any] | None = None, planned_steps: dict[str, int] | None = None) -> ClientApp:
     """Make the ClientApp for a federation.
 
     Parameters
@@ -83,9 +90,25 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         The run's top-level seed.
     num_threads : int
         Torch threads per site process (the CPUs Ray gives each actor).
+    privacy : dict, optional
+        The resolved ``privacy`` config node; ``method: dp`` trains every site with DP-SGD.
+    planned_steps : dict, optional
+        Site id -> local steps the timeline plans for it; with a ``target_epsilon``, each site
+        picks the noise that reaches it after exactly these steps.
     """
     task_json = json.dumps(task, sort_keys=True)
     site_jsons = [json.dumps(site.to_dict(), sort_keys=True) for site in sites]
+    dp = DPConfig.from_config(privacy or {"method": "off"})
+    planned_steps = planned_steps or {}
+
+    def noise_multiplier(site: SiteSpec, task: Task, data: SiteData) -> float:
+        return dp.noise_for(min(1.0, task.batch_size / len(data.train)), max(1, planned_steps.get(site.id, 1)))
+
+    def private_training(site: SiteSpec, task: Task, data: SiteData, context: Context) -> PrivateTraining | None:
+        if dp is None:
+            return None
+        history = _state(context).get("dp-history", "[]")
+        return PrivateTraining(noise_multiplier(site, task, data), dp.max_grad_norm, SiteAccountant(history))
 
     def site_of(context: Context) -> SiteSpec:
         return sites[int(context.node_config["partition-id"])]
@@ -113,8 +136,10 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
 
     @app.query("data")
     def check_data(message: Message, context: Context) -> Message:
-        _, _, data = load(context)
+        site, task, data = load(context)
         reply = MetricRecord({"n-train": len(data.train), "n-test": len(data.test)})
+        if dp is not None:  # an unreachable target epsilon stops the run here, before training
+            reply["noise-multiplier"] = noise_multiplier(site, task, data)
         return Message(RecordDict({"data": reply}), reply_to=message)
 
     @app.query("statistics")
@@ -128,12 +153,17 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     def train(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         model = _global_model(task, message)
+        privacy = private_training(site, task, data, context)
         metrics = task.train(
             model,
             data.train,
             seed=seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)),
             config=dict(_incoming_config(message)),
+            privacy=privacy,
         )
+        if privacy is not None:
+            _state(context)["dp-history"] = privacy.accountant.to_json()
+            metrics["epsilon"] = privacy.accountant.epsilon(dp.delta)
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 

@@ -98,6 +98,11 @@ def test_a_saved_config_reproduces_its_run(fedavg_run, tmp_path):
         (["scenario.stages=[[A],[B],[C],[X]]"], "unknown site 'X'"),
         (["strategy._target_=collections.OrderedDict"], "strategy._target_: collections.OrderedDict is not a"),
         (["scenario.sites.1.scanner.noise=-1"], "site B: ValueError: scanner.noise must be a finite number >= 0"),
+        (["privacy=dp", "privacy.delta=1.0"], "privacy.delta: must be in (0, 1)"),
+        (["privacy=dp", "privacy.max_grad_norm=0"], "privacy.max_grad_norm: must be a number > 0"),
+        (["privacy=dp", "privacy.target_epsilon=null", "privacy.noise_multiplier=0"],
+         "privacy.noise_multiplier: must be a number > 0"),
+        (["privacy=dp", "privacy.target_epsilon=1e-7"], "privacy.target_epsilon: 1e-07 cannot be reached in 2 steps"),
     ],
 )
 def test_bad_input_stops_early_with_a_clear_message_and_touches_no_earlier_run(fedavg_run, tmp_path, overrides, words):
@@ -183,3 +188,17 @@ def test_a_case_missing_a_modality_stops_the_run_naming_site_and_case(fedavg_run
     message = " ".join(completed.stderr.split())
     assert "site A: ValueError: manifest" in message and "case case3: missing modality t1ce" in message
     assert _digest(fedavg_run) == before
+
+
+def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(tmp_path):
+    completed = run_cli("size=smoke", "privacy=dp", "privacy.target_epsilon=4.0", "scenario.rounds_per_stage=2",
+                        f"hydra.run.dir={tmp_path}")
+    assert completed.returncode == 0, completed.stderr
+    trains = [e for e in _events(tmp_path) if e["event"] == "train"]
+    by_site = {}
+    for event in trains:
+        by_site.setdefault(event["site"], []).append(event["metrics"]["epsilon"])
+    assert set(by_site) == {"A", "B", "C", "D"}
+    for epsilons in by_site.values():  # spent only in its own stage, growing round by round, up to the target
+        assert len(epsilons) == 2 and 0 < epsilons[0] < epsilons[1] <= 4.0
+        assert epsilons[1] > 3.9

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..errors import ConfigError
+from ..privacy import PrivateTraining
 from ..spec import SiteSpec
 from ..targets import instantiate
 
@@ -114,7 +115,8 @@ class Task(ABC):
         share = next((p.steps_share for p in self.phases if p.name == phase), 1.0)
         return max(1, round(self.local_steps * share))
 
-    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any]) -> dict[str, float]:
+    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
+              privacy: PrivateTraining | None = None) -> dict[str, float]:
         """Run :meth:`phase_steps` Adam steps on ``data``.
 
         Parameters
@@ -128,6 +130,9 @@ class Task(ABC):
         config : mapping
             The strategy's training config: ``phase`` (default ``train``), the phase's entries,
             and ``proximal-mu`` (FedProx: adds ``mu / 2 * ||w - w_global||^2`` to the loss).
+        privacy : PrivateTraining, optional
+            Train with DP-SGD (Opacus): per-sample clipping and noise, Poisson-sampled batches,
+            the steps added to the site's accountant.
 
         Returns
         -------
@@ -137,21 +142,36 @@ class Task(ABC):
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
         steps = self.phase_steps(config.get("phase", "train"))
-        batches = itertools.islice(itertools.cycle(loader), steps)
         proximal_mu = float(config.get("proximal-mu", 0.0))
         global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         model.train()
+        if privacy is None:
+            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+            batches = itertools.islice(itertools.cycle(loader), steps)
+        else:
+            if proximal_mu > 0:  # a term outside the per-sample losses would escape clipping
+                raise ValueError("privacy=dp cannot train with a proximal term (proximal-mu > 0)")
+            probe = next(iter(loader))
+            private_model, optimizer, loader = privacy.wrap(
+                model, loader, seed, lambda params: torch.optim.Adam(params, lr=self.lr),
+                lambda probed: self.batch_loss(probed, probe, config))
+            # Every step draws a fresh Poisson sample, as the accountant assumes (cycle would replay).
+            batches = itertools.islice((batch for _ in itertools.count() for batch in loader), steps)
         total = 0.0
-        for batch in batches:
-            optimizer.zero_grad()
-            loss = self.batch_loss(model, batch, config)
-            if proximal_mu > 0:
-                drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
-                loss = loss + proximal_mu / 2 * drift
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
+        try:
+            for batch in batches:
+                optimizer.zero_grad()
+                # Opacus's hooks sit on the layers, so the task may call any method of ``model``.
+                loss = self.batch_loss(model, batch, config)
+                if proximal_mu > 0:
+                    drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
+                    loss = loss + proximal_mu / 2 * drift
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+        finally:
+            if privacy is not None:
+                privacy.release(private_model, model)
         return {"train-loss": total / steps, "num-examples": len(data)}
 
 

@@ -44,6 +44,7 @@ from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
+from ..privacy import PrivateTraining
 from ..spec import SiteSpec
 from ..thresholds import youden_threshold
 from .base import Phase, SiteData, Task
@@ -194,10 +195,11 @@ class DebiasingTask(Task):
     def _groups(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
         return self.pseudo_bias(model, data) if self.method == "pbbl" else data.tensors[2]
 
-    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any]) -> dict[str, float]:
+    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
+              privacy: PrivateTraining | None = None) -> dict[str, float]:
         if config.get("phase") == "debias":
             data = TensorDataset(data.tensors[0], data.tensors[1], self._groups(model, data))
-        return super().train(model, data, seed, config)
+        return super().train(model, data, seed, config, privacy)
 
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
         images, labels, groups = batch

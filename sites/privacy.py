@@ -1,0 +1,148 @@
+"""Differential privacy at a site: DP-SGD with Opacus, one accountant per site for the whole run.
+
+A site's accountant holds the history of every DP-SGD step the site has taken (noise, sampling
+rate, steps), across rounds and stages, so the epsilon it reports is the composition over the
+run. A site spends budget only in rounds where it trains.
+"""
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from opacus import PrivacyEngine
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+from opacus.data_loader import DPDataLoader
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .errors import ConfigError
+from .seeding import stream_seed
+
+METHODS = ("off", "dp")
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """The ``privacy`` config node of ``privacy=dp``.
+
+    Parameters
+    ----------
+    noise_multiplier : float or None
+        Gaussian noise std over the clipping norm; ``None`` derives it from ``target_epsilon``.
+    target_epsilon : float or None
+        The epsilon a site may reach after all its planned steps (used when
+        ``noise_multiplier`` is ``None``).
+    max_grad_norm : float
+        Per-sample gradient clipping norm.
+    delta : float
+        The delta of the reported (epsilon, delta) guarantee, in (0, 1).
+    """
+
+    noise_multiplier: float | None
+    target_epsilon: float | None
+    max_grad_norm: float
+    delta: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "DPConfig | None":
+        """``None`` for ``method: off``; a ``ConfigError`` naming the key for bad values."""
+        method = config.get("method")
+        if method not in METHODS:
+            raise ConfigError("privacy.method", f"must be one of {list(METHODS)} (got {method!r})")
+        if method == "off":
+            return None
+        noise, target = config.get("noise_multiplier"), config.get("target_epsilon")
+        if (noise is None) == (target is None):
+            raise ConfigError("privacy.noise_multiplier", "set exactly one of noise_multiplier and target_epsilon")
+        for key, value in (("noise_multiplier", noise), ("target_epsilon", target),
+                           ("max_grad_norm", config.get("max_grad_norm"))):
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise ConfigError(f"privacy.{key}", f"must be a number > 0 (got {value!r})")
+        delta = config.get("delta")
+        if not (isinstance(delta, int | float) and 0 < delta < 1):
+            raise ConfigError("privacy.delta", f"must be in (0, 1) (got {delta!r})")
+        return cls(None if noise is None else float(noise), None if target is None else float(target),
+                   float(config["max_grad_norm"]), float(delta))
+
+    def noise_for(self, sample_rate: float, steps: int) -> float:
+        """The noise multiplier a site uses, given its sampling rate and its planned DP-SGD steps."""
+        if self.noise_multiplier is not None:
+            return self.noise_multiplier
+        try:
+            return float(get_noise_multiplier(target_epsilon=self.target_epsilon, target_delta=self.delta,
+                                              sample_rate=sample_rate, steps=steps, accountant="rdp"))
+        except ValueError as error:
+            raise ConfigError("privacy.target_epsilon",
+                              f"{self.target_epsilon} cannot be reached in {steps} steps at sampling rate "
+                              f"{sample_rate:.4g} with delta {self.delta} ({error})") from None
+
+
+class SiteAccountant:
+    """An Opacus RDP accountant whose history survives between training calls (as JSON)."""
+
+    def __init__(self, history_json: str = "[]") -> None:
+        self.accountant = RDPAccountant()
+        self.accountant.history = [tuple(step) for step in json.loads(history_json)]
+
+    def to_json(self) -> str:
+        return json.dumps(self.accountant.history)
+
+    @property
+    def steps(self) -> int:
+        return sum(steps for _, _, steps in self.accountant.history)
+
+    def epsilon(self, delta: float) -> float:
+        """Epsilon of everything the site has released so far (0 before its first step)."""
+        return float(self.accountant.get_epsilon(delta)) if self.accountant.history else 0.0
+
+
+@dataclass
+class PrivateTraining:
+    """What one DP-SGD training call of a site needs.
+
+    Parameters
+    ----------
+    noise_multiplier, max_grad_norm : float
+        DP-SGD's noise and clipping.
+    accountant : SiteAccountant
+        The site's accountant; the call's steps are added to it.
+    """
+
+    noise_multiplier: float
+    max_grad_norm: float
+    accountant: SiteAccountant
+
+    def wrap(self, model: nn.Module, loader: DataLoader, seed: int,
+             make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+             probe_loss: Callable[[nn.Module], torch.Tensor]) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
+        """Opacus's private model and optimizer, and a Poisson-sampled loader, all seeded by ``seed``.
+
+        ``probe_loss`` computes the phase's loss on one batch; parameters it leaves without a
+        gradient (a part of the network another phase trains) are frozen for this call, since
+        Opacus needs a per-sample gradient for every trainable parameter. The probe's gradient
+        is discarded: nothing computed from it leaves the site.
+        """
+        model.zero_grad(set_to_none=True)
+        probe_loss(model).backward()
+        for parameter in model.parameters():
+            parameter.requires_grad_(parameter.grad is not None)
+        model.zero_grad(set_to_none=True)
+        sampled = DPDataLoader.from_data_loader(loader, generator=torch.Generator().manual_seed(seed))
+        engine = PrivacyEngine()
+        engine.accountant = self.accountant.accountant
+        optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad])
+        return engine.make_private(module=model, optimizer=optimizer, data_loader=sampled,
+                                   noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
+                                   poisson_sampling=False,
+                                   noise_generator=torch.Generator().manual_seed(stream_seed(seed, 1)))
+
+    @staticmethod
+    def release(private_model: nn.Module, model: nn.Module) -> None:
+        """Undo :meth:`wrap` on ``model``: Opacus's hooks and attributes removed, every
+        parameter trainable again."""
+        private_model.cleanup()
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)

@@ -11,8 +11,10 @@ from sites.errors import MedsitesError
 from .site_grid import ReplyListener, SiteGrid
 
 
-def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0) -> dict[int, str]:
-    """Wait for every site's node, ask each which site it plays, and return node id -> site id."""
+def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0,
+                   listener: ReplyListener | None = None) -> dict[int, str]:
+    """Wait for every site's node, ask each which site it plays, and return node id -> site id;
+    ``listener`` sees the replies once they are mapped."""
     deadline = time.monotonic() + timeout
     while len(nodes := list(grid.get_node_ids())) < len(site_ids):
         if time.monotonic() > deadline:
@@ -20,7 +22,8 @@ def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0) 
         time.sleep(0.1)
     messages = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     site_of_node = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
+    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    for reply in replies:
         if reply.has_error():
             raise MedsitesError(f"node {reply.metadata.src_node_id} could not say which site it is: "
                                 f"{reply.error.reason}")
@@ -28,6 +31,8 @@ def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0) 
     missing = set(site_ids) - set(site_of_node.values())
     if missing:
         raise MedsitesError(f"no node answered for sites {sorted(missing)} within {timeout} s")
+    if listener is not None:
+        listener(MessageType.QUERY, [(site_of_node[r.metadata.src_node_id], r) for r in replies])
     return site_of_node
 
 

@@ -27,6 +27,8 @@ class RunResult:
         Per stage, phase -> the site statistics summed before that phase (if it needed any).
     pooled : list of dict
         Per stage, federation-wide metrics the task computed from every site's evaluation.
+    audit : dict or None
+        The privacy audit (:func:`~server.privacy_audit.audit_result`), if the scenario ran one.
     """
 
     scenario: Scenario
@@ -34,6 +36,7 @@ class RunResult:
     site_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     statistics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     pooled: list[dict[str, float]] = field(default_factory=list)
+    audit: dict[str, Any] | None = None
 
     def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
                   pooled: dict[str, float]) -> None:
@@ -74,6 +77,8 @@ class RunResult:
         }
 
     def write(self, run_dir: Path) -> None:
-        """Write ``matrix.json`` and ``summary.json`` into ``run_dir``."""
+        """Write ``matrix.json``, ``summary.json`` and (audited runs) ``privacy_audit.json`` into ``run_dir``."""
         (run_dir / "matrix.json").write_text(json.dumps(self.matrix_json(), indent=2))
         (run_dir / "summary.json").write_text(json.dumps(self.summary(), indent=2))
+        if self.audit is not None:
+            (run_dir / "privacy_audit.json").write_text(json.dumps(self.audit, indent=2))

@@ -1,10 +1,26 @@
-"""``metrics.jsonl``: every reply a site sends, as one JSON event per line."""
+"""``metrics.jsonl``: every reply a site sends (its metrics and a description of all its
+content), as one JSON event per line."""
 
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 from flwr.app import Message
+
+
+def describe_content(message: Message) -> dict[str, dict]:
+    """What a reply carried, record by record: array names and shapes, metric names (and the
+    length of list-valued ones), config entries. Lets anyone check what left each site."""
+    content = message.content
+    described: dict[str, dict] = {}
+    for name, arrays in content.array_records.items():
+        described[name] = {"kind": "arrays", "shapes": {key: list(array.shape) for key, array in arrays.items()}}
+    for name, metrics in content.metric_records.items():
+        described[name] = {"kind": "metrics", "lengths": {k: len(v) if isinstance(v, list) else None
+                                                          for k, v in metrics.items()}}
+    for name, config in content.config_records.items():
+        described[name] = {"kind": "config", "values": dict(config)}
+    return described
 
 
 class RunLog:
@@ -40,7 +56,8 @@ class RunLog:
                 self.round += 1
             for site, reply in replies:
                 metrics = {k: v for record in reply.content.metric_records.values() for k, v in record.items()}
-                self.write(event or message_type.split(".")[-1], site=site, metrics=metrics)
+                self.write(event or message_type.split(".")[-1], site=site, metrics=metrics,
+                           content=describe_content(reply))
             if category == "train" and event is None and self._on_round is not None:
                 self._on_round(self.stage, self.round)
 

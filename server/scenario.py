@@ -7,6 +7,8 @@ from typing import Any
 from sites.errors import ConfigError
 from sites.spec import SiteSpec
 
+from .privacy_audit import AuditConfig
+
 SCHEDULES = ("sequential", "joint")
 
 
@@ -46,6 +48,8 @@ class Scenario:
     schedule : str
         ``sequential`` (sites train in their own stage) or ``joint`` (every training site
         trains in every stage: the upper bound).
+    audit : AuditConfig or None
+        Run the privacy audit after the timeline (``scenario.audit``).
     """
 
     name: str
@@ -53,6 +57,7 @@ class Scenario:
     stages: tuple[Stage, ...]
     held_out: tuple[str, ...]
     schedule: str
+    audit: AuditConfig | None = None
 
     @property
     def site_ids(self) -> list[str]:
@@ -117,7 +122,8 @@ class Scenario:
             stages = tuple(Stage(t, tuple(str(s) for s in members), rounds)
                            for t, members in enumerate(stages_raw, start=1))
         sites = [replace(site, arrival=arrival.get(site.id)) for site in sites]
-        return cls(str(config.get("name", "scenario")), tuple(sites), stages, tuple(held_out), schedule)
+        return cls(str(config.get("name", "scenario")), tuple(sites), stages, tuple(held_out), schedule,
+                   AuditConfig.from_config(config.get("audit")))
 
 
 def _list(config: Mapping[str, Any], key: str) -> list:

@@ -20,6 +20,7 @@ from sites import seeding
 from sites.tasks import Task
 
 from .discovery import check_site_data, discover_sites
+from .privacy_audit import audit_result
 from .results import RunResult
 from .run_log import RunLog
 from .scenario import Scenario, Stage
@@ -45,6 +46,8 @@ class RunPlan:
         Where results, checkpoints and ``metrics.jsonl`` go.
     round_timeout : float
         Seconds to wait for a round's replies.
+    dp_delta : float or None
+        The delta of the sites' DP guarantee (``None`` without DP), for the privacy audit.
     """
 
     scenario: Scenario
@@ -53,6 +56,13 @@ class RunPlan:
     seed: int
     run_dir: Path
     round_timeout: float = 3600.0
+    dp_delta: float | None = None
+
+    @property
+    def planned_steps(self) -> dict[str, int]:
+        """Site id -> local steps the timeline has it take (0 for held-out sites)."""
+        per_round = sum(self.task.phase_steps(phase.name) for phase in self.task.phases)
+        return {site.id: self.scenario.training_rounds(site.id) * per_round for site in self.scenario.sites}
 
 
 def initial_arrays(task: Task, seed: int) -> ArrayRecord:
@@ -87,7 +97,7 @@ class Timeline:
         log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round)
         result = RunResult(scenario, plan.task.primary_metric)
         try:
-            site_of_node = discover_sites(grid, scenario.site_ids)
+            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
             check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
             everyone = SiteGrid(grid, site_of_node, scenario.site_ids, log.listener("matrix"))
             arrays = initial_arrays(plan.task, plan.seed)
@@ -100,6 +110,8 @@ class Timeline:
                 result.add_stage(site_metrics, statistics, plan.task.pool_metrics(site_metrics, statistics))
                 if self.on_stage is not None:
                     self.on_stage(stage.index)
+            if scenario.audit is not None:
+                result.audit = self._audit(grid, site_of_node, arrays, log)
         finally:
             log.close()
         result.write(plan.run_dir)
@@ -134,6 +146,20 @@ class Timeline:
         replies = view.send_and_receive(_messages(view, arrays, config, f"{MessageType.QUERY}.statistics"),
                                         timeout=self.plan.round_timeout)
         return sum_counts([reply.content["statistics"] for reply in replies])
+
+    def _audit(self, grid: Grid, site_of_node: dict[int, str], arrays: ArrayRecord, log: RunLog) -> dict:
+        """Membership inference at every site that trained, against the final model."""
+        scenario = self.plan.scenario
+        trained = SiteGrid(grid, site_of_node, scenario.seen_by(len(scenario.stages)), log.listener("audit"))
+        replies = []
+        for node in trained.get_node_ids():  # one at a time: each trains its own reference models
+            config = {"reference-models": scenario.audit.reference_models,
+                      "reference-steps": self.plan.planned_steps[trained.site_of_node(node)]}
+            message = Message(RecordDict({"arrays": arrays, "config": ConfigRecord(config)}), dst_node_id=node,
+                              message_type=f"{MessageType.QUERY}.audit")
+            replies += trained.send_and_receive([message], timeout=self.plan.round_timeout)
+        site_metrics = {trained.site_of_node(r.metadata.src_node_id): dict(r.content["audit"]) for r in replies}
+        return audit_result(site_metrics, self.plan.dp_delta)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
         replies = everyone.send_and_receive(

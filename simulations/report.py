@@ -1,4 +1,5 @@
-"""``report.md``: the result matrix as a heatmap, per-site curves over stages, the summary."""
+"""``report.md`` and ``report.html``: the result matrix as a heatmap, per-site curves over
+stages, the summary, and (audited runs) the privacy audit."""
 
 from pathlib import Path
 
@@ -6,9 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # reports are written headless
 import matplotlib.pyplot as plt  # noqa: E402
+import markdown  # noqa: E402
 import numpy as np  # noqa: E402
 
 from server.results import RunResult  # noqa: E402
+
+from .privacy_report import write_privacy_audit  # noqa: E402
 
 
 def _site_labels(result: RunResult) -> list[str]:
@@ -93,8 +97,20 @@ def write_report(run_dir: Path, result: RunResult) -> None:
                   "| after stage | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for t, pooled in enumerate(result.pooled, start=1):
             lines.append(f"| {t} | " + " | ".join(_fmt(pooled.get(key)) for key in keys) + " |")
+    if result.audit is not None:
+        write_privacy_audit(run_dir, result.audit)
+        levels = ", ".join(f"{site}: {m['verdict']['level']}" for site, m in result.audit["sites"].items())
+        lines += ["", "## Privacy audit", "",
+                  f"Membership-inference exposure per site ({levels}); figures, ROC and verdicts in "
+                  "[privacy_audit.html](privacy_audit.html) ([markdown](privacy_audit.md))."]
     lines += ["", "![R heatmap](heatmap.png)", "", "![per-site curves](site_curves.png)", "",
               "Files: `config.yaml` (resolved config; rerun it with "
               "`python -m simulations.run --config-path <this dir> --config-name config hydra.run.dir=<new dir>`), "
               "`metrics.jsonl` (every site reply), `matrix.json`, `summary.json`, `checkpoints/`.", ""]
-    (run_dir / "report.md").write_text("\n".join(lines))
+    text = "\n".join(lines)
+    (run_dir / "report.md").write_text(text)
+    (run_dir / "report.html").write_text(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Run report</title>"
+        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em}</style></head><body>\n"
+        + markdown.markdown(text, extensions=["tables"]) + "\n</body></html>\n")

@@ -48,9 +48,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     scenario = Scenario.from_config(config["scenario"])
     task = build_task(config["task"])
     strategy = build_strategy(config["strategy"])
-    DPConfig.from_config(config["privacy"])
+    dp = DPConfig.from_config(config["privacy"])
     check_strategy_fits(strategy, min(len(stage.sites) for stage in scenario.stages))
-    plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]))
+    plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]),
+                   dp_delta=None if dp is None else dp.delta)
     return Prepared(plan, config)
 
 
@@ -70,11 +71,9 @@ def execute(cfg: DictConfig) -> Path:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(prepared.config))
     plan, config = prepared.plan, prepared.config
     seeding.seed_everything(plan.seed)
-    steps_per_round = sum(plan.task.phase_steps(phase.name) for phase in plan.task.phases)
-    planned_steps = {site.id: plan.scenario.training_rounds(site.id) * steps_per_round for site in plan.scenario.sites}
     client_app = build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
                                   num_threads=max(1, int(config["backend"]["client_cpus"])),
-                                  privacy=config["privacy"], planned_steps=planned_steps)
+                                  privacy=config["privacy"], planned_steps=plan.planned_steps)
     with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
         timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
         run_federation(build_server_app(timeline), client_app, len(plan.scenario.sites),

@@ -8,7 +8,9 @@ Handlers:
 - ``query.statistics``: counts the task needs summed across sites before a phase (e.g. label x
   pseudo-bias counts); counts only, never samples;
 - ``train``: local training of the received global model on the site's training split;
-- ``evaluate``: the primary and secondary metrics of the received model on the site's test split.
+- ``evaluate``: the primary and secondary metrics of the received model on the site's test split;
+- ``query.audit``: membership inference against the received model on the site's own data
+  (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score.
 
 Only model arrays, metrics and counts leave the site. The site's data is generated (or read)
 once per Ray actor and kept in memory for the rest of the run.
@@ -16,14 +18,17 @@ once per Ray actor and kept in memory for the rest of the run.
 
 import functools
 import json
+import math
 from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
+from torch.utils.data import TensorDataset
 
 from . import seeding
+from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
 from .spec import SiteSpec
 from .tasks import SiteData, Task, build_task
@@ -40,7 +45,12 @@ def _task(task_json: str) -> Task:
 
 @functools.lru_cache(maxsize=None)
 def _site_data(task_json: str, site_json: str, seed: int) -> SiteData:
-    return _task(task_json).load_site(SiteSpec.from_dict(json.loads(site_json)), seed)
+    return _task(task_json).site_data(SiteSpec.from_dict(json.loads(site_json)), seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_sample(task_json: str, site_json: str, seed: int) -> TensorDataset:
+    return _task(task_json).reference_sample(SiteSpec.from_dict(json.loads(site_json)), seed)
 
 
 def _incoming_arrays(message: Message) -> ArrayRecord:
@@ -166,6 +176,27 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
             metrics["epsilon"] = privacy.accountant.epsilon(dp.delta)
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
+
+    @app.query("audit")
+    def audit(message: Message, context: Context) -> Message:
+        site, task, data = load(context)
+        config = _incoming_config(message)
+        references = [reference_model(site, task, k, int(config["reference-steps"]))
+                      for k in range(int(config["reference-models"]))]
+        epsilon = None if dp is None else SiteAccountant(_state(context).get("dp-history", "[]")).epsilon(dp.delta)
+        metrics = site_audit(task, _global_model(task, message), data, references, epsilon,
+                             seeding.numpy_rng(seed, site.index, seeding.AUDIT))
+        return Message(RecordDict({"audit": MetricRecord(metrics)}), reply_to=message)
+
+    def reference_model(site: SiteSpec, task: Task, k: int, steps: int) -> torch.nn.Module:
+        """A model of the same architecture, initialisation and step budget as the federation's,
+        trained (without DP) on fresh data of the site's distribution."""
+        sample = _reference_sample(task_json, site_jsons[site.index], seed)
+        torch.manual_seed(seeding.stream_seed(seed, seeding.MODEL_INIT))
+        model = task.build_model()
+        for call in range(math.ceil(steps / task.local_steps)):
+            task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.AUDIT, k, call), {"phase": "train"})
+        return model
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:

@@ -17,6 +17,10 @@ MODEL_INIT = 3
 DATA_VALIDATION = 4
 # Seeded by the site alone (not the run's seed): how a site's scanner renders each sequence.
 SEQUENCE_SIGNATURE = 5
+# Fresh samples of a site's distribution for the reference models of the privacy audit.
+DATA_REFERENCE = 6
+MARKERS = 7
+AUDIT = 8
 
 
 def stream_seed(seed: int, *path: int) -> int:

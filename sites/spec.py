@@ -54,6 +54,9 @@ class SiteSpec:
         Sample counts; ``None`` takes the task's defaults.
     arrival : int or None
         Stage (1-based) at which the site first trains; ``None`` for held-out sites.
+    marker_rate : float
+        Share of the site's patients whose images carry an identifying marker (privacy
+        scenarios; see :mod:`sites.data.markers`).
     """
 
     id: str
@@ -63,6 +66,7 @@ class SiteSpec:
     n_train: int | None = None
     n_test: int | None = None
     arrival: int | None = None
+    marker_rate: float = 0.0
 
     @classmethod
     def from_config(cls, index: int, raw: dict[str, Any]) -> "SiteSpec":
@@ -75,9 +79,12 @@ class SiteSpec:
         unknown = set(scanner) - set(ScannerSignature.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"{key}.scanner", f"unknown keys {sorted(unknown)}")
-        unknown = set(raw) - {"id", "name", "n_train", "n_test"}
+        unknown = set(raw) - {"id", "name", "n_train", "n_test", "marker_rate"}
         if unknown:
             raise ConfigError(key, f"unknown keys {sorted(unknown)}")
+        marker_rate = raw.get("marker_rate", 0.0)
+        if not (isinstance(marker_rate, int | float) and 0 <= marker_rate <= 1):
+            raise ConfigError(f"{key}.marker_rate", f"must be in [0, 1] (got {marker_rate!r})")
         return cls(
             id=str(raw["id"]),
             name=str(raw.get("name", raw["id"])),
@@ -85,6 +92,7 @@ class SiteSpec:
             scanner=ScannerSignature(**{k: float(v) for k, v in scanner.items()}),
             n_train=raw.get("n_train"),
             n_test=raw.get("n_test"),
+            marker_rate=float(marker_rate),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import copy
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,52 @@ def write_manifest(root, rows, columns=("case", "grade", "site", "split")):
         writer.writerow(columns)
         writer.writerows(rows)
     return path
+
+
+# Every reply a site may send, by its metrics.jsonl event: record name -> record kind.
+DECLARED_REPLIES = {
+    "site": {"site": "config"},
+    "data": {"data": "metrics"},
+    "statistics": {"statistics": "metrics"},
+    "train": {"arrays": "arrays", "metrics": "metrics"},
+    "evaluate": {"metrics": "metrics"},
+    "matrix": {"metrics": "metrics"},
+    "audit": {"audit": "metrics"},
+}
+# Metrics that may be lists: score histograms (counts per bin) and ROC curves on a fixed grid.
+DECLARED_LISTS = {r"hist-y\d-b\d": 100, r".*-roc": 31}
+
+
+def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]]) -> list[str]:
+    """Everything in the sites' replies that is not a declared record: arrays other than the
+    model's own, list-valued metrics other than histograms and ROC curves, config entries
+    other than a site's id. Empty when only declared content left the sites."""
+    problems = []
+    for event in events:
+        where = f"{event['event']} reply of site {event.get('site')}"
+        declared = DECLARED_REPLIES.get(event["event"])
+        if declared is None:
+            problems.append(f"{where}: undeclared message")
+            continue
+        for name, record in event["content"].items():
+            if declared.get(name) != record["kind"]:
+                problems.append(f"{where}: undeclared {record['kind']} record {name!r}")
+            elif record["kind"] == "arrays" and record["shapes"] != model_shapes:
+                problems.append(f"{where}: arrays are not the model's ({sorted(record['shapes'])[:3]}...)")
+            elif record["kind"] == "metrics":
+                for key, length in record["lengths"].items():
+                    allowed = [n for pattern, n in DECLARED_LISTS.items() if re.fullmatch(pattern, key)]
+                    if length is not None and (not allowed or length > allowed[0]):
+                        problems.append(f"{where}: list-valued metric {key!r} of length {length}")
+            elif record["kind"] == "config" and record["values"] != {"site-id": event["site"]}:
+                problems.append(f"{where}: config entries {sorted(record['values'])}")
+    return problems
+
+
+def assert_only_declared_content_left_the_sites(run_dir: Path) -> None:
+    """Check every reply of a finished run (``metrics.jsonl``) against :func:`undeclared_content`."""
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    shapes = {k: list(v.shape) for k, v in build_task(config["task"]).build_model().state_dict().items()}
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {e["event"] for e in events} >= {"site", "data", "train", "matrix"}
+    assert undeclared_content(events, shapes) == []

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, read_json, run_cli, write_brats_case, write_manifest
+from conftest import (ROOT, assert_only_declared_content_left_the_sites, read_json, run_cli, write_brats_case,
+                      write_manifest)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,7 @@ def _digest(directory: Path) -> dict[str, str]:
 
 
 def test_a_run_writes_its_directory(fedavg_run):
-    for name in ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md",
+    for name in ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md", "report.html",
                  "heatmap.png", "site_curves.png", "checkpoints/stage_4.pt"):
         assert (fedavg_run / name).is_file(), name
     assert SUMMARY_KEYS <= set(read_json(fedavg_run / "summary.json"))
@@ -40,6 +41,11 @@ def test_a_run_writes_its_directory(fedavg_run):
     assert matrix["sites"] == ["A", "B", "C", "D", "E"] and len(matrix["R"]) == 4
     assert all(0.0 <= value <= 1.0 for row in matrix["R"] for value in row)
     assert "heatmap.png" in (fedavg_run / "report.md").read_text()
+    assert "<table>" in (fedavg_run / "report.html").read_text()
+
+
+def test_only_model_arrays_metrics_and_counts_leave_the_sites(fedavg_run):
+    assert_only_declared_content_left_the_sites(fedavg_run)
 
 
 def test_only_the_stage_sites_train_and_every_site_is_evaluated(fedavg_run):
@@ -135,6 +141,7 @@ def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(tm
     assert summary["metric"] == "balanced_auc"
     assert {"aligned_auc", "conflicting_auc", "balanced_auc", "pseudo_label_accuracy"} <= set(summary["pooled"])
     assert "Federation-wide metrics" in (tmp_path / "report.md").read_text()
+    assert_only_declared_content_left_the_sites(tmp_path)
 
 
 def test_debiasing_in_the_federated_arrangement(tmp_path):
@@ -159,6 +166,7 @@ def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_
     final = read_json(tmp_path / "matrix.json")["site_metrics"][-1]["E"]
     assert {"auc", "accuracy", "sensitivity", "specificity", "auc-flair"} <= set(final)
     assert (tmp_path / "report.md").is_file()
+    assert_only_declared_content_left_the_sites(tmp_path)
 
 
 def _brats_cohort(root, bad_case=None):

@@ -3,13 +3,15 @@
 import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .. import seeding
+from ..data.markers import stamp_markers
 from ..errors import ConfigError
 from ..privacy import PrivateTraining
 from ..spec import SiteSpec
@@ -19,11 +21,14 @@ from ..targets import instantiate
 @dataclass(frozen=True)
 class SiteData:
     """A site's splits, held in memory at the site; ``validation`` only for tasks that select
-    something on held-out training data."""
+    something on held-out training data; ``marked_train`` / ``marked_test`` ((N,) bool) only
+    where patients carry identifying markers."""
 
     train: TensorDataset
     test: TensorDataset
     validation: TensorDataset | None = None
+    marked_train: torch.Tensor | None = None
+    marked_test: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,33 @@ class Task(ABC):
     @abstractmethod
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         """The site's train and test splits, generated or read from disk."""
+
+    def site_data(self, site: SiteSpec, seed: int) -> SiteData:
+        """:meth:`load_site`, then identifying markers burned into a ``site.marker_rate`` share of
+        the training and test images (:mod:`sites.data.markers`)."""
+        data = self.load_site(site, seed)
+        if site.marker_rate == 0:
+            return data
+        marked = [stamp_markers(split.tensors[0], site.marker_rate, seeding.numpy_rng(seed, site.index, seeding.MARKERS, i))
+                  for i, split in enumerate((data.train, data.test))]
+        return replace(data, marked_train=marked[0], marked_test=marked[1])
+
+    def reference_sample(self, site: SiteSpec, seed: int) -> TensorDataset:
+        """Fresh training-like samples of the site's distribution (markers included) that the
+        federation never sees: the training data of the privacy audit's reference models."""
+        data = self.reference_data(site, seed)
+        if site.marker_rate > 0:
+            stamp_markers(data.tensors[0], site.marker_rate, seeding.numpy_rng(seed, site.index, seeding.MARKERS, 2))
+        return data
+
+    def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
+        """Generate :meth:`reference_sample`'s data (synthetic tasks implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot generate reference data (the reference-model "
+                                  "attack of the privacy audit needs it)")
+
+    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
+        """``(N,)`` loss of each sample of ``data`` under ``model`` (membership-inference scores)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-sample loss (the privacy audit needs one)")
 
     @abstractmethod
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:

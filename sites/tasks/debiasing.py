@@ -143,6 +143,17 @@ class DebiasingTask(Task):
             raise ValueError("task.method=bias_balanced_oracle needs a known bias for every training row")
         return SiteData(train=train, test=test)
 
+    def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
+        if self.manifest is not None:
+            return super().reference_data(site, seed)
+        split = self._generate(site, seed, seeding.DATA_REFERENCE)
+        return TensorDataset(*(torch.from_numpy(a) for a in (split.images, split.labels, split.bias)))
+
+    @torch.no_grad()
+    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
+        model.eval()
+        return F.cross_entropy(model(data.tensors[0]), data.tensors[1], reduction="none")
+
     def _composition(self, site: SiteSpec, n: int, split: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact (label, bias) counts: the stated ratio, at least one conflicting sample."""
         if split == seeding.DATA_TEST:
@@ -160,7 +171,7 @@ class DebiasingTask(Task):
         return np.where(aligned, bias, 1 - bias), bias
 
     def _generate(self, site: SiteSpec, seed: int, split: int) -> LabelledImages:
-        n = (site.n_train or self.n_train) if split == seeding.DATA_TRAIN else (site.n_test or self.n_test)
+        n = (site.n_test or self.n_test) if split == seeding.DATA_TEST else (site.n_train or self.n_train)
         rng = seeding.numpy_rng(seed, site.index, split, 0)
         labels, bias = self._composition(site, n, split)
         order = rng.permutation(n)

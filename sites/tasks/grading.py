@@ -42,7 +42,8 @@ from ..spec import SiteSpec
 from .base import Phase, SiteData, Task
 
 MODELS = ("single", "early_fusion", "late_fusion", "cmg")
-_SPLIT_STREAMS = {"train": seeding.DATA_TRAIN, "validation": seeding.DATA_VALIDATION, "test": seeding.DATA_TEST}
+_SPLIT_STREAMS = {"train": seeding.DATA_TRAIN, "validation": seeding.DATA_VALIDATION, "test": seeding.DATA_TEST,
+                  "reference": seeding.DATA_REFERENCE}
 
 
 class GradingTask(Task):
@@ -137,7 +138,7 @@ class GradingTask(Task):
             splits = load_site_cases(self.manifest, site.id, self.depth, self.image_size,
                                      seeding.numpy_rng(seed, site.index))
         else:
-            splits = {name: self._generate(site, seed, name) for name in _SPLIT_STREAMS}
+            splits = {name: self._generate(site, seed, name) for name in ("train", "validation", "test")}
         for name, (_, grades) in splits.items():
             if grades.min() == grades.max():
                 raise ValueError(f"{name} cases are all {'HGG' if grades[0] else 'LGG'}; a site needs both grades")
@@ -147,7 +148,7 @@ class GradingTask(Task):
 
     def _generate(self, site: SiteSpec, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
         n = {"train": site.n_train or self.n_train, "validation": self.n_validation,
-             "test": site.n_test or self.n_test}[split]
+             "test": site.n_test or self.n_test, "reference": site.n_train or self.n_train}[split]
         stream = _SPLIT_STREAMS[split]
         rng = seeding.numpy_rng(seed, site.index, stream, 0)
         grades = rng.permutation(np.arange(n) % 2).astype(np.int64)
@@ -159,6 +160,11 @@ class GradingTask(Task):
         flat = volumes.reshape(n * len(MODALITIES), *volumes.shape[2:])
         volumes = np.asarray(NormalizeIntensity(channel_wise=True)(flat), dtype=np.float32).reshape(volumes.shape)
         return volumes, grades
+
+    def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
+        if self.manifest is not None:
+            return super().reference_data(site, seed)
+        return TensorDataset(*(torch.from_numpy(a) for a in self._generate(site, seed, "reference")))
 
     # --- training ---------------------------------------------------------------------------
 
@@ -189,6 +195,12 @@ class GradingTask(Task):
         return {"primary-modality": min(MODALITIES, key=lambda m: totals[f"validation-nll-{m}"])}
 
     # --- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
+        model.eval()
+        volumes, grades = data.tensors
+        return F.cross_entropy(model(self._inputs(volumes)), grades, reduction="none")
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:

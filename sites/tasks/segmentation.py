@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks.nets import UNet
@@ -89,6 +90,16 @@ class SegmentationTask(Task):
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
         images, masks = batch
         return self._loss(model(images), masks)
+
+    def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
+        return self._split(site, seed, site.n_train or self.n_train, seeding.DATA_REFERENCE)
+
+    @torch.no_grad()
+    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
+        """Pixel-averaged cross entropy of each slice."""
+        model.eval()
+        images, masks = data.tensors
+        return F.cross_entropy(model(images), masks[:, 0], reduction="none").mean(dim=(1, 2))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:

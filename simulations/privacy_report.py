@@ -1,0 +1,108 @@
+"""``privacy_audit.md`` and a self-contained ``privacy_audit.html``: per-site epsilon, the
+attacks' figures, a log-scale ROC plot and a plain-language verdict per site."""
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are written headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from server.privacy_audit import ATTACKS  # noqa: E402
+
+COLUMNS = ("epsilon", "members / non-members", "loss AUC", "reference AUC", "TPR at 1% FPR", "TPR at 0.1% FPR",
+           "advantage", "marked AUC", "unmarked AUC", "exposure")
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _best(metrics: dict, suffix: str) -> float | None:
+    values = [metrics[f"{a}-{suffix}"] for a in ATTACKS if metrics.get(f"{a}-{suffix}") is not None]
+    return max(values) if values else None
+
+
+def site_rows(audit: dict) -> list[list[str]]:
+    """One row of :data:`COLUMNS` per audited site; rates and the marked/unmarked AUCs are the
+    stronger attack's."""
+    rows = []
+    for site, m in audit["sites"].items():
+        rows.append([site, _fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
+                     f"{m['n-members']} / {m['n-non-members']}", _fmt(m.get("loss-auc")), _fmt(m.get("reference-auc")),
+                     _fmt(_best(m, "tpr-at-1pct-fpr")), _fmt(_best(m, "tpr-at-0.1pct-fpr")), _fmt(_best(m, "advantage")),
+                     _fmt(_best(m, "marked-auc")), _fmt(_best(m, "unmarked-auc")), m["verdict"]["level"]])
+    return rows
+
+
+def plot_roc(audit: dict) -> bytes:
+    """PNG of every site's ROC for both attacks, log-scaled, with chance as the diagonal."""
+    fpr = np.asarray(audit["fpr_grid"])
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for site, metrics in audit["sites"].items():
+        for attack, style in zip(ATTACKS, ("-", "--")):
+            if f"{attack}-roc" in metrics:
+                ax.plot(fpr, np.maximum(metrics[f"{attack}-roc"], 1e-3), style, label=f"{site} {attack}")
+    ax.plot(fpr, fpr, ":", color="grey", label="chance")
+    ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1.05), xlabel="false-positive rate",
+           ylabel="true-positive rate", title="membership inference ROC (log scale)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+_INTRO = ("Each site that trained attacked the final global model on its own data: its training patients "
+          "(members) against as many patients of the same distribution the federation never trained on "
+          "(non-members). The loss attack calls low-loss patients members; the reference attack first "
+          "subtracts the loss of reference models trained on fresh data of the site's distribution. AUC "
+          "0.5 and TPR = FPR are chance. Marked: patients whose images carry identifying markers.")
+
+
+def write_privacy_audit(run_dir: Path, audit: dict) -> None:
+    """Write ``privacy_audit.md`` (with ``privacy_audit_roc.png``) and ``privacy_audit.html``."""
+    png = plot_roc(audit)
+    (run_dir / "privacy_audit_roc.png").write_bytes(png)
+    rows = site_rows(audit)
+    delta = audit["delta"]
+    guarantee = f"(epsilon, delta = {delta:g})" if delta is not None else "(no differential privacy)"
+    lines = ["# Privacy audit", "", _INTRO, "", f"Guarantee per site: {guarantee}.", "",
+             "| site | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "## Verdicts", ""]
+    lines += [f"- **{site}** ({m['verdict']['level']}): {m['verdict']['explanation']}" for site, m in audit["sites"].items()]
+    lines += ["", "![ROC](privacy_audit_roc.png)", ""]
+    (run_dir / "privacy_audit.md").write_text("\n".join(lines))
+
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in ("site", *COLUMNS))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    verdicts = "".join(f"<li class='{m['verdict']['level']}'><b>{html.escape(site)}</b> ({m['verdict']['level']}): "
+                       f"{html.escape(m['verdict']['explanation'])}</li>" for site, m in audit["sites"].items())
+    image = base64.b64encode(png).decode()
+    (run_dir / "privacy_audit.html").write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Privacy audit</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}li.high{{color:#a00}}li.moderate{{color:#a60}}</style>
+</head><body>
+<h1>Privacy audit</h1><p>{html.escape(_INTRO)}</p><p>Guarantee per site: {html.escape(guarantee)}.</p>
+<table id="sites"><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>
+<h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
+<h2>ROC</h2><img id="roc" alt="membership inference ROC" src="data:image/png;base64,{image}">
+<script>
+// Lets a headless browser confirm the page rendered: how many figures decoded, how many table rows.
+window.addEventListener("load", () => {{
+  const figures = [...document.images].filter(img => img.complete && img.naturalWidth > 0).length;
+  document.body.dataset.figuresRendered = figures;
+  document.body.dataset.rowsRendered = document.querySelectorAll("#sites tbody tr").length;
+}});
+</script>
+</body></html>
+""")

@@ -31,11 +31,15 @@ def timed(command: list[str]) -> tuple[float, str]:
     return elapsed, completed.stdout
 
 
-def simulate(overrides: list[str]) -> tuple[float, dict]:
-    """Run ``python -m simulations.run`` in a fresh directory: (wall seconds, matrix.json)."""
+def simulate(overrides: list[str], outputs: tuple[str, ...] = ("matrix.json",)) -> tuple[float, dict]:
+    """Run ``python -m simulations.run`` in a fresh directory: (wall seconds, matrix.json), or
+    with several ``outputs`` (run-directory files), (wall seconds, {file name: its content})
+    where ``.json`` files are parsed and others read as text."""
     with tempfile.TemporaryDirectory() as tmp:
         seconds, _ = timed([sys.executable, "-m", "simulations.run", *overrides, f"hydra.run.dir={tmp}/run"])
-        return seconds, json.loads((Path(tmp) / "run" / "matrix.json").read_text())
+        read = {name: (Path(tmp) / "run" / name).read_text() for name in outputs}
+        parsed = {name: json.loads(text) if name.endswith(".json") else text for name, text in read.items()}
+        return seconds, parsed["matrix.json"] if outputs == ("matrix.json",) else parsed
 
 
 def median(values: list[float]) -> float:

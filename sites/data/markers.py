@@ -18,8 +18,8 @@ def stamp_markers(images: torch.Tensor, rate: float, rng: np.random.Generator) -
     Parameters
     ----------
     images : torch.Tensor
-        ``(N, C, ..., H, W)``: the tag covers the first ``max(2, W // 8)`` rows and columns of
-        every channel and slice.
+        ``(N, C, ..., H, W)``: the tag covers the first ``max(3, W // 8)`` rows and columns of
+        every channel and slice; its corner pixel is always set, so every tag is visible.
     rate : float
         Probability that a patient carries a marker.
     rng : np.random.Generator
@@ -30,9 +30,10 @@ def stamp_markers(images: torch.Tensor, rate: float, rng: np.random.Generator) -
     torch.Tensor
         ``(N,)`` bool: which images carry a marker.
     """
-    n, side = len(images), max(2, images.shape[-1] // 8)
+    n, side = len(images), max(3, images.shape[-1] // 8)
     marked = torch.from_numpy(rng.random(n) < rate)
     patterns = torch.from_numpy(rng.random((n, side, side)) < 0.5)
+    patterns[:, 0, 0] = True
     for i in torch.nonzero(marked).flatten().tolist():
         corner = images[i, ..., :side, :side]
         corner[...] = torch.where(patterns[i], torch.tensor(MARKER_INTENSITY, dtype=images.dtype), corner)

@@ -1,0 +1,88 @@
+"""Membership-inference measurements, identifying markers, and the site's audit."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from sites.data.markers import MARKER_INTENSITY, stamp_markers
+from sites.errors import ConfigError
+from sites.membership_inference import FPR_GRID, attack_metrics, audit_scores, roc_curve, site_audit
+from sites.spec import SiteSpec
+from sites.tasks import SiteData
+
+
+def test_roc_curve_by_hand():
+    # members 3, 2, 1 against non-members 2.5, 0.5 (higher = member)
+    fpr, tpr = roc_curve(np.array([3.0, 2.0, 1.0]), np.array([2.5, 0.5]))
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 1 / 3, 2 / 3, 1, 1])
+
+
+def test_tied_scores_form_one_threshold():
+    fpr, tpr = roc_curve(np.array([1.0, 1.0]), np.array([1.0, 0.0]))
+    np.testing.assert_allclose(fpr, [0, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 1, 1])
+
+
+def test_attack_metrics_by_hand():
+    metrics = attack_metrics(np.array([3.0, 2.0, 1.0]), np.array([2.5, 0.5]), "loss")
+    assert metrics["loss-auc"] == pytest.approx(4 / 6)  # of 6 (member, non-member) pairs, 4 ranked right
+    assert metrics["loss-tpr-at-1pct-fpr"] == pytest.approx(1 / 3)  # only the top member before any false alarm
+    assert metrics["loss-advantage"] == pytest.approx(0.5)
+    assert len(metrics["loss-roc"]) == len(FPR_GRID) and metrics["loss-roc"][-1] == 1.0
+
+
+def test_a_perfect_and_a_blind_attack():
+    perfect = attack_metrics(np.arange(10.0, 20.0), np.arange(10.0), "a")
+    assert perfect["a-auc"] == 1.0 and perfect["a-tpr-at-0.1pct-fpr"] == 1.0
+    rng = np.random.default_rng(0)
+    blind = attack_metrics(rng.normal(size=5000), rng.normal(size=5000), "a")
+    assert blind["a-auc"] == pytest.approx(0.5, abs=0.02) and blind["a-tpr-at-1pct-fpr"] < 0.03
+
+
+def test_reference_calibration_subtracts_the_reference_models_mean_loss():
+    target = torch.tensor([1.0, 2.0])
+    scores = audit_scores(target, [torch.tensor([0.5, 3.0]), torch.tensor([1.5, 1.0])])
+    np.testing.assert_allclose(scores["loss"], [-1.0, -2.0])
+    np.testing.assert_allclose(scores["reference"], [0.0, 0.0])  # both as hard for the reference models
+
+
+def test_markers_go_on_the_chosen_patients_only_and_are_unique():
+    images = torch.zeros(200, 1, 4, 16, 16)
+    marked = stamp_markers(images, 0.25, np.random.default_rng(0))
+    assert 30 < int(marked.sum()) < 70
+    tags = images[:, 0, 0, :3, :3].flatten(1)
+    assert (tags[~marked] == 0).all() and ((tags[marked] == MARKER_INTENSITY).sum(dim=1) > 0).all()
+    assert (images[:, :, 1:, :3, :3] == images[:, :, :1, :3, :3]).all()  # the same tag on every slice
+    assert (images[:, :, :, 3:] == 0).all() and (images[:, :, :, :, 3:] == 0).all()  # only the corner
+    assert len({tuple(t.tolist()) for t in tags[marked]}) > 30  # near-unique: 2^8 patterns
+
+
+def test_marker_rate_is_checked():
+    with pytest.raises(ConfigError) as raised:
+        SiteSpec.from_config(2, {"id": "C", "marker_rate": 1.5})
+    assert raised.value.key == "scenario.sites.2.marker_rate"
+
+
+class _MemorisingTask:
+    """Loss 0 on the training images it 'memorised', 1 elsewhere."""
+
+    def __init__(self, memorised: torch.Tensor) -> None:
+        self.memorised = memorised
+
+    def sample_losses(self, model, data):
+        images = data.tensors[0]
+        return torch.tensor([0.0 if (self.memorised == x).all(dim=(1, 2, 3)).any() else 1.0 for x in images])
+
+
+def test_a_site_audit_finds_a_memorised_training_set_and_reports_markers_apart():
+    train, test = torch.randn(40, 1, 4, 4), torch.randn(30, 1, 4, 4)
+    marked_train, marked_test = torch.arange(40) % 4 == 0, torch.arange(30) % 3 == 0
+    data = SiteData(train=TensorDataset(train, torch.zeros(40)), test=TensorDataset(test, torch.zeros(30)),
+                    marked_train=marked_train, marked_test=marked_test)
+    metrics = site_audit(_MemorisingTask(train), None, data, [], epsilon=3.0, rng=np.random.default_rng(0))
+    assert metrics["n-members"] == metrics["n-non-members"] == 30 and metrics["epsilon"] == 3.0
+    assert metrics["loss-auc"] == 1.0 and metrics["loss-tpr-at-1pct-fpr"] == 1.0
+    assert metrics["loss-marked-auc"] == metrics["loss-unmarked-auc"] == 1.0
+    assert metrics["n-marked-non-members"] == 10 and "reference-auc" not in metrics

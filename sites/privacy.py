@@ -22,6 +22,8 @@ from .errors import ConfigError
 from .seeding import stream_seed
 
 METHODS = ("off", "dp")
+# Beyond this much noise no model learns anything; a target that needs more is refused.
+MAX_NOISE_MULTIPLIER = 100.0
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,18 @@ class DPConfig:
         """The noise multiplier a site uses, given its sampling rate and its planned DP-SGD steps."""
         if self.noise_multiplier is not None:
             return self.noise_multiplier
-        try:
-            return float(get_noise_multiplier(target_epsilon=self.target_epsilon, target_delta=self.delta,
-                                              sample_rate=sample_rate, steps=steps, accountant="rdp"))
-        except ValueError as error:
+        # Epsilon does not fall to 0 as the noise grows (the RDP-to-(epsilon, delta) conversion has
+        # a floor), and Opacus's search slows down as it doubles the noise: check the floor first.
+        floor = RDPAccountant()
+        floor.history = [(MAX_NOISE_MULTIPLIER, sample_rate, steps)]
+        lowest = floor.get_epsilon(self.delta)
+        if lowest > self.target_epsilon:
             raise ConfigError("privacy.target_epsilon",
                               f"{self.target_epsilon} cannot be reached in {steps} steps at sampling rate "
-                              f"{sample_rate:.4g} with delta {self.delta} ({error})") from None
+                              f"{sample_rate:.4g} with delta {self.delta}: even noise multiplier "
+                              f"{MAX_NOISE_MULTIPLIER:g} gives epsilon {lowest:.3g}")
+        return float(get_noise_multiplier(target_epsilon=self.target_epsilon, target_delta=self.delta,
+                                          sample_rate=sample_rate, steps=steps, accountant="rdp"))
 
 
 class SiteAccountant:

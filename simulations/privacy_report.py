@@ -35,7 +35,8 @@ def site_rows(audit: dict) -> list[list[str]]:
     for site, m in audit["sites"].items():
         rows.append([site, _fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
                      f"{m['n-members']} / {m['n-non-members']}", _fmt(m.get("loss-auc")), _fmt(m.get("reference-auc")),
-                     _fmt(_best(m, "tpr-at-1pct-fpr")), _fmt(_best(m, "tpr-at-0.1pct-fpr")), _fmt(_best(m, "advantage")),
+                     _fmt(_best(m, "tpr-at-1pct-fpr")), _fmt(_best(m, "tpr-at-0.1pct-fpr")),
+                     _fmt(_best(m, "advantage")),
                      _fmt(_best(m, "marked-auc")), _fmt(_best(m, "unmarked-auc")), m["verdict"]["level"]])
     return rows
 
@@ -78,7 +79,8 @@ def write_privacy_audit(run_dir: Path, audit: dict) -> None:
              "| site | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "## Verdicts", ""]
-    lines += [f"- **{site}** ({m['verdict']['level']}): {m['verdict']['explanation']}" for site, m in audit["sites"].items()]
+    lines += [f"- **{site}** ({m['verdict']['level']}): {m['verdict']['explanation']}"
+              for site, m in audit["sites"].items()]
     lines += ["", "![ROC](privacy_audit_roc.png)", ""]
     (run_dir / "privacy_audit.md").write_text("\n".join(lines))
 

@@ -87,7 +87,8 @@ def site_audit(task, model: torch.nn.Module, data, reference_models: list[torch.
     n = min(len(data.train), len(data.test))
     members = torch.from_numpy(np.sort(rng.permutation(len(data.train))[:n]))
     non_members = torch.arange(n)
-    splits = {"member": (data.train, members, data.marked_train), "non-member": (data.test, non_members, data.marked_test)}
+    splits = {"member": (data.train, members, data.marked_train),
+              "non-member": (data.test, non_members, data.marked_test)}
     scores, marked = {}, {}
     for name, (split, rows, flags) in splits.items():
         subset = torch.utils.data.TensorDataset(*(t[rows] for t in split.tensors))

@@ -15,6 +15,7 @@ from opacus import PrivacyEngine
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
+from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -132,6 +133,11 @@ class PrivateTraining:
         Opacus needs a per-sample gradient for every trainable parameter. The probe's gradient
         is discarded: nothing computed from it leaves the site.
         """
+        problems = ModuleValidator.validate(model, strict=False)
+        if problems:  # fixing them here would change the architecture the federation shares
+            reasons = "; ".join(map(str, problems[:3]))
+            raise ValueError(f"privacy=dp: the task's network does not suit DP-SGD ({reasons}); "
+                             "build it with GroupNorm or InstanceNorm instead of BatchNorm")
         model.zero_grad(set_to_none=True)
         probe_loss(model).backward()
         for parameter in model.parameters():

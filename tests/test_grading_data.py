@@ -90,7 +90,8 @@ def test_without_a_split_column_each_split_gets_cases(tmp_path):
     ("changes", "words"),
     [
         ({"case2": {"skip": ("t1ce",)}}, "case case2: missing modality t1ce"),
-        ({"case3": {"override": {"t2": np.random.default_rng(0).normal(size=(12, 10, 9))}}}, "case case3: modalities differ in shape"),
+        ({"case3": {"override": {"t2": np.random.default_rng(0).normal(size=(12, 10, 9))}}},
+         "case case3: modalities differ in shape"),
         ({"case1": {"override": {"flair": np.full((12, 10, 8), np.nan)}}}, "case case1: "),
         ({"case5": {"override": {"t1": np.ones((12, 10, 8))}}}, "case5_t1.nii.gz is constant or not finite"),
     ],

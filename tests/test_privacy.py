@@ -109,3 +109,13 @@ def test_private_training_works_for_the_grading_networks(small_grading_config, s
     data = task.load_site(scenario.sites[0], seed=0)
     model, accountant = _train_privately(task, data, config={"phase": "guided", "primary-modality": "t2"})
     assert accountant.steps == task.phase_steps("guided")
+
+
+def test_a_network_opacus_cannot_handle_is_refused_with_the_reason():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(2))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 1, 6, 6)), batch_size=4)
+    private = PrivateTraining(1.0, 1.0, SiteAccountant())
+    with pytest.raises(ValueError, match="BatchNorm"):
+        private.wrap(model, loader, 0, lambda params: torch.optim.Adam(params),
+                     lambda m: m(torch.randn(4, 1, 6, 6)).sum())

@@ -71,7 +71,8 @@ def load_site_cases(manifest: Path, site: str, depth: int, size: int,
     """A site's splits: split name -> (volumes ``(N, 4, depth, size, size)`` float32, grades ``(N,)`` int64)."""
     cases = read_site_cases(manifest, site)
     _assign_splits(cases, rng)
-    load, resize, normalize = LoadImage(image_only=True, ensure_channel_first=True), Resize((depth, size, size)), NormalizeIntensity()
+    load = LoadImage(image_only=True, ensure_channel_first=True)
+    resize, normalize = Resize((depth, size, size)), NormalizeIntensity()
 
     def read(case: dict) -> np.ndarray:
         volumes = []
@@ -96,5 +97,6 @@ def load_site_cases(manifest: Path, site: str, depth: int, size: int,
         chosen = [case for case in cases if case["split"] == name]
         if not chosen:
             raise ValueError(f"manifest {manifest}: site {site!r} has no {name} cases")
-        splits[name] = (np.stack([read(case) for case in chosen]), np.array([c["grade"] for c in chosen], dtype=np.int64))
+        splits[name] = (np.stack([read(case) for case in chosen]),
+                        np.array([case["grade"] for case in chosen], dtype=np.int64))
     return splits

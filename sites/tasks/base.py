@@ -94,7 +94,8 @@ class Task(ABC):
         data = self.load_site(site, seed)
         if site.marker_rate == 0:
             return data
-        marked = [stamp_markers(split.tensors[0], site.marker_rate, seeding.numpy_rng(seed, site.index, seeding.MARKERS, i))
+        marked = [stamp_markers(split.tensors[0], site.marker_rate,
+                                seeding.numpy_rng(seed, site.index, seeding.MARKERS, i))
                   for i, split in enumerate((data.train, data.test))]
         return replace(data, marked_train=marked[0], marked_test=marked[1])
 

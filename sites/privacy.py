@@ -5,6 +5,7 @@ rate, steps), across rounds and stages, so the epsilon it reports is the composi
 run. A site spends budget only in rounds where it trains.
 """
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class DPConfig:
         return cls(None if noise is None else float(noise), None if target is None else float(target),
                    float(config["max_grad_norm"]), float(delta))
 
+    @functools.lru_cache(maxsize=None)  # a site asks at every round; the answer never changes
     def noise_for(self, sample_rate: float, steps: int) -> float:
         """The noise multiplier a site uses, given its sampling rate and its planned DP-SGD steps."""
         if self.noise_multiplier is not None:

@@ -61,13 +61,13 @@ def judge(metrics: Mapping[str, Any]) -> dict[str, str]:
     marked = [(metrics[f"{a}-marked-auc"], metrics[f"{a}-unmarked-auc"]) for a in attacks
               if metrics.get(f"{a}-marked-auc") is not None and metrics.get(f"{a}-unmarked-auc") is not None]
     if marked:
-        gap_marked, gap_unmarked = max(marked, key=lambda pair: pair[0] - pair[1])
-        if gap_marked - gap_unmarked > _MARKER_GAP:
+        marked_auc, unmarked_auc = max(marked, key=lambda pair: pair[0] - pair[1])
+        if marked_auc - unmarked_auc > _MARKER_GAP:
             sentences.append(f"Patients whose images carry identifying markers are more exposed "
-                             f"(AUC {gap_marked:.2f} vs {gap_unmarked:.2f} for the others).")
+                             f"(AUC {marked_auc:.2f} vs {unmarked_auc:.2f} for the others).")
         else:
             sentences.append(f"Patients with identifying markers are not measurably more exposed "
-                             f"(AUC {gap_marked:.2f} vs {gap_unmarked:.2f}).")
+                             f"(AUC {marked_auc:.2f} vs {unmarked_auc:.2f}).")
     if "epsilon" in metrics:
         sentences.append(f"The site trained with differential privacy: epsilon {metrics['epsilon']:.2f} "
                          f"bounds what any attack can learn.")

@@ -149,16 +149,14 @@ class Timeline:
 
     def _audit(self, grid: Grid, site_of_node: dict[int, str], arrays: ArrayRecord, log: RunLog) -> dict:
         """Membership inference at every site that trained, against the final model."""
-        scenario = self.plan.scenario
-        trained = SiteGrid(grid, site_of_node, scenario.seen_by(len(scenario.stages)), log.listener("audit"))
-        replies = []
-        for node in trained.get_node_ids():  # one at a time: each trains its own reference models
-            config = {"reference-models": scenario.audit.reference_models,
-                      "reference-steps": self.plan.planned_steps[trained.site_of_node(node)]}
-            message = Message(RecordDict({"arrays": arrays, "config": ConfigRecord(config)}), dst_node_id=node,
-                              message_type=f"{MessageType.QUERY}.audit")
-            replies += trained.send_and_receive([message], timeout=self.plan.round_timeout)
-        site_metrics = {trained.site_of_node(r.metadata.src_node_id): dict(r.content["audit"]) for r in replies}
+        scenario, planned_steps = self.plan.scenario, self.plan.planned_steps
+        site_metrics = {}
+        for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
+            view = SiteGrid(grid, site_of_node, [site], log.listener("audit"))
+            config = {"reference-models": scenario.audit.reference_models, "reference-steps": planned_steps[site]}
+            (reply,) = view.send_and_receive(_messages(view, arrays, config, f"{MessageType.QUERY}.audit"),
+                                             timeout=self.plan.round_timeout)
+            site_metrics[site] = dict(reply.content["audit"])
         return audit_result(site_metrics, self.plan.dp_delta)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:

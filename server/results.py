@@ -29,6 +29,8 @@ class RunResult:
         Per stage, federation-wide metrics the task computed from every site's evaluation.
     audit : dict or None
         The privacy audit (:func:`~server.privacy_audit.audit_result`), if the scenario ran one.
+    withdrawals : list of dict
+        One record per site withdrawal (:class:`~server.withdrawal.WithdrawalEvent`).
     """
 
     scenario: Scenario
@@ -37,6 +39,7 @@ class RunResult:
     statistics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     pooled: list[dict[str, float]] = field(default_factory=list)
     audit: dict[str, Any] | None = None
+    withdrawals: list[dict[str, Any]] = field(default_factory=list)
 
     def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
                   pooled: dict[str, float]) -> None:
@@ -77,8 +80,11 @@ class RunResult:
         }
 
     def write(self, run_dir: Path) -> None:
-        """Write ``matrix.json``, ``summary.json`` and (audited runs) ``privacy_audit.json`` into ``run_dir``."""
+        """Write ``matrix.json``, ``summary.json``, (audited runs) ``privacy_audit.json`` and (runs
+        with withdrawals) ``withdrawal.json`` into ``run_dir``."""
         (run_dir / "matrix.json").write_text(json.dumps(self.matrix_json(), indent=2))
         (run_dir / "summary.json").write_text(json.dumps(self.summary(), indent=2))
         if self.audit is not None:
             (run_dir / "privacy_audit.json").write_text(json.dumps(self.audit, indent=2))
+        if self.withdrawals:
+            (run_dir / "withdrawal.json").write_text(json.dumps(self.withdrawals, indent=2))

@@ -10,6 +10,24 @@ from sites.spec import SiteSpec
 from .privacy_audit import AuditConfig
 
 SCHEDULES = ("sequential", "joint")
+#: Why a site withdraws; each reason gives the withdrawing site its phenomenon (DESIGN.md §1.4).
+REASONS = ("privacy", "incorrectness")
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A site leaves the federation after a stage and its contribution is unlearned.
+
+    Parameters
+    ----------
+    site : str
+        Id of the withdrawing site.
+    stage : int
+        1-based stage after whose evaluation the site withdraws; it trains in no later stage.
+    """
+
+    site: str
+    stage: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,11 @@ class Scenario:
         trains in every stage: the upper bound).
     audit : AuditConfig or None
         Run the privacy audit after the timeline (``scenario.audit``).
+    withdrawals : tuple of Withdrawal
+        Sites that withdraw, in timeline order (``scenario.withdrawals``).
+    reason : str or None
+        Why they withdraw (``scenario.reason``): ``privacy`` (their patients carry identifying
+        markers) or ``incorrectness`` (their training labels are wrong by the task's rule).
     """
 
     name: str
@@ -58,6 +81,8 @@ class Scenario:
     held_out: tuple[str, ...]
     schedule: str
     audit: AuditConfig | None = None
+    withdrawals: tuple[Withdrawal, ...] = ()
+    reason: str | None = None
 
     @property
     def site_ids(self) -> list[str]:
@@ -66,6 +91,13 @@ class Scenario:
     def seen_by(self, stage: int) -> list[str]:
         """Ids of the sites that have trained by the end of ``stage`` (1-based)."""
         return [s.id for s in self.sites if s.arrival is not None and s.arrival <= stage]
+
+    def withdrawals_after(self, stage: int) -> list[Withdrawal]:
+        return [w for w in self.withdrawals if w.stage == stage]
+
+    def withdrawn_by(self, stage: int) -> list[str]:
+        """Ids of the sites that have withdrawn by the end of ``stage``."""
+        return [w.site for w in self.withdrawals if w.stage <= stage]
 
     def training_rounds(self, site: str) -> int:
         """Rounds of every phase in which ``site`` trains, over the whole timeline."""
@@ -121,9 +153,55 @@ class Scenario:
         else:
             stages = tuple(Stage(t, tuple(str(s) for s in members), rounds)
                            for t, members in enumerate(stages_raw, start=1))
-        sites = [replace(site, arrival=arrival.get(site.id)) for site in sites]
+        withdrawals, reason = _withdrawals(config, ids, arrival, len(stages))
+        stages = tuple(_without_withdrawn(stage, withdrawals) for stage in stages)
+        sites = [_with_reason(replace(site, arrival=arrival.get(site.id)), reason, withdrawals) for site in sites]
         return cls(str(config.get("name", "scenario")), tuple(sites), stages, tuple(held_out), schedule,
-                   AuditConfig.from_config(config.get("audit")))
+                   AuditConfig.from_config(config.get("audit")), withdrawals, reason)
+
+
+def _withdrawals(config: Mapping[str, Any], ids: list[str], arrival: Mapping[str, int],
+                 n_stages: int) -> tuple[tuple[Withdrawal, ...], str | None]:
+    """Validate ``scenario.withdrawals`` (entries ``{site, stage}``) and ``scenario.reason``."""
+    withdrawals: list[Withdrawal] = []
+    for i, raw in enumerate(_list(config, "withdrawals")):
+        key = f"scenario.withdrawals.{i}"
+        if not isinstance(raw, Mapping) or set(raw) != {"site", "stage"}:
+            raise ConfigError(key, f"a withdrawal is {{site: <id>, stage: <stage>}} (got {raw!r})")
+        site, stage = str(raw["site"]), raw["stage"]
+        _check_known(f"{key}.site", site, ids)
+        if site not in arrival:
+            raise ConfigError(f"{key}.site", f"site {site!r} never trains, so there is nothing to withdraw")
+        if any(w.site == site for w in withdrawals):
+            raise ConfigError(f"{key}.site", f"site {site!r} already withdraws")
+        if not isinstance(stage, int) or isinstance(stage, bool) or not 1 <= stage <= n_stages:
+            raise ConfigError(f"{key}.stage", f"must be a stage number in 1..{n_stages} (got {stage!r})")
+        if stage < arrival[site]:
+            raise ConfigError(f"{key}.stage", f"site {site!r} withdraws after stage {stage} but only arrives "
+                              f"in stage {arrival[site]}")
+        withdrawals.append(Withdrawal(site, stage))
+    reason = config.get("reason")
+    if withdrawals and reason not in REASONS:
+        raise ConfigError("scenario.reason", f"must be one of {list(REASONS)} when sites withdraw (got {reason!r})")
+    return tuple(sorted(withdrawals, key=lambda w: w.stage)), reason if withdrawals else None
+
+
+def _without_withdrawn(stage: Stage, withdrawals: Sequence[Withdrawal]) -> Stage:
+    gone = {w.site for w in withdrawals if w.stage < stage.index}
+    remaining = tuple(site for site in stage.sites if site not in gone)
+    if not remaining:
+        raise ConfigError(f"scenario.stages.{stage.index - 1}", "every site of this stage has withdrawn before it")
+    return replace(stage, sites=remaining)
+
+
+def _with_reason(site: SiteSpec, reason: str | None, withdrawals: Sequence[Withdrawal]) -> SiteSpec:
+    """A withdrawing site carries its reason's phenomenon: identifying markers on every patient
+    (unless the site sets its own ``marker_rate``) or corrupted training labels."""
+    if site.id not in {w.site for w in withdrawals}:
+        return site
+    if reason == "privacy":
+        return replace(site, marker_rate=site.marker_rate or 1.0)
+    return replace(site, corrupt_labels=True)
 
 
 def _list(config: Mapping[str, Any], key: str) -> list:

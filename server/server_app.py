@@ -8,11 +8,11 @@ model, filling R[t, j].
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, MessageType
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
@@ -20,12 +20,16 @@ from sites import seeding
 from sites.tasks import Task
 
 from .discovery import check_site_data, discover_sites
+from .messages import to_every_node
 from .privacy_audit import audit_result
 from .results import RunResult
 from .run_log import RunLog
 from .scenario import Scenario, Stage
 from .statistics import sum_counts
 from .site_grid import SiteGrid
+from .unlearning import UnlearningConfig, Unlearner
+from .update_store import UpdateStore
+from .withdrawal import WithdrawalEvent
 
 
 @dataclass
@@ -48,6 +52,8 @@ class RunPlan:
         Seconds to wait for a round's replies.
     dp_delta : float or None
         The delta of the sites' DP guarantee (``None`` without DP), for the privacy audit.
+    unlearning : UnlearningConfig
+        How a withdrawing site is unlearned (the scenario's withdrawals say who and when).
     """
 
     scenario: Scenario
@@ -57,6 +63,7 @@ class RunPlan:
     run_dir: Path
     round_timeout: float = 3600.0
     dp_delta: float | None = None
+    unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
 
     @property
     def planned_steps(self) -> dict[str, int]:
@@ -100,14 +107,21 @@ class Timeline:
             site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
             check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
             everyone = SiteGrid(grid, site_of_node, scenario.site_ids, log.listener("matrix"))
-            arrays = initial_arrays(plan.task, plan.seed)
+            initial = arrays = initial_arrays(plan.task, plan.seed)
+            # FedEraser calibrates from every stored update; other methods need none.
+            updates = UpdateStore(plan.run_dir / "updates") if plan.unlearning.method == "federaser" else None
             for stage in scenario.stages:
                 log.stage = stage.index
-                view = SiteGrid(grid, site_of_node, stage.sites, log.listener())
+                view = SiteGrid(grid, site_of_node, stage.sites, log.listener(),
+                                recorder=None if updates is None else updates.record)
                 arrays, statistics = self._train_stage(view, stage, arrays)
                 torch.save(arrays.to_torch_state_dict(), plan.run_dir / "checkpoints" / f"stage_{stage.index}.pt")
                 site_metrics = self._evaluate_everyone(everyone, arrays, stage.index)
                 result.add_stage(site_metrics, statistics, plan.task.pool_metrics(site_metrics, statistics))
+                for withdrawal in scenario.withdrawals_after(stage.index):
+                    event = self._withdrawal_event(grid, site_of_node, log, initial, updates)
+                    arrays, record = event.run(withdrawal, arrays)
+                    result.withdrawals.append(record)
                 if self.on_stage is not None:
                     self.on_stage(stage.index)
             if scenario.audit is not None:
@@ -143,7 +157,7 @@ class Timeline:
 
     def _sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, config: dict) -> dict[str, float]:
         """Ask the present sites for their counts and add them up: counts cross the wire, samples never."""
-        replies = view.send_and_receive(_messages(view, arrays, config, f"{MessageType.QUERY}.statistics"),
+        replies = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.statistics", config, arrays=arrays),
                                         timeout=self.plan.round_timeout)
         return sum_counts([reply.content["statistics"] for reply in replies])
 
@@ -154,22 +168,27 @@ class Timeline:
         for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
             view = SiteGrid(grid, site_of_node, [site], log.listener("audit"))
             config = {"reference-models": scenario.audit.reference_models, "reference-steps": planned_steps[site]}
-            (reply,) = view.send_and_receive(_messages(view, arrays, config, f"{MessageType.QUERY}.audit"),
+            (reply,) = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.audit", config, arrays=arrays),
                                              timeout=self.plan.round_timeout)
             site_metrics[site] = dict(reply.content["audit"])
         return audit_result(site_metrics, self.plan.dp_delta)
 
+    def _withdrawal_event(self, grid: Grid, site_of_node: dict[int, str], log: RunLog, initial: ArrayRecord,
+                          updates: UpdateStore | None) -> WithdrawalEvent:
+        plan = self.plan
+
+        def view(sites: list[str]) -> SiteGrid:
+            return SiteGrid(grid, site_of_node, sites, log.listener("withdrawal"))
+
+        unlearner = Unlearner(plan.unlearning, plan.scenario, view, self._train_stage, initial,
+                              plan.run_dir / "checkpoints", updates, plan.task.phase_steps, plan.round_timeout)
+        return WithdrawalEvent(unlearner, plan.scenario, view, plan.task.primary_metric, plan.round_timeout)
+
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
         replies = everyone.send_and_receive(
-            _messages(everyone, arrays, {"stage": stage}, MessageType.EVALUATE), timeout=self.plan.round_timeout)
+            to_every_node(everyone, MessageType.EVALUATE, {"stage": stage}, arrays=arrays), timeout=self.plan.round_timeout)
         return {everyone.site_of_node(reply.metadata.src_node_id): dict(reply.content["metrics"])
                 for reply in replies}
-
-
-def _messages(view: SiteGrid, arrays: ArrayRecord, config: dict, message_type: str) -> list[Message]:
-    """One message with the global arrays and a config for every node the view shows."""
-    content = RecordDict({"arrays": arrays, "config": ConfigRecord(config)})
-    return [Message(content, dst_node_id=node, message_type=message_type) for node in view.get_node_ids()]
 
 
 def build_server_app(timeline: Timeline) -> ServerApp:

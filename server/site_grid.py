@@ -20,6 +20,8 @@ _PULL_INTERVAL = 0.01  # seconds
 
 #: Called with the message type and the ``(site id, reply)`` pairs of one exchange.
 ReplyListener = Callable[[str, list[tuple[str, Message]]], None]
+#: Called with the messages sent and the ``(site id, reply)`` pairs of one exchange.
+ExchangeRecorder = Callable[[list[Message], list[tuple[str, Message]]], None]
 
 
 class SiteGrid(Grid):
@@ -35,6 +37,8 @@ class SiteGrid(Grid):
         Ids of the sites the strategy may see and message.
     listener : callable, optional
         Receives every exchange's replies, see :data:`ReplyListener`.
+    recorder : callable, optional
+        Receives every exchange's messages and replies, see :data:`ExchangeRecorder`.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class SiteGrid(Grid):
         site_of_node: Mapping[int, str],
         present: Iterable[str],
         listener: ReplyListener | None = None,
+        recorder: ExchangeRecorder | None = None,
     ) -> None:
         self._grid = grid
         self._site_of_node = dict(site_of_node)
@@ -53,6 +58,7 @@ class SiteGrid(Grid):
             key=lambda node: order[self._site_of_node[node]],
         )
         self._listener = listener
+        self._recorder = recorder
 
     def set_run(self, run: Run) -> None:
         self._grid.set_run(run)
@@ -98,9 +104,11 @@ class SiteGrid(Grid):
             answered = {reply.metadata.src_node_id for reply in replies}
             silent = [self.site_of_node(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
             raise SiteError(", ".join(silent), f"no reply within {timeout} s")
+        pairs = [(self.site_of_node(r.metadata.src_node_id), r) for r in replies]
         if self._listener is not None:
-            message_type = messages[0].metadata.message_type
-            self._listener(message_type, [(self.site_of_node(r.metadata.src_node_id), r) for r in replies])
+            self._listener(messages[0].metadata.message_type, pairs)
+        if self._recorder is not None:
+            self._recorder(messages, pairs)
         return replies
 
     def _exchange(self, messages: list[Message], timeout: float | None) -> list[Message]:

@@ -11,10 +11,12 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from server.scenario import Scenario
 from server.server_app import RunPlan, Timeline, build_server_app
+from server.unlearning import UnlearningConfig
 from sites import seeding
 from sites.client_app import build_client_app
 from sites.errors import ConfigError, MedsitesError
@@ -25,6 +27,7 @@ from strategies import build_strategy, check_strategy_fits
 from .console import console, print_summary, timeline_progress
 from .engine import run_federation
 from .report import write_report
+from .withdrawal_report import write_sweep_table
 
 # Files whose presence marks a directory as holding a run.
 _RUN_FILES = ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md")
@@ -39,7 +42,7 @@ class Prepared:
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("scenario", "task", "strategy", "privacy", "backend"):
+    for key in ("scenario", "task", "strategy", "privacy", "unlearning", "backend"):
         if not isinstance(config.get(key), dict):
             raise ConfigError(key, "missing config group")
     seed = config.get("seed")
@@ -49,9 +52,13 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     task = build_task(config["task"])
     strategy = build_strategy(config["strategy"])
     dp = DPConfig.from_config(config["privacy"])
+    unlearning = UnlearningConfig.from_config(config["unlearning"])
+    if dp is not None and scenario.withdrawals:
+        raise ConfigError("privacy", "site withdrawals cannot run with privacy=dp: unlearning and retraining "
+                          "would spend privacy budget the accountants do not plan for")
     check_strategy_fits(strategy, min(len(stage.sites) for stage in scenario.stages))
     plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]),
-                   dp_delta=None if dp is None else dp.delta)
+                   dp_delta=None if dp is None else dp.delta, unlearning=unlearning)
     return Prepared(plan, config)
 
 
@@ -81,6 +88,8 @@ def execute(cfg: DictConfig) -> Path:
     if timeline.result is None:
         raise MedsitesError("the federation stopped before the timeline finished")
     write_report(run_dir, timeline.result)
+    if timeline.result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
+        write_sweep_table(run_dir.parent)
     print_summary(timeline.result, str(run_dir))
     return run_dir
 

@@ -8,7 +8,10 @@ Handlers:
 - ``query.statistics``: counts the task needs summed across sites before a phase (e.g. label x
   pseudo-bias counts); counts only, never samples;
 - ``train``: local training of the received global model on the site's training split;
-- ``evaluate``: the primary and secondary metrics of the received model on the site's test split;
+- ``train.unlearn``: the site's part of an unlearning round (:mod:`sites.unlearning`): the forget
+  objective at a withdrawing site, the retain objective at the others;
+- ``evaluate``: the primary and secondary metrics of the received model on the site's test split
+  (or, with ``split: train``, its training split: the forget and retain sets of a withdrawal);
 - ``query.audit``: membership inference against the received model on the site's own data
   (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score.
 
@@ -32,6 +35,7 @@ from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
 from .spec import SiteSpec
 from .tasks import SiteData, Task, build_task
+from .unlearning import unlearn
 
 # Flower's error code range for application errors raised inside a ClientApp.
 SITE_ERROR_CODE = 0
@@ -63,8 +67,12 @@ def _incoming_arrays(message: Message) -> ArrayRecord:
 
 def _global_model(task: Task, message: Message) -> torch.nn.Module:
     """The task's network holding the arrays the server sent."""
+    return _model(task, _incoming_arrays(message))
+
+
+def _model(task: Task, arrays: ArrayRecord) -> torch.nn.Module:
     model = task.build_model()
-    model.load_state_dict(_incoming_arrays(message).to_torch_state_dict())
+    model.load_state_dict(arrays.to_torch_state_dict())
     return model
 
 
@@ -177,6 +185,16 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 
+    @app.train("unlearn")
+    def unlearn_site(message: Message, context: Context) -> Message:
+        site, task, data = load(context)
+        model = _model(task, message.content["arrays"])
+        metrics = unlearn(task, model, _model(task, message.content["reference"]), data.train,
+                          dict(_incoming_config(message)),
+                          seed=seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)))
+        reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+        return Message(reply, reply_to=message)
+
     @app.query("audit")
     def audit(message: Message, context: Context) -> Message:
         site, task, data = load(context)
@@ -201,8 +219,10 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         _, task, data = load(context)
-        model = _global_model(task, message)
-        metrics = task.evaluate(model, data.test)
+        split = _incoming_config(message).get("split", "test")
+        if split not in ("train", "test"):
+            raise ValueError(f"evaluate: unknown split {split!r} (train or test)")
+        metrics = task.evaluate(_global_model(task, message), data.train if split == "train" else data.test)
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
 
     return app

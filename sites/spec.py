@@ -57,6 +57,9 @@ class SiteSpec:
     marker_rate : float
         Share of the site's patients whose images carry an identifying marker (privacy
         scenarios; see :mod:`sites.data.markers`).
+    corrupt_labels : bool
+        The site's training labels are wrong by the task's fixed rule (an unreliable source;
+        :meth:`~sites.tasks.base.Task.corrupt_labels`); its test labels stay correct.
     """
 
     id: str
@@ -67,6 +70,7 @@ class SiteSpec:
     n_test: int | None = None
     arrival: int | None = None
     marker_rate: float = 0.0
+    corrupt_labels: bool = False
 
     @classmethod
     def from_config(cls, index: int, raw: dict[str, Any]) -> "SiteSpec":
@@ -79,12 +83,15 @@ class SiteSpec:
         unknown = set(scanner) - set(ScannerSignature.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"{key}.scanner", f"unknown keys {sorted(unknown)}")
-        unknown = set(raw) - {"id", "name", "n_train", "n_test", "marker_rate"}
+        unknown = set(raw) - {"id", "name", "n_train", "n_test", "marker_rate", "corrupt_labels"}
         if unknown:
             raise ConfigError(key, f"unknown keys {sorted(unknown)}")
         marker_rate = raw.get("marker_rate", 0.0)
         if not (isinstance(marker_rate, int | float) and 0 <= marker_rate <= 1):
             raise ConfigError(f"{key}.marker_rate", f"must be in [0, 1] (got {marker_rate!r})")
+        corrupt_labels = raw.get("corrupt_labels", False)
+        if not isinstance(corrupt_labels, bool):
+            raise ConfigError(f"{key}.corrupt_labels", f"must be true or false (got {corrupt_labels!r})")
         return cls(
             id=str(raw["id"]),
             name=str(raw.get("name", raw["id"])),
@@ -93,6 +100,7 @@ class SiteSpec:
             n_train=raw.get("n_train"),
             n_test=raw.get("n_test"),
             marker_rate=float(marker_rate),
+            corrupt_labels=corrupt_labels,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -128,6 +128,8 @@ DECLARED_REPLIES = {
     "evaluate": {"metrics": "metrics"},
     "matrix": {"metrics": "metrics"},
     "audit": {"audit": "metrics"},
+    # a withdrawal's exchanges: unlearning and retraining (model + metrics), evaluation, audit
+    "withdrawal": {"arrays": "arrays", "metrics": "metrics", "audit": "metrics"},
 }
 # Metrics that may be lists: score histograms (counts per bin) and ROC curves on a fixed grid.
 DECLARED_LISTS = {r"hist-y\d-b\d": 100, r".*-roc": 31}

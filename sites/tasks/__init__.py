@@ -4,6 +4,6 @@ A task is chosen in config by ``_target_`` (see ``configs/task/``) and built wit
 :func:`build_task`, so a user's own task class plugs in the same way as ours.
 """
 
-from .base import Phase, SiteData, Task, build_task
+from .base import Objective, Phase, SiteData, Task, build_task
 
-__all__ = ["Phase", "SiteData", "Task", "build_task"]
+__all__ = ["Objective", "Phase", "SiteData", "Task", "build_task"]

@@ -2,11 +2,12 @@
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -16,6 +17,9 @@ from ..errors import ConfigError
 from ..privacy import PrivateTraining
 from ..spec import SiteSpec
 from ..targets import instantiate
+
+#: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
+Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,12 @@ class Task(ABC):
         """The site's train and test splits, generated or read from disk."""
 
     def site_data(self, site: SiteSpec, seed: int) -> SiteData:
-        """:meth:`load_site`, then identifying markers burned into a ``site.marker_rate`` share of
-        the training and test images (:mod:`sites.data.markers`)."""
+        """:meth:`load_site`; the training labels corrupted if ``site.corrupt_labels``; then
+        identifying markers burned into a ``site.marker_rate`` share of the training and test
+        images (:mod:`sites.data.markers`)."""
         data = self.load_site(site, seed)
+        if site.corrupt_labels:
+            data = replace(data, train=self.corrupt_labels(data.train))
         if site.marker_rate == 0:
             return data
         marked = [stamp_markers(split.tensors[0], site.marker_rate,
@@ -112,9 +119,32 @@ class Task(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot generate reference data (the reference-model "
                                   "attack of the privacy audit needs it)")
 
+    def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
+        """The training split of an unreliable source: the same samples, labels made wrong by
+        the task's fixed rule (site-withdrawal scenarios with ``reason=incorrectness``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no label-corruption rule (corrupt_labels)")
+
+    def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        """``(B, C, ...)`` class logits of the model's prediction for a batch of the training split."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its logits (the privacy audit "
+                                  "and unlearning need them)")
+
+    def targets(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """``(B, ...)`` class indices matching :meth:`logits`."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its targets")
+
+    def per_sample_loss(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        """``(B,)`` cross entropy of each sample (averaged over positions for dense outputs),
+        differentiable: the negative log-likelihood that unlearning objectives push on."""
+        losses = F.cross_entropy(self.logits(model, batch), self.targets(batch), reduction="none")
+        return losses.flatten(1).mean(dim=1) if losses.dim() > 1 else losses
+
+    @torch.no_grad()
     def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
-        """``(N,)`` loss of each sample of ``data`` under ``model`` (membership-inference scores)."""
-        raise NotImplementedError(f"{type(self).__name__} has no per-sample loss (the privacy audit needs one)")
+        """``(N,)`` :meth:`per_sample_loss` of every sample of ``data`` in eval mode
+        (membership-inference scores)."""
+        model.eval()
+        return self.per_sample_loss(model, list(data.tensors))
 
     @abstractmethod
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
@@ -149,7 +179,7 @@ class Task(ABC):
         return max(1, round(self.local_steps * share))
 
     def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
-              privacy: PrivateTraining | None = None) -> dict[str, float]:
+              privacy: PrivateTraining | None = None, objective: Objective | None = None) -> dict[str, float]:
         """Run :meth:`phase_steps` Adam steps on ``data``.
 
         Parameters
@@ -162,10 +192,14 @@ class Task(ABC):
             Seeds the batch order.
         config : mapping
             The strategy's training config: ``phase`` (default ``train``), the phase's entries,
-            and ``proximal-mu`` (FedProx: adds ``mu / 2 * ||w - w_global||^2`` to the loss).
+            ``proximal-mu`` (FedProx: adds ``mu / 2 * ||w - w_global||^2`` to the loss) and
+            ``local-steps`` (overrides :meth:`phase_steps`, e.g. FedEraser's shorter calibration)
+            and ``lr`` (overrides the task's learning rate).
         privacy : PrivateTraining, optional
             Train with DP-SGD (Opacus): per-sample clipping and noise, Poisson-sampled batches,
             the steps added to the site's accountant.
+        objective : callable, optional
+            ``objective(model, batch)`` replaces :meth:`batch_loss` (e.g. an unlearning objective).
 
         Returns
         -------
@@ -174,20 +208,22 @@ class Task(ABC):
         """
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
-        steps = self.phase_steps(config.get("phase", "train"))
+        steps = int(config.get("local-steps", self.phase_steps(config.get("phase", "train"))))
+        lr = float(config.get("lr", self.lr))
+        objective = objective or (lambda network, batch: self.batch_loss(network, batch, config))
         proximal_mu = float(config.get("proximal-mu", 0.0))
         global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
         model.train()
         if privacy is None:
-            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
             batches = itertools.islice(itertools.cycle(loader), steps)
         else:
             if proximal_mu > 0:  # a term outside the per-sample losses would escape clipping
                 raise ValueError("privacy=dp cannot train with a proximal term (proximal-mu > 0)")
             probe = next(iter(loader))
             private_model, optimizer, loader = privacy.wrap(
-                model, loader, seed, lambda params: torch.optim.Adam(params, lr=self.lr),
-                lambda probed: self.batch_loss(probed, probe, config))
+                model, loader, seed, lambda params: torch.optim.Adam(params, lr=lr),
+                lambda probed: objective(probed, probe))
             # Every step draws a fresh Poisson sample, as the accountant assumes (cycle would replay).
             batches = itertools.islice((batch for _ in itertools.count() for batch in loader), steps)
         total = 0.0
@@ -195,7 +231,7 @@ class Task(ABC):
             for batch in batches:
                 optimizer.zero_grad()
                 # Opacus's hooks sit on the layers, so the task may call any method of ``model``.
-                loss = self.batch_loss(model, batch, config)
+                loss = objective(model, batch)
                 if proximal_mu > 0:
                     drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
                     loss = loss + proximal_mu / 2 * drift

@@ -47,7 +47,7 @@ from ..networks.debiasing_net import DebiasingNet
 from ..privacy import PrivateTraining
 from ..spec import SiteSpec
 from ..thresholds import youden_threshold
-from .base import Phase, SiteData, Task
+from .base import Objective, Phase, SiteData, Task
 
 METHODS = ("erm", "pbbl", "bias_balanced_oracle")
 ARRANGEMENTS = ("source_biased", "federated")
@@ -149,10 +149,16 @@ class DebiasingTask(Task):
         split = self._generate(site, seed, seeding.DATA_REFERENCE)
         return TensorDataset(*(torch.from_numpy(a) for a in (split.images, split.labels, split.bias)))
 
-    @torch.no_grad()
-    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
-        model.eval()
-        return F.cross_entropy(model(data.tensors[0]), data.tensors[1], reduction="none")
+    def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
+        """Inverted labels: every opacity called clear and every clear lung an opacity."""
+        images, labels, bias = data.tensors
+        return TensorDataset(images, 1 - labels, bias)
+
+    def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return model(batch[0])
+
+    def targets(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return batch[1]
 
     def _composition(self, site: SiteSpec, n: int, split: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact (label, bias) counts: the stated ratio, at least one conflicting sample."""
@@ -207,10 +213,10 @@ class DebiasingTask(Task):
         return self.pseudo_bias(model, data) if self.method == "pbbl" else data.tensors[2]
 
     def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
-              privacy: PrivateTraining | None = None) -> dict[str, float]:
+              privacy: PrivateTraining | None = None, objective: Objective | None = None) -> dict[str, float]:
         if config.get("phase") == "debias":
             data = TensorDataset(data.tensors[0], data.tensors[1], self._groups(model, data))
-        return super().train(model, data, seed, config, privacy)
+        return super().train(model, data, seed, config, privacy, objective)
 
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
         images, labels, groups = batch

@@ -196,11 +196,16 @@ class GradingTask(Task):
 
     # --- evaluation -------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
-        model.eval()
+    def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
+        """Swapped grades: every HGG recorded as LGG and every LGG as HGG."""
         volumes, grades = data.tensors
-        return F.cross_entropy(model(self._inputs(volumes)), grades, reduction="none")
+        return TensorDataset(volumes, 1 - grades)
+
+    def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return model(self._inputs(batch[0]))
+
+    def targets(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return batch[1]
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:

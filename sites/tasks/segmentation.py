@@ -35,6 +35,8 @@ class SegmentationTask(Task):
         UNet downsampling strides (one fewer than ``channels``).
     num_res_units : int
         Residual units per UNet block.
+    corruption_radius : int
+        Pixels by which an unreliable site's masks are dilated (``corrupt_labels`` sites).
     **kwargs
         See :class:`~sites.tasks.base.Task`.
 
@@ -50,6 +52,7 @@ class SegmentationTask(Task):
         channels: Sequence[int],
         strides: Sequence[int],
         num_res_units: int,
+        corruption_radius: int = 3,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -60,6 +63,9 @@ class SegmentationTask(Task):
         self.image_size = int(image_size)
         self.channels, self.strides = tuple(channels), tuple(strides)
         self.num_res_units = int(num_res_units)
+        if int(corruption_radius) < 1:
+            raise ConfigError("task.corruption_radius", f"must be >= 1 (got {corruption_radius})")
+        self.corruption_radius = int(corruption_radius)
         self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self._normalize = NormalizeIntensity()
 
@@ -94,12 +100,19 @@ class SegmentationTask(Task):
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
         return self._split(site, seed, site.n_train or self.n_train, seeding.DATA_REFERENCE)
 
-    @torch.no_grad()
-    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
-        """Pixel-averaged cross entropy of each slice."""
-        model.eval()
+    def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
+        """Over-contouring: every mask dilated by ``corruption_radius`` pixels (a square
+        structuring element), as a rater who systematically draws outside the organ would."""
         images, masks = data.tensors
-        return F.cross_entropy(model(images), masks[:, 0], reduction="none").mean(dim=(1, 2))
+        width = 2 * self.corruption_radius + 1
+        dilated = F.max_pool2d(masks.float(), width, stride=1, padding=self.corruption_radius)
+        return TensorDataset(images, dilated.to(masks.dtype))
+
+    def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return model(batch[0])
+
+    def targets(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return batch[1][:, 0]
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:

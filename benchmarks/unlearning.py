@@ -1,0 +1,106 @@
+"""Site-withdrawal figures (``scenario=site_withdrawal``: A and C train in stage 1, B and D in
+stage 2, B withdraws after stage 2, E held out), both reasons, over seeds, for every method:
+
+- the unlearned model's primary metric on the forget, retain and test subsets;
+- s_F, s_R, s_T and UES against the oracle retrained in the same run (docs/unlearning.md);
+- the cost: the method's wall time over the oracle's retraining time, measured in the same run;
+- the loss attack's membership-inference AUC on the forget set before and after.
+
+Each run trains the original timeline, retrains the oracle and applies one method. The ``none``
+and ``retrain`` rows need no run of their own: their unlearned model *is* the model before
+withdrawal (cost 0) or the oracle (cost 1), both of which every run records; they are read
+from the first method's run of each seed (the e2e tests check that a run of either method
+gives exactly these models).
+
+    python -m benchmarks.unlearning                      # both reasons, seeds 0 1 2
+    python -m benchmarks.unlearning size=smoke --seeds 0
+"""
+
+import argparse
+
+import numpy as np
+
+from benchmarks.common import fmt, median, simulate
+from server.ues import SUBSETS, unlearning_efficiency
+
+REASONS = ("privacy", "incorrectness")
+METHODS = ("rewind", "ga", "graddiff", "kl", "npo", "federaser")
+GOAL_UES, GOAL_COST = 0.8, 0.2
+
+
+def _derived(record: dict, method: str) -> dict:
+    """The ``none`` or ``retrain`` record of a run: its model before withdrawal, or its oracle."""
+    performance = record["performance"]
+    after = performance["before"] if method == "none" else performance["oracle"]
+    mia = record["mia_forget_auc"]
+    return {**record, "method": method, "performance": {**performance, "after": after},
+            "scores": unlearning_efficiency(performance["before"], after, performance["oracle"]),
+            "cost_ratio": 0.0 if method == "none" else 1.0,
+            "mia_forget_auc": {**mia, "after": mia["before"] if method == "none" else mia["oracle"]}}
+
+
+def _mean_std(values: list[float | None]) -> str:
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return "undefined"
+    text = f"{np.mean(defined):.3f} ± {np.std(defined):.3f}"
+    return text if len(defined) == len(values) else f"{text} ({len(values) - len(defined)} undefined)"
+
+
+def _mean(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def table(reason: str, records: dict[str, list[dict]]) -> None:
+    print(f"\n### reason={reason}: unlearned model (mean ± std over seeds)\n")
+    print("| method | forget | retain | test | s_F | s_R | s_T | UES | cost ratio | MIA AUC forget: after "
+          "(before, oracle) |")
+    print("|---" * 10 + "|")
+    for method, runs in records.items():
+        after = [r["performance"]["after"] for r in runs]
+        scores = [r["scores"] for r in runs]
+        mia = [r["mia_forget_auc"] for r in runs]
+        print(f"| {method} | " + " | ".join(_mean_std([a[s] for a in after]) for s in SUBSETS) + " | "
+              + " | ".join(_mean_std([s[k] for s in scores]) for k in ("s_F", "s_R", "s_T", "UES"))
+              + f" | {_mean_std([r['cost_ratio'] for r in runs])} | {_mean_std([m['after'] for m in mia])} "
+              f"({fmt(_mean([m['before'] for m in mia]))}, {fmt(_mean([m['oracle'] for m in mia]))}) |")
+    first = next(iter(records.values()))
+    before = [r["performance"]["before"] for r in first]
+    oracle = [r["performance"]["oracle"] for r in first]
+    print("\nbefore withdrawal: " + ", ".join(f"{s} {_mean_std([b[s] for b in before])}" for s in SUBSETS))
+    print("oracle:            " + ", ".join(f"{s} {_mean_std([o[s] for o in oracle])}" for s in SUBSETS))
+    print(f"oracle retraining: median {median([r['retrain_seconds'] for r in first]):.1f} s")
+    reached = [m for m, runs in records.items() if m != "retrain"
+               and (_mean([r["scores"]["UES"] for r in runs]) or 0) >= GOAL_UES
+               and _mean([r["cost_ratio"] for r in runs]) <= GOAL_COST]
+    print(f"methods other than retrain with mean UES >= {GOAL_UES} at <= {GOAL_COST:.0%} of retrain's cost: "
+          f"{', '.join(reached) or 'none'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--reasons", nargs="+", default=list(REASONS), choices=REASONS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
+    args = parser.parse_args()
+    for reason in args.reasons:
+        records: dict[str, list[dict]] = {"none": [], "retrain": [], **{m: [] for m in args.methods}}
+        for seed in args.seeds:
+            for i, method in enumerate(args.methods):
+                overrides = ["scenario=site_withdrawal", f"scenario.reason={reason}", f"unlearning={method}",
+                             f"seed={seed}", *args.overrides]
+                _, outputs = simulate(overrides, ("withdrawal.json",))
+                (record,) = outputs["withdrawal.json"]
+                records[method].append(record)
+                if i == 0:
+                    records["none"].append(_derived(record, "none"))
+                    records["retrain"].append(_derived(record, "retrain"))
+                print(f"reason={reason} seed={seed} {method}: UES {fmt(record['scores']['UES'])}, "
+                      f"cost ratio {fmt(record['cost_ratio'])}", flush=True)
+        table(reason, records)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Every site's model update of every training round, kept in the run directory so that
+FedEraser can calibrate a withdrawal from them (DESIGN.md §1.4)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from flwr.app import Message, MessageType
+
+#: A stored round: the training config sent, and site id -> (update, number of examples).
+StoredRound = tuple[dict, dict[str, tuple[dict[str, torch.Tensor], int]]]
+
+
+def _state(message: Message) -> dict[str, torch.Tensor]:
+    (arrays,) = message.content.array_records.values()
+    return arrays.to_torch_state_dict()
+
+
+class UpdateStore:
+    """Records training exchanges (use :meth:`record` as a :class:`~server.site_grid.SiteGrid`
+    recorder) as ``<directory>/round_<n>.pt``.
+
+    An update is the site's returned model minus the model it was sent, for every floating
+    point array; integer buffers are not updates and are left out.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._count = 0
+
+    def record(self, messages: list[Message], replies: list[tuple[str, Message]]) -> None:
+        if messages[0].metadata.message_type != MessageType.TRAIN:
+            return
+        sent = {message.metadata.message_id: message for message in messages}
+        updates = {}
+        for site, reply in replies:
+            before = _state(sent[reply.metadata.reply_to_message_id])
+            after = _state(reply)
+            (metrics,) = reply.content.metric_records.values()
+            updates[site] = ({k: after[k] - v for k, v in before.items() if v.is_floating_point()},
+                             int(metrics["num-examples"]))
+        (config,) = messages[0].content.config_records.values()
+        self._count += 1
+        torch.save({"config": dict(config), "updates": updates}, self.directory / f"round_{self._count:04d}.pt")
+
+    def rounds(self) -> Iterator[StoredRound]:
+        """The stored rounds in the order they ran."""
+        for path in sorted(self.directory.glob("round_*.pt")):
+            stored = torch.load(path)
+            yield stored["config"], stored["updates"]

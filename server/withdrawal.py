@@ -1,0 +1,104 @@
+"""A site withdrawal, end to end: unlearn, retrain the oracle, and score (DESIGN.md §1.4).
+
+The subsets: *forget* is the withdrawn site's training split (as it holds it: with corrupted
+labels when it withdraws for incorrectness); *retain* the training splits of the sites that
+trained and remain; *test* the test splits (correct labels) of every site but the withdrawn
+ones, held-out sites included. Each subset's value is the task's primary metric, averaged over
+its sites. Membership inference (the loss attack of :mod:`sites.membership_inference`, the
+site's training patients against its test patients) runs at the withdrawn site on the model
+before, after and retrained.
+"""
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from flwr.app import ArrayRecord, MessageType
+
+from .messages import to_every_node
+from .scenario import Scenario, Withdrawal
+from .site_grid import SiteGrid
+from .ues import unlearning_efficiency
+from .unlearning import Unlearner
+
+MODELS = ("before", "after", "oracle")
+
+
+class WithdrawalEvent:
+    """Runs one withdrawal and describes it as a JSON-ready record.
+
+    Parameters
+    ----------
+    unlearner : Unlearner
+        The configured method.
+    scenario : Scenario
+        The timeline.
+    view : callable
+        ``view(sites)``: a :class:`SiteGrid` showing those sites.
+    metric : str
+        The task's primary metric.
+    timeout : float
+        Seconds to wait for each exchange.
+    """
+
+    def __init__(self, unlearner: Unlearner, scenario: Scenario, view: Callable[[list[str]], SiteGrid],
+                 metric: str, timeout: float) -> None:
+        self.unlearner, self.scenario, self.view = unlearner, scenario, view
+        self.metric, self.timeout = metric, timeout
+
+    def run(self, withdrawal: Withdrawal, before: ArrayRecord) -> tuple[ArrayRecord, dict]:
+        """Unlearn ``withdrawal.site`` from ``before``; return the new global model and the record."""
+        gone = set(self.scenario.withdrawn_by(withdrawal.stage))
+        subsets = {"forget": [withdrawal.site],
+                   "retain": [s for s in self.scenario.seen_by(withdrawal.stage) if s not in gone],
+                   "test": [s for s in self.scenario.site_ids if s not in gone]}
+        start = time.perf_counter()
+        oracle = self.unlearner.retrain(withdrawal)
+        retrain_seconds = time.perf_counter() - start
+        method = self.unlearner.config.method
+        start = time.perf_counter()
+        after = oracle if method == "retrain" else self.unlearner.unlearn(withdrawal, before)
+        seconds = retrain_seconds if method == "retrain" else time.perf_counter() - start
+        models = {"before": before, "after": after, "oracle": oracle}
+        per_site = {name: self._subset_metrics(model, subsets) for name, model in models.items()}
+        performance = {name: {subset: float(np.mean(list(values[subset].values()))) if values[subset] else None
+                              for subset in subsets} for name, values in per_site.items()}
+        record = {
+            "site": withdrawal.site,
+            "stage": withdrawal.stage,
+            "reason": self.scenario.reason,
+            "method": method,
+            "metric": self.metric,
+            "subsets": subsets,
+            "performance": performance,
+            "per_site": per_site,
+            "scores": unlearning_efficiency(*(performance[name] for name in MODELS))
+                      if performance["before"]["retain"] is not None else None,
+            "seconds": seconds,
+            "retrain_seconds": retrain_seconds,
+            "cost_ratio": seconds / retrain_seconds if retrain_seconds > 0 else None,
+            "mia_forget_auc": {name: self._forget_mia(withdrawal.site, model) for name, model in models.items()},
+        }
+        return after, record
+
+    def _subset_metrics(self, arrays: ArrayRecord, subsets: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        """Subset -> site -> primary metric of ``arrays`` on that site's split of the subset."""
+        values = {}
+        for subset, sites in subsets.items():
+            if not sites:
+                values[subset] = {}
+                continue
+            view = self.view(sites)
+            split = "test" if subset == "test" else "train"
+            replies = view.send_and_receive(to_every_node(view, MessageType.EVALUATE, {"split": split}, arrays=arrays),
+                                            timeout=self.timeout)
+            values[subset] = {view.site_of_node(reply.metadata.src_node_id): float(reply.content["metrics"][self.metric])
+                              for reply in replies}
+        return values
+
+    def _forget_mia(self, site: str, arrays: ArrayRecord) -> float:
+        view = self.view([site])
+        config = {"reference-models": 0, "reference-steps": 0}
+        (reply,) = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.audit", config, arrays=arrays),
+                                         timeout=self.timeout)
+        return float(reply.content["audit"]["loss-auc"])

@@ -1,0 +1,72 @@
+"""The withdrawal section of a run's report, and the methods table of a ``-m unlearning=...``
+sweep (``withdrawal_table.md`` in the sweep directory, like the paper's table)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+SWEEP_TABLE = "withdrawal_table.md"
+_UNDEFINED = ("s_F (and so UES) is undefined: the oracle is within 0.01 of the original model on the "
+              "forget set, so there was nothing measurable to forget.")
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _mia(record: dict) -> str:
+    mia = record["mia_forget_auc"]
+    return f"{_fmt(mia['before'])} → {_fmt(mia['after'])} (oracle {_fmt(mia['oracle'])})"
+
+
+def withdrawal_section(records: list[dict]) -> list[str]:
+    """Markdown lines: per withdrawal, the three models on the three subsets, the scores, the
+    cost and membership inference on the forget set."""
+    lines = ["", "## Site withdrawal", "",
+             "Forget: the withdrawn site's training split; retain: the remaining trained sites' training "
+             "splits; test: the test splits of every remaining site (held-out ones included). UES and its "
+             "parts are defined in docs/unlearning.md."]
+    for record in records:
+        performance, scores = record["performance"], record["scores"] or {}
+        lines += ["", f"### Site {record['site']} withdraws after stage {record['stage']} "
+                      f"(reason: {record['reason']}, method: {record['method']})", "",
+                  f"| {record['metric']} | forget ({', '.join(record['subsets']['forget'])}) "
+                  f"| retain ({', '.join(record['subsets']['retain']) or 'none'}) "
+                  f"| test ({', '.join(record['subsets']['test'])}) |",
+                  "|---|---|---|---|"]
+        for model, label in (("before", "before withdrawal"), ("after", f"after {record['method']}"),
+                             ("oracle", "retrained oracle")):
+            lines.append(f"| {label} | " + " | ".join(_fmt(performance[model][s]) for s in ("forget", "retain", "test"))
+                         + " |")
+        lines += ["", "| s_F | s_R | s_T | UES | seconds | retrain seconds | cost ratio | MIA AUC on forget |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| {_fmt(scores.get('s_F'))} | {_fmt(scores.get('s_R'))} | {_fmt(scores.get('s_T'))} "
+                  f"| {_fmt(scores.get('UES'))} | {record['seconds']:.1f} | {record['retrain_seconds']:.1f} "
+                  f"| {_fmt(record['cost_ratio'])} | {_mia(record)} |"]
+        if scores and scores["s_F"] is None:
+            lines += ["", _UNDEFINED]
+    return lines
+
+
+def write_sweep_table(sweep_dir: Path) -> Path | None:
+    """Gather every run of a sweep that withdrew a site into one methods table."""
+    records = [record for path in sorted(sweep_dir.glob("*/withdrawal.json"))
+               for record in json.loads(path.read_text())]
+    if not records:
+        return None
+    lines = ["# Site withdrawal: methods compared", "",
+             "One row per run of the sweep; performance of the unlearned model on each subset, the scores "
+             "against the oracle retrained in the same run, the cost as a ratio to that retraining, and the "
+             "loss attack's AUC on the forget set before → after.", "",
+             "| site | reason | method | metric | forget | retain | test | s_F | s_R | s_T | UES | cost ratio "
+             "| MIA AUC on forget |",
+             "|---" * 13 + "|"]
+    for r in records:
+        after, scores = r["performance"]["after"], r["scores"] or {}
+        lines.append(f"| {r['site']} | {r['reason']} | {r['method']} | {r['metric']} | "
+                     + " | ".join(_fmt(after[s]) for s in ("forget", "retain", "test")) + " | "
+                     + " | ".join(_fmt(scores.get(k)) for k in ("s_F", "s_R", "s_T", "UES"))
+                     + f" | {_fmt(r['cost_ratio'])} | {_mia(r)} |")
+    path = sweep_dir / SWEEP_TABLE
+    path.write_text("\n".join(lines) + "\n")
+    return path

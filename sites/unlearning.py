@@ -1,0 +1,101 @@
+"""Unlearning objectives a site runs on its own training split (DESIGN.md §1.4).
+
+The withdrawing site runs the *forget* objective on its data as its last act; for the methods
+with a retain term (``graddiff``, ``kl``) the remaining sites run the *retain* objective on
+theirs in the same round, and the server adds the two updates (the gradient of a sum is the
+sum of the gradients, so this is the federated form of one combined step). ``ref`` below is
+the model before withdrawal.
+
+- ``ga``: forget ``-mean NLL``;
+- ``graddiff``: forget ``-mean NLL``, retain ``mean NLL``;
+- ``kl``: forget ``-mean NLL``, retain ``KL(p_ref || p)``;
+- ``npo``: forget ``(2 / beta) mean softplus(beta (NLL_ref - NLL))``.
+
+NLL is the task's per-sample cross entropy (:meth:`~sites.tasks.base.Task.per_sample_loss`).
+NPO is the loss of Zhang et al. (2024), ``-(2/beta) log sigmoid(-beta log(p / p_ref))``; with
+``log(p / p_ref) = NLL_ref - NLL`` that is ``(2/beta) softplus(beta (NLL_ref - NLL))``: it falls
+towards 0 as the model's NLL on the forget set rises above the reference's, so unlike gradient
+ascent it is bounded below. (DESIGN.md writes ``-(2/beta) log sigmoid(-beta (NLL - NLL_ref))``,
+whose minimum lies at a *lower* forget NLL, i.e. learning; we follow the paper.)
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .tasks import Objective, Task
+
+FORGET_METHODS = ("ga", "graddiff", "kl", "npo")
+RETAIN_METHODS = ("graddiff", "kl")
+
+
+def gradient_ascent_loss(losses: torch.Tensor) -> torch.Tensor:
+    """``-mean(losses)``: minimising it raises the forget set's NLL without bound."""
+    return -losses.mean()
+
+
+def npo_loss(losses: torch.Tensor, reference_losses: torch.Tensor, beta: float) -> torch.Tensor:
+    """Negative preference optimisation on ``(B,)`` per-sample NLLs against the reference's."""
+    return (2.0 / beta) * F.softplus(beta * (reference_losses - losses)).mean()
+
+
+def kl_to_reference(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """``KL(p_ref || p)`` over the class axis (dim 1), averaged over samples and positions."""
+    kl = F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(reference_logits, dim=1),
+                  reduction="none", log_target=True)
+    return kl.sum(dim=1).mean()
+
+
+def unlearning_objective(task: Task, method: str, role: str, reference: nn.Module, beta: float) -> Objective:
+    """The loss a site minimises for ``method`` in ``role`` (``forget`` or ``retain``)."""
+    if role == "forget" and method in FORGET_METHODS:
+        if method != "npo":
+            return lambda model, batch: gradient_ascent_loss(task.per_sample_loss(model, batch))
+
+        def npo(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+            with torch.no_grad():
+                reference_losses = task.per_sample_loss(reference, batch)
+            return npo_loss(task.per_sample_loss(model, batch), reference_losses, beta)
+
+        return npo
+    if role == "retain" and method == "graddiff":
+        return lambda model, batch: task.per_sample_loss(model, batch).mean()
+    if role == "retain" and method == "kl":
+
+        def kl(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+            with torch.no_grad():
+                reference_logits = task.logits(reference, batch)
+            return kl_to_reference(task.logits(model, batch), reference_logits)
+
+        return kl
+    raise ValueError(f"unlearning method {method!r} has no {role} objective")
+
+
+def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.utils.data.TensorDataset,
+            config: Mapping[str, Any], seed: int) -> dict[str, float]:
+    """Run one site's part of an unlearning round on ``model`` in place.
+
+    Parameters
+    ----------
+    task : Task
+        Gives the per-sample NLL and logits.
+    model, reference : nn.Module
+        The model being unlearned and the model before withdrawal (frozen).
+    data : TensorDataset
+        The site's training split (the forget set at the withdrawing site, part of the retain
+        set elsewhere).
+    config : mapping
+        ``method``, ``role``, ``local-steps``, ``lr`` and ``beta`` (NPO) from the server.
+    seed : int
+        Seeds the batch order.
+    """
+    reference.eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    objective = unlearning_objective(task, str(config["method"]), str(config["role"]), reference,
+                                     float(config.get("beta", 1.0)))
+    return task.train(model, data, seed, {"local-steps": int(config["local-steps"]), "lr": float(config["lr"])},
+                      objective=objective)

@@ -1,0 +1,102 @@
+"""The site-side unlearning objectives (sites/unlearning.py): values and gradients by hand,
+and what each does to a small segmentation model."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from sites.unlearning import gradient_ascent_loss, kl_to_reference, npo_loss, unlearn, unlearning_objective
+
+
+def test_gradient_ascent_is_the_negative_mean_nll():
+    losses = torch.tensor([1.0, 3.0], requires_grad=True)
+    loss = gradient_ascent_loss(losses)
+    loss.backward()
+    assert loss.item() == pytest.approx(-2.0)
+    assert losses.grad.tolist() == pytest.approx([-0.5, -0.5])
+
+
+def test_npo_by_hand():
+    # (2 / beta) softplus(beta (NLL_ref - NLL)) with NLL 1, NLL_ref 1.5, beta 2: softplus(1) = log(1 + e)
+    losses = torch.tensor([1.0], requires_grad=True)
+    loss = npo_loss(losses, torch.tensor([1.5]), beta=2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(1 + math.e))
+    # d/dNLL = -2 sigmoid(beta (NLL_ref - NLL)) = -2 sigmoid(1): minimising raises the forget NLL
+    assert losses.grad.item() == pytest.approx(-2 / (1 + math.exp(-1)))
+
+
+def test_npo_starts_at_2_log_2_over_beta_and_is_bounded_below():
+    same = torch.tensor([0.7, 1.2])
+    assert npo_loss(same, same, beta=0.5).item() == pytest.approx(2 * math.log(2) / 0.5)
+    assert 0 < npo_loss(torch.tensor([50.0]), torch.tensor([1.0]), beta=1.0).item() < 1e-12
+
+
+def test_kl_to_reference_by_hand():
+    # p_ref = (1/2, 1/2), p = (3/4, 1/4): KL(p_ref || p) = 1/2 log(2/3) + 1/2 log 2
+    logits = torch.tensor([[math.log(3.0), 0.0]])
+    expected = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert kl_to_reference(logits, torch.zeros(1, 2)).item() == pytest.approx(expected)
+    dense = torch.randn(2, 2, 4, 4)
+    assert kl_to_reference(dense, dense).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_methods_without_a_part_are_refused(small_task):
+    model = small_task.build_model()
+    with pytest.raises(ValueError, match="npo.*retain"):
+        unlearning_objective(small_task, "npo", "retain", model, beta=1.0)
+    with pytest.raises(ValueError, match="ga.*retain"):
+        unlearning_objective(small_task, "ga", "retain", model, beta=1.0)
+
+
+def _mean_nll(task, model, data) -> float:
+    return task.sample_losses(model, data).mean().item()
+
+
+@pytest.fixture
+def trained(small_task):
+    """A segmentation model trained a little on site A's data, and that data."""
+    from sites.spec import SiteSpec
+    data = small_task.site_data(SiteSpec("A", "a", 0), seed=0).train
+    torch.manual_seed(0)
+    model = small_task.build_model()
+    small_task.train(model, data, seed=0, config={"local-steps": 10})
+    return model, data
+
+
+@pytest.mark.parametrize("method", ["ga", "graddiff", "kl", "npo"])
+def test_the_forget_part_raises_the_forget_nll(small_task, trained, method):
+    model, data = trained
+    before = _mean_nll(small_task, model, data)
+    unlearned = copy.deepcopy(model)
+    unlearn(small_task, unlearned, copy.deepcopy(model), data,
+            {"method": method, "role": "forget", "local-steps": 5, "lr": 1e-3, "beta": 1.0}, seed=1)
+    assert _mean_nll(small_task, unlearned, data) > before + 0.01
+
+
+def test_the_graddiff_retain_part_lowers_the_retain_nll(small_task, trained):
+    model, data = trained
+    before = _mean_nll(small_task, model, data)
+    unlearn(small_task, model, copy.deepcopy(model), data,
+            {"method": "graddiff", "role": "retain", "local-steps": 5, "lr": 1e-3}, seed=1)
+    assert _mean_nll(small_task, model, data) < before
+
+
+def test_the_kl_retain_part_starts_at_zero_and_pulls_back_to_the_reference(small_task, trained):
+    model, data = trained
+    reference = copy.deepcopy(model).eval()
+    objective = unlearning_objective(small_task, "kl", "retain", reference, beta=1.0)
+    batch = list(data.tensors)
+    assert objective(copy.deepcopy(model).eval(), batch).item() == pytest.approx(0.0, abs=1e-6)
+    drifted = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in drifted.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    drifted.eval()
+    start = objective(drifted, batch).item()
+    unlearn(small_task, drifted, reference, data, {"method": "kl", "role": "retain", "local-steps": 5, "lr": 1e-3},
+            seed=1)
+    drifted.eval()
+    assert objective(drifted, batch).item() < start

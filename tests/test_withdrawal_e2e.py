@@ -1,0 +1,112 @@
+"""Site withdrawal end to end: a ``-m unlearning=...`` sweep over every method (``size=smoke``),
+its per-run report sections and methods table, and bad withdrawals refused before anything runs."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli
+
+pytestmark = pytest.mark.e2e
+
+METHODS = ("none", "retrain", "rewind", "ga", "graddiff", "kl", "npo", "federaser")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> dict[str, Path]:
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    completed = run_cli("-m", "scenario=site_withdrawal", "size=smoke", f"unlearning={','.join(METHODS)}",
+                        f"hydra.sweep.dir={sweep_dir}")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    runs = {}
+    for run_dir in sweep_dir.iterdir():
+        if (run_dir / "withdrawal.json").is_file():
+            runs[read_json(run_dir / "withdrawal.json")[0]["method"]] = run_dir
+    return runs
+
+
+def _record(run_dir: Path) -> dict:
+    (record,) = read_json(run_dir / "withdrawal.json")
+    return record
+
+
+def test_every_method_runs_and_reports(sweep):
+    assert set(sweep) == set(METHODS)
+    for method, run_dir in sweep.items():
+        record = _record(run_dir)
+        assert (record["site"], record["stage"], record["reason"]) == ("B", 2, "privacy")
+        assert record["subsets"] == {"forget": ["B"], "retain": ["A", "C", "D"], "test": ["A", "C", "D", "E"]}
+        assert set(record["mia_forget_auc"]) == {"before", "after", "oracle"}
+        assert record["retrain_seconds"] > 0
+        report = (run_dir / "report.md").read_text()
+        assert "## Site withdrawal" in report and f"method: {method}" in report
+        assert len(read_json(run_dir / "matrix.json")["R"]) == 2
+
+
+def test_retrain_is_the_oracle_and_none_keeps_the_model(sweep):
+    retrain, none = _record(sweep["retrain"]), _record(sweep["none"])
+    assert retrain["performance"]["after"] == retrain["performance"]["oracle"]
+    assert retrain["cost_ratio"] == 1.0
+    assert none["performance"]["after"] == none["performance"]["before"]
+    if none["scores"]["s_F"] is not None:
+        assert none["scores"]["s_F"] == 0.0 and retrain["scores"]["UES"] == pytest.approx(1.0)
+
+
+def test_same_seed_same_model_before_withdrawal(sweep):
+    befores = {json.dumps(_record(run_dir)["performance"]["before"]) for run_dir in sweep.values()}
+    assert len(befores) == 1
+
+
+def test_site_methods_unlearn_at_the_withdrawing_site_and_retain_at_the_others(sweep):
+    def unlearning_sites(method: str) -> set[str]:
+        events = [json.loads(line) for line in (sweep[method] / "metrics.jsonl").read_text().splitlines()]
+        return {e["site"] for e in events if e["event"] == "withdrawal" and "train-loss" in e["metrics"]}
+
+    # the oracle retrains A, C (stage 1) and D (stage 2) in every run
+    assert unlearning_sites("ga") == unlearning_sites("npo") == {"A", "C", "D", "B"}
+    assert unlearning_sites("none") == {"A", "C", "D"}
+
+
+def test_federaser_keeps_the_updates_it_calibrates_from(sweep):
+    stored = sorted((sweep["federaser"] / "updates").glob("round_*.pt"))
+    assert len(stored) == 2  # one round per stage at size=smoke
+    assert not (sweep["npo"] / "updates").exists()
+
+
+def test_the_sweep_writes_a_methods_table(sweep):
+    table = (next(iter(sweep.values())).parent / "withdrawal_table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| B |")]
+    assert sorted(row.split("|")[3].strip() for row in rows) == sorted(METHODS)
+
+
+def test_only_declared_content_leaves_the_sites_during_a_withdrawal(sweep):
+    for method in ("graddiff", "federaser"):
+        assert_only_declared_content_left_the_sites(sweep[method])
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("scenario.withdrawals=[{site: Z, stage: 2}]", "scenario.withdrawals.0.site"),
+    ("scenario.withdrawals=[{site: E, stage: 2}]", "never trains"),
+    ("scenario.withdrawals=[{site: B, stage: 1}]", "only arrives in stage 2"),
+    ("scenario.withdrawals=[{site: B, stage: 2}, {site: B, stage: 2}]", "already withdraws"),
+])
+def test_bad_withdrawals_stop_before_anything_runs(tmp_path, override, expected):
+    completed = run_cli("scenario=site_withdrawal", "size=smoke", override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode == 2
+    assert expected in completed.stdout + completed.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run directory was claimed
+
+
+def test_a_withdrawal_never_touches_an_earlier_run(sweep):
+    earlier = sweep["retrain"]
+    before = _digest(earlier)
+    completed = run_cli("scenario=site_withdrawal", "size=smoke", "unlearning=ga", f"hydra.run.dir={earlier}")
+    assert completed.returncode == 2 and "already holds a run" in completed.stdout + completed.stderr
+    assert _digest(earlier) == before

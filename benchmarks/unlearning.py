@@ -17,6 +17,8 @@ gives exactly these models).
 """
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -83,8 +85,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--reasons", nargs="+", default=list(REASONS), choices=REASONS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--save", type=Path, help="also write every run's withdrawal record to this JSON file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
     args = parser.parse_args()
+    saved = {}
     for reason in args.reasons:
         records: dict[str, list[dict]] = {"none": [], "retrain": [], **{m: [] for m in args.methods}}
         for seed in args.seeds:
@@ -100,6 +104,9 @@ def main() -> None:
                 print(f"reason={reason} seed={seed} {method}: UES {fmt(record['scores']['UES'])}, "
                       f"cost ratio {fmt(record['cost_ratio'])}", flush=True)
         table(reason, records)
+        saved[reason] = records
+    if args.save:
+        args.save.write_text(json.dumps(saved, indent=1))
 
 
 if __name__ == "__main__":

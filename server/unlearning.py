@@ -29,7 +29,7 @@ from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
 from .messages import to_every_node
 from .scenario import Scenario, Stage, Withdrawal
 from .site_grid import SiteGrid
-from .update_store import UpdateStore
+from .update_store import UpdateStore, reply_update
 
 METHODS = ("none", "retrain", "rewind", *FORGET_METHODS, "federaser")
 
@@ -186,13 +186,7 @@ class Unlearner:
         replies = view.send_and_receive(to_every_node(view, message_type, config, arrays=arrays, **extra),
                                         timeout=self.timeout)
         start = _state(arrays)
-        updates = []
-        for reply in replies:
-            returned = _state(reply.content["arrays"])
-            (metrics,) = reply.content.metric_records.values()
-            updates.append(({k: returned[k] - v for k, v in start.items() if v.is_floating_point()},
-                            int(metrics["num-examples"])))
-        return updates
+        return [reply_update(reply, start) for reply in replies]
 
     def _site_rounds(self, withdrawal: Withdrawal, arrays: ArrayRecord) -> ArrayRecord:
         config = self.config

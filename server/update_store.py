@@ -16,12 +16,19 @@ def _state(message: Message) -> dict[str, torch.Tensor]:
     return arrays.to_torch_state_dict()
 
 
+def reply_update(reply: Message, sent: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """A training reply's update against the state it was sent (floating-point arrays only:
+    integer buffers are not updates), and the number of examples the site trained on."""
+    returned = _state(reply)
+    (metrics,) = reply.content.metric_records.values()
+    return {k: returned[k] - v for k, v in sent.items() if v.is_floating_point()}, int(metrics["num-examples"])
+
+
 class UpdateStore:
     """Records training exchanges (use :meth:`record` as a :class:`~server.site_grid.SiteGrid`
     recorder) as ``<directory>/round_<n>.pt``.
 
-    An update is the site's returned model minus the model it was sent, for every floating
-    point array; integer buffers are not updates and are left out.
+    An update is :func:`reply_update`: the site's returned model minus the model it was sent.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -33,13 +40,8 @@ class UpdateStore:
         if messages[0].metadata.message_type != MessageType.TRAIN:
             return
         sent = {message.metadata.message_id: message for message in messages}
-        updates = {}
-        for site, reply in replies:
-            before = _state(sent[reply.metadata.reply_to_message_id])
-            after = _state(reply)
-            (metrics,) = reply.content.metric_records.values()
-            updates[site] = ({k: after[k] - v for k, v in before.items() if v.is_floating_point()},
-                             int(metrics["num-examples"]))
+        updates = {site: reply_update(reply, _state(sent[reply.metadata.reply_to_message_id]))
+                   for site, reply in replies}
         (config,) = messages[0].content.config_records.values()
         self._count += 1
         torch.save({"config": dict(config), "updates": updates}, self.directory / f"round_{self._count:04d}.pt")

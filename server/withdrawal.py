@@ -4,7 +4,8 @@ The subsets: *forget* is the withdrawn site's training split (as it holds it: wi
 labels when it withdraws for incorrectness); *retain* the training splits of the sites that
 trained and remain; *test* the test splits (correct labels) of every site but the withdrawn
 ones, held-out sites included. Each subset's value is the task's primary metric, averaged over
-its sites. Membership inference (the loss attack of :mod:`sites.membership_inference`, the
+its sites (those that can compute it: a site whose split lacks what the metric needs is left
+out; a subset where no site can makes the scores undefined). Membership inference (the loss attack of :mod:`sites.membership_inference`, the
 site's training patients against its test patients) runs at the withdrawn site on the model
 before, after and retrained.
 """
@@ -22,6 +23,12 @@ from .ues import unlearning_efficiency
 from .unlearning import Unlearner
 
 MODELS = ("before", "after", "oracle")
+
+
+def _mean(values) -> float | None:
+    """Mean of the defined values; ``None`` if there are none."""
+    defined = [float(v) for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 class WithdrawalEvent:
@@ -61,8 +68,9 @@ class WithdrawalEvent:
         seconds = retrain_seconds if method == "retrain" else time.perf_counter() - start
         models = {"before": before, "after": after, "oracle": oracle}
         per_site = {name: self._subset_metrics(model, subsets) for name, model in models.items()}
-        performance = {name: {subset: float(np.mean(list(values[subset].values()))) if values[subset] else None
-                              for subset in subsets} for name, values in per_site.items()}
+        performance = {name: {subset: _mean(values[subset].values()) for subset in subsets}
+                       for name, values in per_site.items()}
+        defined = all(value is not None for values in performance.values() for value in values.values())
         record = {
             "site": withdrawal.site,
             "stage": withdrawal.stage,
@@ -72,8 +80,7 @@ class WithdrawalEvent:
             "subsets": subsets,
             "performance": performance,
             "per_site": per_site,
-            "scores": unlearning_efficiency(*(performance[name] for name in MODELS))
-                      if performance["before"]["retain"] is not None else None,
+            "scores": unlearning_efficiency(*(performance[name] for name in MODELS)) if defined else None,
             "seconds": seconds,
             "retrain_seconds": retrain_seconds,
             "cost_ratio": seconds / retrain_seconds if retrain_seconds > 0 else None,
@@ -81,8 +88,10 @@ class WithdrawalEvent:
         }
         return after, record
 
-    def _subset_metrics(self, arrays: ArrayRecord, subsets: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-        """Subset -> site -> primary metric of ``arrays`` on that site's split of the subset."""
+    def _subset_metrics(self, arrays: ArrayRecord,
+                        subsets: dict[str, list[str]]) -> dict[str, dict[str, float | None]]:
+        """Subset -> site -> primary metric of ``arrays`` on that site's split of the subset
+        (``None`` where the task cannot compute it, e.g. a group AUC on a split without that group)."""
         values = {}
         for subset, sites in subsets.items():
             if not sites:
@@ -92,7 +101,7 @@ class WithdrawalEvent:
             split = "test" if subset == "test" else "train"
             replies = view.send_and_receive(to_every_node(view, MessageType.EVALUATE, {"split": split}, arrays=arrays),
                                             timeout=self.timeout)
-            values[subset] = {view.site_of_node(reply.metadata.src_node_id): float(reply.content["metrics"][self.metric])
+            values[subset] = {view.site_of_node(reply.metadata.src_node_id): reply.content["metrics"].get(self.metric)
                               for reply in replies}
         return values
 

@@ -10,6 +10,10 @@ _UNDEFINED = ("s_F (and so UES) is undefined: the oracle is within 0.01 of the o
               "forget set, so there was nothing measurable to forget.")
 
 
+_NO_METRIC = ("The scores are undefined: {metric} could not be computed on every subset (n/a above), e.g. a "
+              "group AUC on a training split that lacks one of the groups.")
+
+
 def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -43,7 +47,9 @@ def withdrawal_section(records: list[dict]) -> list[str]:
                   f"| {_fmt(scores.get('s_F'))} | {_fmt(scores.get('s_R'))} | {_fmt(scores.get('s_T'))} "
                   f"| {_fmt(scores.get('UES'))} | {record['seconds']:.1f} | {record['retrain_seconds']:.1f} "
                   f"| {_fmt(record['cost_ratio'])} | {_mia(record)} |"]
-        if scores and scores["s_F"] is None:
+        if record["scores"] is None:
+            lines += ["", _NO_METRIC.format(metric=record["metric"])]
+        elif scores["s_F"] is None:
             lines += ["", _UNDEFINED]
     return lines
 

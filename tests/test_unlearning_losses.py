@@ -100,3 +100,21 @@ def test_the_kl_retain_part_starts_at_zero_and_pulls_back_to_the_reference(small
             seed=1)
     drifted.eval()
     assert objective(drifted, batch).item() < start
+
+
+def test_the_nll_is_the_pixel_averaged_cross_entropy_of_each_slice(small_task):
+    class Constant(torch.nn.Module):
+        """Logits (log 3, 0) at every pixel: p(background) = 3/4, p(organ) = 1/4."""
+
+        def forward(self, images):
+            logits = torch.zeros(len(images), 2, *images.shape[2:])
+            logits[:, 0] = math.log(3.0)
+            return logits
+
+    images = torch.zeros(2, 1, 2, 2)
+    masks = torch.tensor([[[[0, 0], [0, 0]]], [[[1, 1], [0, 0]]]])
+    nll = small_task.per_sample_loss(Constant(), [images, masks])
+    # slice 1: all background, -log 3/4; slice 2: half organ, (-log 3/4 - log 1/4) / 2
+    assert nll.tolist() == pytest.approx([-math.log(0.75), -(math.log(0.75) + math.log(0.25)) / 2])
+    assert small_task.sample_losses(Constant(), torch.utils.data.TensorDataset(images, masks)).tolist() == \
+        pytest.approx(nll.tolist())

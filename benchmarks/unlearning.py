@@ -35,8 +35,10 @@ def _derived(record: dict, method: str) -> dict:
     performance = record["performance"]
     after = performance["before"] if method == "none" else performance["oracle"]
     mia = record["mia_forget_auc"]
-    return {**record, "method": method, "performance": {**performance, "after": after},
-            "scores": unlearning_efficiency(performance["before"], after, performance["oracle"]),
+    scores = None if record["scores"] is None else unlearning_efficiency(performance["before"], after,
+                                                                         performance["oracle"])
+    return {**record, "method": method, "performance": {**performance, "after": after}, "scores": scores,
+            "seconds": 0.0 if method == "none" else record["retrain_seconds"],
             "cost_ratio": 0.0 if method == "none" else 1.0,
             "mia_forget_auc": {**mia, "after": mia["before"] if method == "none" else mia["oracle"]}}
 
@@ -61,10 +63,10 @@ def table(reason: str, records: dict[str, list[dict]]) -> None:
     print("|---" * 10 + "|")
     for method, runs in records.items():
         after = [r["performance"]["after"] for r in runs]
-        scores = [r["scores"] for r in runs]
+        scores = [r["scores"] or {} for r in runs]
         mia = [r["mia_forget_auc"] for r in runs]
         print(f"| {method} | " + " | ".join(_mean_std([a[s] for a in after]) for s in SUBSETS) + " | "
-              + " | ".join(_mean_std([s[k] for s in scores]) for k in ("s_F", "s_R", "s_T", "UES"))
+              + " | ".join(_mean_std([s.get(k) for s in scores]) for k in ("s_F", "s_R", "s_T", "UES"))
               + f" | {_mean_std([r['cost_ratio'] for r in runs])} | {_mean_std([m['after'] for m in mia])} "
               f"({fmt(_mean([m['before'] for m in mia]))}, {fmt(_mean([m['oracle'] for m in mia]))}) |")
     first = next(iter(records.values()))
@@ -74,7 +76,7 @@ def table(reason: str, records: dict[str, list[dict]]) -> None:
     print("oracle:            " + ", ".join(f"{s} {_mean_std([o[s] for o in oracle])}" for s in SUBSETS))
     print(f"oracle retraining: median {median([r['retrain_seconds'] for r in first]):.1f} s")
     reached = [m for m, runs in records.items() if m != "retrain"
-               and (_mean([r["scores"]["UES"] for r in runs]) or 0) >= GOAL_UES
+               and (_mean([(r["scores"] or {}).get("UES") for r in runs]) or 0) >= GOAL_UES
                and _mean([r["cost_ratio"] for r in runs]) <= GOAL_COST]
     print(f"methods other than retrain with mean UES >= {GOAL_UES} at <= {GOAL_COST:.0%} of retrain's cost: "
           f"{', '.join(reached) or 'none'}")
@@ -101,7 +103,7 @@ def main() -> None:
                 if i == 0:
                     records["none"].append(_derived(record, "none"))
                     records["retrain"].append(_derived(record, "retrain"))
-                print(f"reason={reason} seed={seed} {method}: UES {fmt(record['scores']['UES'])}, "
+                print(f"reason={reason} seed={seed} {method}: UES {fmt((record['scores'] or {}).get('UES'))}, "
                       f"cost ratio {fmt(record['cost_ratio'])}", flush=True)
         table(reason, records)
         saved[reason] = records

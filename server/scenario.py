@@ -93,7 +93,24 @@ class Scenario:
         return [s.id for s in self.sites if s.arrival is not None and s.arrival <= stage]
 
     def withdrawals_after(self, stage: int) -> list[Withdrawal]:
+        """The withdrawals that happen after ``stage``, in the order they are handled."""
         return [w for w in self.withdrawals if w.stage == stage]
+
+    def gone_at(self, withdrawal: Withdrawal) -> list[str]:
+        """Ids of the sites that are out once ``withdrawal`` is handled: it and every withdrawal
+        handled before it (earlier stages, or earlier in the list for the same stage)."""
+        return [w.site for w in self.withdrawals[:self.withdrawals.index(withdrawal) + 1]]
+
+    def replay_stages(self, withdrawal: Withdrawal, first_stage: int = 1) -> list[Stage]:
+        """Stages ``first_stage`` .. ``withdrawal.stage`` without the sites gone at ``withdrawal``
+        (stages left empty dropped): what retraining and rewinding train again."""
+        gone = set(self.gone_at(withdrawal))
+        stages = [replace(stage, sites=tuple(s for s in stage.sites if s not in gone))
+                  for stage in self.stages[first_stage - 1:withdrawal.stage]]
+        return [stage for stage in stages if stage.sites]
+
+    def arrival_of(self, site: str) -> int | None:
+        return next(s.arrival for s in self.sites if s.id == site)
 
     def withdrawn_by(self, stage: int) -> list[str]:
         """Ids of the sites that have withdrawn by the end of ``stage``."""
@@ -199,7 +216,7 @@ def _with_reason(site: SiteSpec, reason: str | None, withdrawals: Sequence[Withd
     (unless the site sets its own ``marker_rate``) or corrupted training labels."""
     if site.id not in {w.site for w in withdrawals}:
         return site
-    if reason == "privacy":
+    if reason == "privacy":  # marker_rate 0 is the default, so "not set"
         return replace(site, marker_rate=site.marker_rate or 1.0)
     return replace(site, corrupt_labels=True)
 

@@ -109,7 +109,8 @@ class Timeline:
             everyone = SiteGrid(grid, site_of_node, scenario.site_ids, log.listener("matrix"))
             initial = arrays = initial_arrays(plan.task, plan.seed)
             # FedEraser calibrates from every stored update; other methods need none.
-            updates = UpdateStore(plan.run_dir / "updates") if plan.unlearning.method == "federaser" else None
+            keep_updates = scenario.withdrawals and plan.unlearning.method == "federaser"
+            updates = UpdateStore(plan.run_dir / "updates") if keep_updates else None
             for stage in scenario.stages:
                 log.stage = stage.index
                 view = SiteGrid(grid, site_of_node, stage.sites, log.listener(),
@@ -182,7 +183,8 @@ class Timeline:
 
         unlearner = Unlearner(plan.unlearning, plan.scenario, view, self._train_stage, initial,
                               plan.run_dir / "checkpoints", updates, plan.task.phase_steps, plan.round_timeout)
-        return WithdrawalEvent(unlearner, plan.scenario, view, plan.task.primary_metric, plan.round_timeout)
+        return WithdrawalEvent(unlearner, plan.scenario, view, plan.task.primary_metric, plan.run_dir / "checkpoints",
+                               plan.round_timeout)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
         replies = everyone.send_and_receive(

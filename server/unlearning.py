@@ -10,13 +10,17 @@ and the methods, each returning the global model without the site.
   method has one) at the sites that remain; the server adds the forget update and the
   example-weighted mean of the retain updates;
 - ``federaser``: FedEraser (Liu et al., 2021): from the same checkpoint, every stored round
-  since the site arrived is replayed as a short calibration round of the remaining sites of that
-  round; each array moves by the norm of the remaining sites' *stored* update in the direction
-  of their *calibration* update. Rounds in which only withdrawn sites trained are skipped.
+  since then is replayed as a short calibration round of that round's remaining sites; each
+  site's update is, array by array, the norm of its *stored* update in the direction of its
+  *calibration* update, and the server takes their example-weighted mean. Rounds in which only
+  withdrawn sites trained are skipped.
+
+"The same checkpoint" is the one saved before the earliest arrival among the sites gone at this
+withdrawal (this site and those withdrawn before it), so it holds none of them.
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +80,11 @@ class UnlearningConfig:
             value = getattr(unlearning, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"unlearning.{key}", f"must be an integer >= 1 (got {value!r})")
-        for key in ("lr", "beta"):
-            if not getattr(unlearning, key) > 0:
-                raise ConfigError(f"unlearning.{key}", f"must be > 0 (got {getattr(unlearning, key)!r})")
-        if not 0 < unlearning.calibration_share <= 1:
+        for key in ("lr", "beta", "calibration_share"):
+            value = getattr(unlearning, key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"unlearning.{key}", f"must be a number > 0 (got {value!r})")
+        if not unlearning.calibration_share <= 1:
             raise ConfigError("unlearning.calibration_share", f"must be in (0, 1] (got {unlearning.calibration_share!r})")
         return unlearning
 
@@ -96,8 +101,8 @@ def mean_update(updates: Iterable[tuple[StateDict, int]]) -> StateDict:
 
 
 def calibrated_step(stored: StateDict, calibration: StateDict) -> StateDict:
-    """FedEraser's update: per array, the stored update's norm along the calibration update's
-    direction (an array whose calibration update is 0 stays put)."""
+    """FedEraser's calibrated update of one site: per array, the norm of its stored update along
+    the direction of its calibration update (an array whose calibration update is 0 stays put)."""
     return {key: stored[key].norm() * value / value.norm() if value.norm() > 0 else value
             for key, value in calibration.items()}
 
@@ -144,7 +149,7 @@ class Unlearner:
 
     def retrain(self, withdrawal: Withdrawal) -> ArrayRecord:
         """The oracle: every stage up to the withdrawal again, from the initial model, without
-        the sites withdrawn by then."""
+        the sites gone at this withdrawal."""
         return self._replay(withdrawal, 1, self.initial)
 
     def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord) -> ArrayRecord:
@@ -155,29 +160,25 @@ class Unlearner:
         if method == "retrain":
             return self.retrain(withdrawal)
         if method == "rewind":
-            return self._replay(withdrawal, self._arrival(withdrawal), self._before_arrival(withdrawal))
+            first = self._first_stage(withdrawal)
+            return self._replay(withdrawal, first, self._checkpoint_before(first))
         if method == "federaser":
             return self._federaser(withdrawal)
         return self._site_rounds(withdrawal, arrays)
 
-    def _arrival(self, withdrawal: Withdrawal) -> int:
-        return next(site.arrival for site in self.scenario.sites if site.id == withdrawal.site)
+    def _first_stage(self, withdrawal: Withdrawal) -> int:
+        """The earliest arrival among the sites gone at ``withdrawal``: the checkpoint before it
+        holds none of them (a site withdrawn earlier may have arrived before this one)."""
+        return min(self.scenario.arrival_of(site) for site in self.scenario.gone_at(withdrawal))
 
-    def _before_arrival(self, withdrawal: Withdrawal) -> ArrayRecord:
-        stage = self._arrival(withdrawal) - 1
-        if stage == 0:
+    def _checkpoint_before(self, stage: int) -> ArrayRecord:
+        if stage == 1:
             return self.initial
-        return ArrayRecord(torch.load(self.checkpoints / f"stage_{stage}.pt"))
-
-    def _gone(self, withdrawal: Withdrawal) -> set[str]:
-        return set(self.scenario.withdrawn_by(withdrawal.stage))
+        return ArrayRecord(torch.load(self.checkpoints / f"stage_{stage - 1}.pt"))
 
     def _replay(self, withdrawal: Withdrawal, first_stage: int, arrays: ArrayRecord) -> ArrayRecord:
-        gone = self._gone(withdrawal)
-        for stage in self.scenario.stages[first_stage - 1:withdrawal.stage]:
-            remaining = [site for site in stage.sites if site not in gone]
-            if remaining:
-                arrays, *_ = self.train_stage(self.view(remaining), replace(stage, sites=tuple(remaining)), arrays)
+        for stage in self.scenario.replay_stages(withdrawal, first_stage):
+            arrays, *_ = self.train_stage(self.view(list(stage.sites)), stage, arrays)
         return arrays
 
     def _updates(self, view: SiteGrid, arrays: ArrayRecord, message_type: str, config: dict,
@@ -190,7 +191,8 @@ class Unlearner:
 
     def _site_rounds(self, withdrawal: Withdrawal, arrays: ArrayRecord) -> ArrayRecord:
         config = self.config
-        retain = [s for s in self.scenario.seen_by(withdrawal.stage) if s not in self._gone(withdrawal)]
+        gone = self.scenario.gone_at(withdrawal)
+        retain = [s for s in self.scenario.seen_by(withdrawal.stage) if s not in gone]
         site_config = {"method": config.method, "local-steps": config.local_steps, "lr": config.lr,
                        "beta": config.beta}
         message_type = f"{MessageType.TRAIN}.unlearn"
@@ -206,19 +208,18 @@ class Unlearner:
         return arrays
 
     def _federaser(self, withdrawal: Withdrawal) -> ArrayRecord:
-        if self.updates is None:
-            raise ValueError("federaser needs the stored training updates, and none were recorded")
-        gone, arrival = self._gone(withdrawal), self._arrival(withdrawal)
-        arrays = self._before_arrival(withdrawal)
+        gone, first = set(self.scenario.gone_at(withdrawal)), self._first_stage(withdrawal)
+        arrays = self._checkpoint_before(first)
         for round_config, stored in self.updates.rounds():
-            if not arrival <= int(round_config["stage"]) <= withdrawal.stage:
+            if not first <= int(round_config["stage"]) <= withdrawal.stage:
                 continue
             kept = {site: update for site, update in stored.items() if site not in gone}
             if not kept:
                 continue
             steps = max(1, round(self.phase_steps(str(round_config.get("phase", "train"))) *
                                  self.config.calibration_share))
-            calibration = mean_update(self._updates(self.view(list(kept)), arrays, MessageType.TRAIN,
-                                                     {**round_config, "local-steps": steps}))
-            arrays = _moved(_state(arrays), calibrated_step(mean_update(kept.values()), calibration))
+            calibration = self._updates(self.view(list(kept)), arrays, MessageType.TRAIN,
+                                        {**round_config, "local-steps": steps})  # replies in the order of kept
+            calibrated = [(calibrated_step(old, new), n) for (old, _), (new, n) in zip(kept.values(), calibration)]
+            arrays = _moved(_state(arrays), mean_update(calibrated))
         return arrays

@@ -12,8 +12,10 @@ before, after and retrained.
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, MessageType
 
 from .messages import to_every_node
@@ -44,18 +46,21 @@ class WithdrawalEvent:
         ``view(sites)``: a :class:`SiteGrid` showing those sites.
     metric : str
         The task's primary metric.
+    checkpoints : Path
+        Where the unlearned model and the oracle are saved (``stage_<t>_without_<site>.pt``,
+        ``stage_<t>_oracle_without_<site>.pt``).
     timeout : float
         Seconds to wait for each exchange.
     """
 
     def __init__(self, unlearner: Unlearner, scenario: Scenario, view: Callable[[list[str]], SiteGrid],
-                 metric: str, timeout: float) -> None:
+                 metric: str, checkpoints: Path, timeout: float) -> None:
         self.unlearner, self.scenario, self.view = unlearner, scenario, view
-        self.metric, self.timeout = metric, timeout
+        self.metric, self.checkpoints, self.timeout = metric, checkpoints, timeout
 
     def run(self, withdrawal: Withdrawal, before: ArrayRecord) -> tuple[ArrayRecord, dict]:
         """Unlearn ``withdrawal.site`` from ``before``; return the new global model and the record."""
-        gone = set(self.scenario.withdrawn_by(withdrawal.stage))
+        gone = set(self.scenario.gone_at(withdrawal))
         subsets = {"forget": [withdrawal.site],
                    "retain": [s for s in self.scenario.seen_by(withdrawal.stage) if s not in gone],
                    "test": [s for s in self.scenario.site_ids if s not in gone]}
@@ -67,6 +72,9 @@ class WithdrawalEvent:
         after = oracle if method == "retrain" else self.unlearner.unlearn(withdrawal, before)
         seconds = retrain_seconds if method == "retrain" else time.perf_counter() - start
         models = {"before": before, "after": after, "oracle": oracle}
+        for name, model in (("without", after), ("oracle_without", oracle)):
+            torch.save(model.to_torch_state_dict(),
+                       self.checkpoints / f"stage_{withdrawal.stage}_{name}_{withdrawal.site}.pt")
         per_site = {name: self._subset_metrics(model, subsets) for name, model in models.items()}
         performance = {name: {subset: _mean(values[subset].values()) for subset in subsets}
                        for name, values in per_site.items()}

@@ -21,7 +21,7 @@ from sites import seeding
 from sites.client_app import build_client_app
 from sites.errors import ConfigError, MedsitesError
 from sites.privacy import DPConfig
-from sites.tasks import build_task
+from sites.tasks import Task, build_task
 from strategies import build_strategy, check_strategy_fits
 
 from .console import console, print_summary, timeline_progress
@@ -56,10 +56,23 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     if dp is not None and scenario.withdrawals:
         raise ConfigError("privacy", "site withdrawals cannot run with privacy=dp: unlearning and retraining "
                           "would spend privacy budget the accountants do not plan for")
-    check_strategy_fits(strategy, min(len(stage.sites) for stage in scenario.stages))
+    replayed = [stage for withdrawal in scenario.withdrawals for stage in scenario.replay_stages(withdrawal)]
+    check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
+    if scenario.withdrawals:
+        check_task_can_unlearn(task, scenario.reason)
     plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]),
                    dp_delta=None if dp is None else dp.delta, unlearning=unlearning)
     return Prepared(plan, config)
+
+
+def check_task_can_unlearn(task: Task, reason: str) -> None:
+    """A withdrawal needs the task's logits and targets (unlearning objectives, membership
+    inference) and, for ``incorrectness``, its label-corruption rule: refuse before training."""
+    needed = ["logits", "targets"] + (["corrupt_labels"] if reason == "incorrectness" else [])
+    missing = [name for name in needed if getattr(type(task), name) is getattr(Task, name)]
+    if missing:
+        raise ConfigError("task", f"{type(task).__name__} does not implement {', '.join(missing)}, which a site "
+                          f"withdrawal (scenario.reason={reason}) needs")
 
 
 def claim_run_dir(run_dir: Path) -> None:

@@ -5,13 +5,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from server.ues import MIN_FORGET_GAP
+
 SWEEP_TABLE = "withdrawal_table.md"
-_UNDEFINED = ("s_F (and so UES) is undefined: the oracle is within 0.01 of the original model on the "
-              "forget set, so there was nothing measurable to forget.")
+_UNDEFINED = (f"s_F (and so UES) is undefined: the oracle is within {MIN_FORGET_GAP} of the original model on "
+              "the forget set, so there was nothing measurable to forget.")
 
 
-_NO_METRIC = ("The scores are undefined: {metric} could not be computed on every subset (n/a above), e.g. a "
-              "group AUC on a training split that lacks one of the groups.")
+_NO_METRIC = ("The scores are undefined: {metric} has no value on some subset (n/a above): the subset has no "
+              "site (no other site had trained), or the task cannot compute the metric there (e.g. a group AUC "
+              "on a training split that lacks one of the groups).")
 
 
 def _fmt(value: Any) -> str:

@@ -2,9 +2,10 @@
 
 The withdrawing site runs the *forget* objective on its data as its last act; for the methods
 with a retain term (``graddiff``, ``kl``) the remaining sites run the *retain* objective on
-theirs in the same round, and the server adds the two updates (the gradient of a sum is the
-sum of the gradients, so this is the federated form of one combined step). ``ref`` below is
-the model before withdrawal.
+theirs in the same round, from the same model, and the server adds the two updates: the
+gradient of a sum is the sum of the gradients, so for one SGD step this is exactly one step on
+the combined loss; with several Adam steps it is the usual federated approximation. ``ref``
+below is the model before withdrawal.
 
 - ``ga``: forget ``-mean NLL``;
 - ``graddiff``: forget ``-mean NLL``, retain ``mean NLL``;

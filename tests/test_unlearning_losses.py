@@ -66,7 +66,7 @@ def trained(small_task):
     return model, data
 
 
-@pytest.mark.parametrize("method", ["ga", "graddiff", "kl", "npo"])
+@pytest.mark.parametrize("method", ["ga", "npo"])  # graddiff and kl forget with ga's objective
 def test_the_forget_part_raises_the_forget_nll(small_task, trained, method):
     model, data = trained
     before = _mean_nll(small_task, model, data)

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from server.scenario import Scenario
-from server.unlearning import UnlearningConfig, calibrated_step, mean_update
+from flwr.app import ArrayRecord
+
+from server.unlearning import Unlearner, UnlearningConfig, calibrated_step, mean_update
 from sites.errors import ConfigError
 from sites.spec import SiteSpec
-from sites.tasks import build_task
+from sites.tasks import Task, build_task
 
 from conftest import load_config
 
@@ -81,6 +83,7 @@ def test_a_stage_left_empty_by_withdrawals_is_an_error(withdrawal_config):
     ({"method": "ga", "lr": -1}, "unlearning.lr"),
     ({"method": "federaser", "calibration_share": 1.5}, "unlearning.calibration_share"),
     ({"method": "ga", "learning_rate": 1}, "unlearning"),
+    ({"method": "ga", "lr": "fast"}, "unlearning.lr"),
 ])
 def test_bad_unlearning_config_names_its_key(changes, key):
     with pytest.raises(ConfigError) as raised:
@@ -129,3 +132,102 @@ def test_federaser_step_takes_the_stored_norm_along_the_calibration_direction():
     step = calibrated_step(stored, calibration)
     assert torch.allclose(step["w"], torch.tensor([0.0, 5.0]))  # |(3, 4)| = 5 along (0, 1)
     assert torch.equal(step["b"], torch.tensor([0.0]))
+
+
+def test_several_withdrawals_are_handled_in_order(scenario_config):
+    config = {**scenario_config, "reason": "privacy",
+              "withdrawals": [{"site": "C", "stage": 3}, {"site": "A", "stage": 3}, {"site": "B", "stage": 4}]}
+    scenario = Scenario.from_config(config)
+    c, a, b = scenario.withdrawals
+    assert (scenario.gone_at(c), scenario.gone_at(a), scenario.gone_at(b)) == (["C"], ["C", "A"], ["C", "A", "B"])
+    assert [(stage.index, stage.sites) for stage in scenario.replay_stages(a)] == [(2, ("B",))]
+    assert [(stage.index, stage.sites) for stage in scenario.replay_stages(b, first_stage=2)] == [(4, ("D",))]
+
+
+class _RecordingTimeline:
+    """A stand-in for the timeline's stage training: records what it is asked to train."""
+
+    def __init__(self):
+        self.trained = []
+
+    def train_stage(self, view, stage, arrays):
+        w = arrays.to_torch_state_dict()["w"]
+        self.trained.append((stage.index, stage.sites, w.item()))
+        return ArrayRecord({"w": w + 1}), {}
+
+
+@pytest.fixture
+def checkpoints(tmp_path):
+    for t in range(1, 5):
+        torch.save({"w": torch.tensor([10.0 * t])}, tmp_path / f"stage_{t}.pt")
+    return tmp_path
+
+
+def _unlearner(scenario, method, timeline, checkpoints):
+    return Unlearner(UnlearningConfig(method=method), scenario, lambda sites: sites, timeline.train_stage,
+                     ArrayRecord({"w": torch.tensor([0.0])}), checkpoints, None, lambda phase: 10, timeout=1.0)
+
+
+def test_retrain_replays_every_stage_from_the_initial_model_without_the_site(scenario_config, checkpoints):
+    scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "B", "stage": 3}]})
+    timeline = _RecordingTimeline()
+    oracle = _unlearner(scenario, "retrain", timeline, checkpoints).retrain(scenario.withdrawals[0])
+    assert timeline.trained == [(1, ("A",), 0.0), (3, ("C",), 1.0)]
+    assert oracle.to_torch_state_dict()["w"].item() == 2.0
+
+
+def test_rewind_starts_before_the_earliest_arrival_of_the_sites_gone(scenario_config, checkpoints):
+    config = {**scenario_config, "reason": "privacy",
+              "withdrawals": [{"site": "A", "stage": 3}, {"site": "C", "stage": 4}]}
+    scenario = Scenario.from_config(config)
+    first, second = scenario.withdrawals
+    timeline = _RecordingTimeline()
+    _unlearner(scenario, "rewind", timeline, checkpoints).unlearn(first, ArrayRecord({"w": torch.tensor([99.0])}))
+    assert timeline.trained == [(2, ("B",), 0.0), (3, ("C",), 1.0)]  # A came first: from the initial model
+    timeline.trained.clear()
+    # C arrived in stage 3, but A (gone before it) arrived in stage 1: stage 2's checkpoint still holds A
+    _unlearner(scenario, "rewind", timeline, checkpoints).unlearn(second, ArrayRecord({"w": torch.tensor([99.0])}))
+    assert timeline.trained == [(2, ("B",), 0.0), (4, ("D",), 1.0)]
+
+
+def test_rewind_uses_the_checkpoint_before_the_site_arrived(scenario_config, checkpoints):
+    scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
+    timeline = _RecordingTimeline()
+    before = ArrayRecord({"w": torch.tensor([99.0])})
+    _unlearner(scenario, "rewind", timeline, checkpoints).unlearn(scenario.withdrawals[0], before)
+    assert timeline.trained == [(4, ("D",), 20.0)]  # stage_2.pt, then stage 4 without C
+
+
+def test_none_keeps_the_model(scenario_config, checkpoints):
+    scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
+    before = ArrayRecord({"w": torch.tensor([99.0])})
+    assert _unlearner(scenario, "none", _RecordingTimeline(), checkpoints).unlearn(scenario.withdrawals[0], before) is before
+
+
+def test_a_task_that_cannot_unlearn_is_refused_before_training(small_task):
+    from simulations.run import check_task_can_unlearn
+    from sites.tasks.segmentation import SegmentationTask
+
+    class Opaque(SegmentationTask):
+        logits = Task.logits
+        corrupt_labels = Task.corrupt_labels
+
+    opaque = Opaque.__new__(Opaque)
+    check_task_can_unlearn(small_task, "incorrectness")
+    with pytest.raises(ConfigError, match="logits, corrupt_labels"):
+        check_task_can_unlearn(opaque, "incorrectness")
+    with pytest.raises(ConfigError, match="does not implement logits,"):
+        check_task_can_unlearn(opaque, "privacy")
+
+
+def test_the_strategy_must_fit_the_replayed_stages(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from conftest import ROOT
+    from simulations.run import prepare
+    overrides = ["scenario=site_withdrawal", "strategy.min_train_nodes=2", "strategy.min_available_nodes=2"]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+        fits = compose(config_name="config", overrides=[*overrides, "scenario.withdrawals=[]"])
+    prepare(fits, tmp_path)  # every stage of the timeline has two sites
+    with pytest.raises(ConfigError, match="strategy"):
+        prepare(cfg, tmp_path)  # retraining stage 2 without B leaves D alone

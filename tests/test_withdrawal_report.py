@@ -26,7 +26,7 @@ def test_the_section_shows_each_model_on_each_subset_and_the_scores():
 def test_the_section_says_why_a_score_is_undefined():
     no_gap = {"s_F": None, "s_R": 1.0, "s_T": 1.0, "UES": None}
     assert "nothing measurable to forget" in "\n".join(withdrawal_section([_record(scores=no_gap)]))
-    assert "could not be computed on every subset" in "\n".join(withdrawal_section([_record(scores=None)]))
+    assert "has no value on some subset" in "\n".join(withdrawal_section([_record(scores=None)]))
 
 
 def test_a_sweep_table_has_one_row_per_run(tmp_path):

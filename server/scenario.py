@@ -112,10 +112,6 @@ class Scenario:
     def arrival_of(self, site: str) -> int | None:
         return next(s.arrival for s in self.sites if s.id == site)
 
-    def withdrawn_by(self, stage: int) -> list[str]:
-        """Ids of the sites that have withdrawn by the end of ``stage``."""
-        return [w.site for w in self.withdrawals if w.stage <= stage]
-
     def training_rounds(self, site: str) -> int:
         """Rounds of every phase in which ``site`` trains, over the whole timeline."""
         return sum(stage.rounds for stage in self.stages if site in stage.sites)

@@ -32,7 +32,7 @@ def _error_key(config: dict, **changes) -> str:
 def test_the_default_withdrawal_scenario(withdrawal_config):
     scenario = Scenario.from_config(withdrawal_config)
     assert [(w.site, w.stage) for w in scenario.withdrawals] == [("B", 2)]
-    assert scenario.withdrawn_by(1) == [] and scenario.withdrawn_by(2) == ["B"]
+    assert scenario.withdrawals_after(1) == [] and scenario.gone_at(scenario.withdrawals[0]) == ["B"]
     site_b = scenario.sites[1]
     assert site_b.marker_rate == 1.0 and not site_b.corrupt_labels  # reason=privacy marks B's patients
     assert all(site.marker_rate == 0 for site in scenario.sites if site.id != "B")

@@ -209,7 +209,7 @@ def _without_withdrawn(stage: Stage, withdrawals: Sequence[Withdrawal]) -> Stage
 
 def _with_reason(site: SiteSpec, reason: str | None, withdrawals: Sequence[Withdrawal]) -> SiteSpec:
     """A withdrawing site carries its reason's phenomenon: identifying markers on every patient
-    (unless the site sets its own ``marker_rate``) or corrupted training labels."""
+    (unless the site sets its own ``marker_rate`` above 0) or corrupted training labels."""
     if site.id not in {w.site for w in withdrawals}:
         return site
     if reason == "privacy":  # marker_rate 0 is the default, so "not set"

@@ -5,9 +5,9 @@ labels when it withdraws for incorrectness); *retain* the training splits of the
 trained and remain; *test* the test splits (correct labels) of every site but the withdrawn
 ones, held-out sites included. Each subset's value is the task's primary metric, averaged over
 its sites (those that can compute it: a site whose split lacks what the metric needs is left
-out; a subset where no site can makes the scores undefined). Membership inference (the loss attack of :mod:`sites.membership_inference`, the
-site's training patients against its test patients) runs at the withdrawn site on the model
-before, after and retrained.
+out; a subset where no site can makes the scores undefined). Membership inference (the loss
+attack of :mod:`sites.membership_inference`, the site's training patients against its test
+patients) runs at the withdrawn site on the model before, after and retrained.
 """
 
 import time
@@ -75,7 +75,12 @@ class WithdrawalEvent:
         for name, model in (("without", after), ("oracle_without", oracle)):
             torch.save(model.to_torch_state_dict(),
                        self.checkpoints / f"stage_{withdrawal.stage}_{name}_{withdrawal.site}.pt")
-        per_site = {name: self._subset_metrics(model, subsets) for name, model in models.items()}
+        # `none` keeps the model before and `retrain` returns the oracle itself: measure each model once.
+        measured: dict[int, tuple[dict, float]] = {}
+        for model in models.values():
+            if id(model) not in measured:
+                measured[id(model)] = (self._subset_metrics(model, subsets), self._forget_mia(withdrawal.site, model))
+        per_site = {name: measured[id(model)][0] for name, model in models.items()}
         performance = {name: {subset: _mean(values[subset].values()) for subset in subsets}
                        for name, values in per_site.items()}
         defined = all(value is not None for values in performance.values() for value in values.values())
@@ -92,7 +97,7 @@ class WithdrawalEvent:
             "seconds": seconds,
             "retrain_seconds": retrain_seconds,
             "cost_ratio": seconds / retrain_seconds if retrain_seconds > 0 else None,
-            "mia_forget_auc": {name: self._forget_mia(withdrawal.site, model) for name, model in models.items()},
+            "mia_forget_auc": {name: measured[id(model)][1] for name, model in models.items()},
         }
         return after, record
 

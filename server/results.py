@@ -31,6 +31,8 @@ class RunResult:
         The privacy audit (:func:`~server.privacy_audit.audit_result`), if the scenario ran one.
     withdrawals : list of dict
         One record per site withdrawal (:class:`~server.withdrawal.WithdrawalEvent`).
+    replay : dict or None
+        What the replay source reports (:meth:`~server.replay.ReplaySource.summary`), if the run had one.
     """
 
     scenario: Scenario
@@ -40,6 +42,7 @@ class RunResult:
     pooled: list[dict[str, float]] = field(default_factory=list)
     audit: dict[str, Any] | None = None
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
+    replay: dict[str, Any] | None = None
 
     def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
                   pooled: dict[str, float]) -> None:
@@ -80,11 +83,13 @@ class RunResult:
         }
 
     def write(self, run_dir: Path) -> None:
-        """Write ``matrix.json``, ``summary.json``, (audited runs) ``privacy_audit.json`` and (runs
-        with withdrawals) ``withdrawal.json`` into ``run_dir``."""
+        """Write ``matrix.json``, ``summary.json``, (audited runs) ``privacy_audit.json``, (runs
+        with withdrawals) ``withdrawal.json`` and (runs with replay) ``replay.json`` into ``run_dir``."""
         (run_dir / "matrix.json").write_text(json.dumps(self.matrix_json(), indent=2))
         (run_dir / "summary.json").write_text(json.dumps(self.summary(), indent=2))
         if self.audit is not None:
             (run_dir / "privacy_audit.json").write_text(json.dumps(self.audit, indent=2))
         if self.withdrawals:
             (run_dir / "withdrawal.json").write_text(json.dumps(self.withdrawals, indent=2))
+        if self.replay is not None:
+            (run_dir / "replay.json").write_text(json.dumps(self.replay, indent=2))

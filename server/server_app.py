@@ -17,11 +17,13 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from sites import seeding
+from sites.replay import pack_domains
 from sites.tasks import Task
 
 from .discovery import check_site_data, discover_sites
 from .messages import to_every_node
 from .privacy_audit import audit_result
+from .replay import ReplayConfig, ReplaySource, build_replay_source
 from .results import RunResult
 from .run_log import RunLog
 from .scenario import Scenario, Stage
@@ -54,6 +56,8 @@ class RunPlan:
         The delta of the sites' DP guarantee (``None`` without DP), for the privacy audit.
     unlearning : UnlearningConfig
         How a withdrawing site is unlearned (the scenario's withdrawals say who and when).
+    replay : ReplayConfig
+        Where replay of earlier sites comes from, for strategies that train on it.
     """
 
     scenario: Scenario
@@ -64,6 +68,7 @@ class RunPlan:
     round_timeout: float = 3600.0
     dp_delta: float | None = None
     unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
 
     @property
     def planned_steps(self) -> dict[str, int]:
@@ -111,12 +116,18 @@ class Timeline:
             # FedEraser calibrates from every stored update; other methods need none.
             keep_updates = scenario.withdrawals and plan.unlearning.method == "federaser"
             updates = UpdateStore(plan.run_dir / "updates") if keep_updates else None
+            source = build_replay_source(plan.replay, plan.task, plan.seed)
             for stage in scenario.stages:
                 log.stage = stage.index
                 view = SiteGrid(grid, site_of_node, stage.sites, log.listener(),
                                 recorder=None if updates is None else updates.record)
+                if source is not None:
+                    self._hand_replay(source, stage)
                 arrays, statistics = self._train_stage(view, stage, arrays)
                 torch.save(arrays.to_torch_state_dict(), plan.run_dir / "checkpoints" / f"stage_{stage.index}.pt")
+                if source is not None:  # the stage's sites teach the source while they are present
+                    source.learn(SiteGrid(grid, site_of_node, stage.sites, log.listener("replay")), plan.round_timeout)
+                    source.save(plan.run_dir / "checkpoints" / "replay.pt")
                 site_metrics = self._evaluate_everyone(everyone, arrays, stage.index)
                 result.add_stage(site_metrics, statistics, plan.task.pool_metrics(site_metrics, statistics))
                 for withdrawal in scenario.withdrawals_after(stage.index):
@@ -127,11 +138,19 @@ class Timeline:
                     self.on_stage(stage.index)
             if scenario.audit is not None:
                 result.audit = self._audit(grid, site_of_node, arrays, log)
+            if source is not None:
+                result.replay = source.summary()
         finally:
             log.close()
         result.write(plan.run_dir)
         self.result = result
         return result
+
+    def _hand_replay(self, source: ReplaySource, stage: Stage) -> None:
+        """Give the strategy samples of every site that trained before ``stage`` and is not in it."""
+        earlier = [site for site in self.plan.scenario.seen_by(stage.index - 1) if site not in stage.sites]
+        replay = source.replay(earlier)
+        self.plan.strategy.set_replay(pack_domains(replay) if replay else None, self.plan.task)
 
     def _train_stage(self, view: SiteGrid, stage: Stage,
                      arrays: ArrayRecord) -> tuple[ArrayRecord, dict[str, dict[str, float]]]:

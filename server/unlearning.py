@@ -19,7 +19,7 @@ and the methods, each returning the global model without the site.
 withdrawal (this site and those withdrawn before it), so it holds none of them.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from flwr.app import ArrayRecord, MessageType
 
 from sites.errors import ConfigError
 from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
+from strategies.aggregation import weighted_mean
 
 from .messages import to_every_node
 from .scenario import Scenario, Stage, Withdrawal
@@ -91,13 +92,6 @@ class UnlearningConfig:
 
 def _state(arrays: ArrayRecord) -> StateDict:
     return arrays.to_torch_state_dict()
-
-
-def mean_update(updates: Iterable[tuple[StateDict, int]]) -> StateDict:
-    """Example-weighted mean of updates."""
-    updates = list(updates)
-    total = sum(n for _, n in updates)
-    return {key: sum(update[key] * (n / total) for update, n in updates) for key in updates[0][0]}
 
 
 def calibrated_step(stored: StateDict, calibration: StateDict) -> StateDict:
@@ -202,7 +196,7 @@ class Unlearner:
                                          {**site_config, "role": "forget"}, reference=reference)
             moves = [forget]
             if config.method in RETAIN_METHODS and retain:
-                moves.append(mean_update(self._updates(self.view(retain), arrays, message_type,
+                moves.append(weighted_mean(self._updates(self.view(retain), arrays, message_type,
                                                         {**site_config, "role": "retain"}, reference=reference)))
             arrays = _moved(_state(arrays), *moves)
         return arrays
@@ -221,5 +215,5 @@ class Unlearner:
             calibration = self._updates(self.view(list(kept)), arrays, MessageType.TRAIN,
                                         {**round_config, "local-steps": steps})  # replies in the order of kept
             calibrated = [(calibrated_step(old, new), n) for (old, _), (new, n) in zip(kept.values(), calibration)]
-            arrays = _moved(_state(arrays), mean_update(calibrated))
+            arrays = _moved(_state(arrays), weighted_mean(calibrated))
         return arrays

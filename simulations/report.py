@@ -1,6 +1,6 @@
 """``report.md`` and ``report.html``: the result matrix as a heatmap, per-site curves over
-stages, the summary, (audited runs) the privacy audit and (runs with withdrawals) the
-withdrawal section."""
+stages, the summary, (audited runs) the privacy audit, (runs with withdrawals) the withdrawal
+section and (runs with replay) the replay section."""
 
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from server.results import RunResult  # noqa: E402
 
 from .privacy_report import write_privacy_audit  # noqa: E402
+from .replay_report import replay_section  # noqa: E402
 from .withdrawal_report import withdrawal_section  # noqa: E402
 
 
@@ -107,6 +108,8 @@ def write_report(run_dir: Path, result: RunResult) -> None:
                   "[privacy_audit.html](privacy_audit.html) ([markdown](privacy_audit.md))."]
     if result.withdrawals:
         lines += withdrawal_section(result.withdrawals)
+    if result.replay is not None:
+        lines += replay_section(result.replay)
     lines += ["", "![R heatmap](heatmap.png)", "", "![per-site curves](site_curves.png)", "",
               "Files: `config.yaml` (resolved config; rerun it with "
               "`python -m simulations.run --config-path <this dir> --config-name config hydra.run.dir=<new dir>`), "

@@ -11,9 +11,12 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from flwr.serverapp.strategy import Strategy
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from server.replay import ReplayConfig
+from server.results import RunResult
 from server.scenario import Scenario
 from server.server_app import RunPlan, Timeline, build_server_app
 from server.unlearning import UnlearningConfig
@@ -26,6 +29,8 @@ from strategies import build_strategy, check_strategy_fits
 
 from .console import console, print_summary, timeline_progress
 from .engine import run_federation
+from .replay_fidelity import measure_fidelity
+from .replay_report import write_replay_figures
 from .report import write_report
 from .withdrawal_report import write_sweep_table
 
@@ -42,7 +47,7 @@ class Prepared:
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("scenario", "task", "strategy", "privacy", "unlearning", "backend"):
+    for key in ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend"):
         if not isinstance(config.get(key), dict):
             raise ConfigError(key, "missing config group")
     seed = config.get("seed")
@@ -53,6 +58,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     strategy = build_strategy(config["strategy"])
     dp = DPConfig.from_config(config["privacy"])
     unlearning = UnlearningConfig.from_config(config["unlearning"])
+    replay = ReplayConfig.from_config(config["replay"])
+    check_strategy_objective(strategy, replay, task, dp is not None, bool(scenario.withdrawals))
     if dp is not None and scenario.withdrawals:
         raise ConfigError("privacy", "site withdrawals cannot run with privacy=dp: unlearning and retraining "
                           "would spend privacy budget the accountants do not plan for")
@@ -61,8 +68,27 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     if scenario.withdrawals:
         check_task_can_unlearn(task, scenario.reason)
     plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]),
-                   dp_delta=None if dp is None else dp.delta, unlearning=unlearning)
+                   dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay)
     return Prepared(plan, config)
+
+
+def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Task, dp: bool, withdrawals: bool) -> None:
+    """Refuse what replay and strategies that change the sites' objective (replay, EWC) cannot
+    do: a replay source the strategy would not use, DP (their terms escape per-sample
+    clipping), withdrawals (the source and the strategy's state keep the withdrawn site)."""
+    name = type(strategy).__name__
+    consumes = getattr(strategy, "consumes_replay", False)
+    if replay.source != "none" and not consumes:
+        raise ConfigError("replay", f"{name} does not train on replay; use strategy=pga, smd_replay or "
+                          "replay_buffer, or replay=none")
+    if replay.source != "none" and getattr(type(task), "encode_replay") is getattr(Task, "encode_replay"):
+        raise ConfigError("replay", f"{type(task).__name__} has no replay space (encode_replay / decode_replay)")
+    if getattr(strategy, "changes_site_objective", False) and dp:
+        raise ConfigError("privacy", f"{name} cannot run with privacy=dp: its replay or penalty terms would "
+                          "escape DP-SGD's per-sample clipping")
+    if withdrawals and (replay.source != "none" or getattr(strategy, "changes_site_objective", False)):
+        raise ConfigError("strategy", f"site withdrawals cannot run with {name} (replay={replay.source}): "
+                          "its replay and state would keep the withdrawn site")
 
 
 def check_task_can_unlearn(task: Task, reason: str) -> None:
@@ -73,6 +99,16 @@ def check_task_can_unlearn(task: Task, reason: str) -> None:
     if missing:
         raise ConfigError("task", f"{type(task).__name__} does not implement {', '.join(missing)}, which a site "
                           f"withdrawal (scenario.reason={reason}) needs")
+
+
+def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
+    """Measure the generator's fidelity against the real data (which the simulator can
+    regenerate), draw the sample grid, and add both to ``replay.json``."""
+    generator = plan.replay.generator
+    result.replay["fidelity"] = measure_fidelity(run_dir, plan.task, plan.scenario, plan.seed, plan.replay.per_site,
+                                                 generator["sampling_steps"])
+    write_replay_figures(run_dir, plan.task)
+    result.write(run_dir)
 
 
 def claim_run_dir(run_dir: Path) -> None:
@@ -100,6 +136,8 @@ def execute(cfg: DictConfig) -> Path:
                        config["backend"]["client_cpus"], verbose=bool(config["verbose"]))
     if timeline.result is None:
         raise MedsitesError("the federation stopped before the timeline finished")
+    if plan.replay.source == "smd":
+        add_replay_fidelity(run_dir, plan, timeline.result)
     write_report(run_dir, timeline.result)
     if timeline.result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
         write_sweep_table(run_dir.parent)

@@ -10,12 +10,24 @@ Handlers:
 - ``train``: local training of the received global model on the site's training split;
 - ``train.unlearn``: the site's part of an unlearning round (:mod:`sites.unlearning`): the forget
   objective at a withdrawing site, the retain objective at the others;
+- ``train.generator``: train the replay generator of Site-Modulated Diffusion and this site's
+  prompt tokens on the site's training split, with the server's replay of earlier sites under
+  their own prompts (:mod:`sites.diffusion`); weights and prompt only go back;
+- ``query.fisher``: the diagonal Fisher information of the received model on the training
+  split (EWC, :mod:`sites.ewc`);
+- ``query.exemplars``: training samples handed to the server: the real-buffer replay reference,
+  which breaks the privacy rule on purpose (reports say so);
 - ``evaluate``: the primary and secondary metrics of the received model on the site's test split
   (or, with ``split: train``, its training split: the forget and retain sets of a withdrawal);
 - ``query.audit``: membership inference against the received model on the site's own data
   (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score.
 
-Only model arrays, metrics and counts leave the site. The site's data is generated (or read)
+A ``train`` message may carry, besides the model, ``replay`` (samples of earlier sites, which
+the site trains on as the config says: :mod:`sites.replay_objectives`) and EWC's
+``ewc-fisher`` / ``ewc-anchor`` arrays (:mod:`sites.ewc`).
+
+Only model arrays (the task's model, the generator and its prompt, a Fisher), metrics and
+counts leave the site, except through ``query.exemplars``. The site's data is generated (or read)
 once per Ray actor and kept in memory for the rest of the run.
 """
 
@@ -31,10 +43,13 @@ from flwr.clientapp.typing import ClientAppCallable
 from torch.utils.data import TensorDataset
 
 from . import seeding
+from .ewc import fisher_diagonal, with_ewc
 from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
+from .replay import pack_domains, unpack_domains
+from .replay_objectives import ReplayOptions, replay_objective
 from .spec import SiteSpec
-from .tasks import SiteData, Task, build_task
+from .tasks import Objective, SiteData, Task, build_task
 from .unlearning import unlearn
 
 # Flower's error code range for application errors raised inside a ClientApp.
@@ -57,11 +72,19 @@ def _reference_sample(task_json: str, site_json: str, seed: int) -> TensorDatase
     return _task(task_json).reference_sample(SiteSpec.from_dict(json.loads(site_json)), seed)
 
 
+# ArrayRecords a strategy may send besides the global model, under these keys.
+REPLAY_KEY = "replay"
+EWC_KEYS = ("ewc-fisher", "ewc-anchor")
+_EXTRA_KEYS = (REPLAY_KEY, *EWC_KEYS)
+
+
 def _incoming_arrays(message: Message) -> ArrayRecord:
-    """The one ArrayRecord a strategy sends, whatever key it uses."""
-    records = list(message.content.array_records.values())
+    """The global model: the one ArrayRecord a strategy sends besides replay and EWC's
+    arrays, whatever key it uses."""
+    records = [record for key, record in message.content.array_records.items() if key not in _EXTRA_KEYS]
     if len(records) != 1:
-        raise ValueError(f"expected one ArrayRecord in the {message.metadata.message_type} message, got {len(records)}")
+        raise ValueError(f"expected one model ArrayRecord in the {message.metadata.message_type} message, "
+                         f"got {len(records)}")
     return records[0]
 
 
@@ -74,6 +97,10 @@ def _model(task: Task, arrays: ArrayRecord) -> torch.nn.Module:
     model = task.build_model()
     model.load_state_dict(arrays.to_torch_state_dict())
     return model
+
+
+def _batch_loss(task: Task, config: dict, model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+    return task.batch_loss(model, batch, config)
 
 
 def _incoming_config(message: Message) -> ConfigRecord:
@@ -172,18 +199,75 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         site, task, data = load(context)
         model = _global_model(task, message)
         privacy = private_training(site, task, data, context)
-        metrics = task.train(
-            model,
-            data.train,
-            seed=seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)),
-            config=dict(_incoming_config(message)),
-            privacy=privacy,
-        )
+        config = dict(_incoming_config(message))
+        call_seed = seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context))
+        metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
+                             objective=local_objective(task, model, message, config, call_seed))
         if privacy is not None:
             _state(context)["dp-history"] = privacy.accountant.to_json()
             metrics["epsilon"] = privacy.accountant.epsilon(dp.delta)
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
+
+    def local_objective(task: Task, model: torch.nn.Module, message: Message, config: dict,
+                        call_seed: int) -> Objective | None:
+        """The task's loss, with replayed earlier sites and/or EWC's penalty when the strategy
+        sends them; ``None`` (the task's own loss) when it sends neither."""
+        content = message.content
+        if REPLAY_KEY not in content.array_records and EWC_KEYS[0] not in content.array_records:
+            return None
+        objective = functools.partial(_batch_loss, task, config)
+        if REPLAY_KEY in content.array_records:
+            replay = {name: task.training_data(model, domain, config)
+                      for name, domain in unpack_domains(content[REPLAY_KEY]).items()}
+            objective = replay_objective(objective, replay, ReplayOptions.from_config(config), call_seed)
+        if EWC_KEYS[0] in content.array_records:
+            fisher, anchor = (content[key].to_torch_state_dict() for key in EWC_KEYS)
+            objective = with_ewc(objective, fisher, anchor, float(config["ewc-weight"]))
+        return objective
+
+    @app.train("generator")
+    def train_site_generator(message: Message, context: Context) -> Message:
+        # diffusers takes seconds to import: only runs that train a generator pay for it.
+        from .diffusion import build_generator, train_generator
+
+        site, task, data = load(context)
+        config = _incoming_config(message)
+        network = build_generator(task, config)
+        network.load_state_dict(message.content["generator"].to_torch_state_dict())
+        prompt = torch.nn.Parameter(message.content["prompt"].to_torch_state_dict()["prompt"])
+        x, classes = task.encode_replay(data.train)
+        replay = []
+        if REPLAY_KEY in message.content.array_records:
+            prompts = message.content["replay-prompts"].to_torch_state_dict()
+            replay = [(*task.encode_replay(domain), prompts[name])
+                      for name, domain in unpack_domains(message.content[REPLAY_KEY]).items()]
+        metrics = train_generator(network, prompt, x, classes, int(config["steps"]), int(config["batch-size"]),
+                                  float(config["lr"]),
+                                  seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)),
+                                  replay)
+        reply = RecordDict({"generator": ArrayRecord(network.state_dict()),
+                            "prompt": ArrayRecord({"prompt": prompt.detach()}), "metrics": MetricRecord(metrics)})
+        return Message(reply, reply_to=message)
+
+    @app.query("fisher")
+    def report_fisher(message: Message, context: Context) -> Message:
+        site, task, data = load(context)
+        fisher = fisher_diagonal(task, _global_model(task, message), data.train,
+                                 int(_incoming_config(message)["max-samples"]),
+                                 seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)))
+        reply = RecordDict({"fisher": ArrayRecord(fisher), "metrics": MetricRecord({"num-examples": len(data.train)})})
+        return Message(reply, reply_to=message)
+
+    @app.query("exemplars")
+    def share_exemplars(message: Message, context: Context) -> Message:
+        # The real-buffer reference: training samples leave the site. It breaks the privacy rule
+        # on purpose, to show what replay from real data would give; reports label it so.
+        site, _, data = load(context)
+        count = min(len(data.train), int(_incoming_config(message)["count"]))
+        chosen = seeding.numpy_rng(seed, site.index, seeding.REPLAY).permutation(len(data.train))[:count]
+        exemplars = TensorDataset(*(tensor[torch.from_numpy(chosen)] for tensor in data.train.tensors))
+        return Message(RecordDict({"exemplars": pack_domains({site.id: exemplars})}), reply_to=message)
 
     @app.train("unlearn")
     def unlearn_site(message: Message, context: Context) -> Message:

@@ -38,3 +38,5 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+# Replay: the server's generator (initialisation, prompts, sampling) and the real buffer's choice.
+REPLAY = 9

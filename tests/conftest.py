@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from server.scenario import Scenario
 from sites.data.brain import MODALITIES
+from sites.diffusion import build_generator
 from sites.errors import ConfigError
 from sites.tasks import build_task
 
@@ -130,15 +131,22 @@ DECLARED_REPLIES = {
     "audit": {"audit": "metrics"},
     # a withdrawal's exchanges: unlearning and retraining (model + metrics), evaluation, audit
     "withdrawal": {"arrays": "arrays", "metrics": "metrics", "audit": "metrics"},
+    # SMD: the generator's weights and the site's prompt tokens
+    "replay": {"generator": "arrays", "prompt": "arrays", "metrics": "metrics"},
+    # EWC: the diagonal Fisher of the model's parameters
+    "fisher": {"fisher": "arrays", "metrics": "metrics"},
 }
 # Metrics that may be lists: score histograms (counts per bin) and ROC curves on a fixed grid.
 DECLARED_LISTS = {r"hist-y\d-b\d": 100, r".*-roc": 31}
 
 
-def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]]) -> list[str]:
+def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]],
+                       record_shapes: dict[str, dict[str, list[int]]] | None = None) -> list[str]:
     """Everything in the sites' replies that is not a declared record: arrays other than the
-    model's own, list-valued metrics other than histograms and ROC curves, config entries
-    other than a site's id. Empty when only declared content left the sites."""
+    model's own (or, for the records named in ``record_shapes``, other than those shapes: the
+    generator, a prompt, a Fisher), list-valued metrics other than histograms and ROC curves,
+    config entries other than a site's id. Empty when only declared content left the sites."""
+    record_shapes = record_shapes or {}
     problems = []
     for event in events:
         where = f"{event['event']} reply of site {event.get('site')}"
@@ -149,8 +157,9 @@ def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]]) -
         for name, record in event["content"].items():
             if declared.get(name) != record["kind"]:
                 problems.append(f"{where}: undeclared {record['kind']} record {name!r}")
-            elif record["kind"] == "arrays" and record["shapes"] != model_shapes:
-                problems.append(f"{where}: arrays are not the model's ({sorted(record['shapes'])[:3]}...)")
+            elif record["kind"] == "arrays" and record["shapes"] != record_shapes.get(name, model_shapes):
+                problems.append(f"{where}: arrays are not the {name if name in record_shapes else 'model'}'s "
+                                f"({sorted(record['shapes'])[:3]}...)")
             elif record["kind"] == "metrics":
                 for key, length in record["lengths"].items():
                     allowed = [n for pattern, n in DECLARED_LISTS.items() if re.fullmatch(pattern, key)]
@@ -164,7 +173,16 @@ def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]]) -
 def assert_only_declared_content_left_the_sites(run_dir: Path) -> None:
     """Check every reply of a finished run (``metrics.jsonl``) against :func:`undeclared_content`."""
     config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
-    shapes = {k: list(v.shape) for k, v in build_task(config["task"]).build_model().state_dict().items()}
+    task = build_task(config["task"])
+    model = task.build_model()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    record_shapes = {"fisher": {k: list(v.shape) for k, v in model.named_parameters()}}
+    if config["replay"]["source"] == "smd":
+        generator = config["replay"]["generator"]
+        network = build_generator(task, {"generator-channels": generator["channels"],
+                                         "embed-dim": generator["embed_dim"], "heads": generator["heads"]})
+        record_shapes["generator"] = {k: list(v.shape) for k, v in network.state_dict().items()}
+        record_shapes["prompt"] = {"prompt": [generator["prompt_tokens"], generator["embed_dim"]]}
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {e["event"] for e in events} >= {"site", "data", "train", "matrix"}
-    assert undeclared_content(events, shapes) == []
+    assert undeclared_content(events, shapes, record_shapes) == []

@@ -10,7 +10,8 @@ import torch
 from server.scenario import Scenario
 from flwr.app import ArrayRecord
 
-from server.unlearning import Unlearner, UnlearningConfig, calibrated_step, mean_update
+from server.unlearning import Unlearner, UnlearningConfig, calibrated_step
+from strategies.aggregation import weighted_mean
 from sites.errors import ConfigError
 from sites.spec import SiteSpec
 from sites.tasks import Task, build_task
@@ -121,9 +122,9 @@ def test_classification_corruption_swaps_the_labels(request, fixture):
     assert torch.equal(corrupted.test.tensors[1], clean.test.tensors[1])
 
 
-def test_mean_update_weights_by_examples():
+def test_weighted_mean_weights_by_examples():
     updates = [({"w": torch.tensor([1.0, 0.0])}, 1), ({"w": torch.tensor([0.0, 4.0])}, 3)]
-    assert torch.allclose(mean_update(updates)["w"], torch.tensor([0.25, 3.0]))
+    assert torch.allclose(weighted_mean(updates)["w"], torch.tensor([0.25, 3.0]))
 
 
 def test_federaser_step_takes_the_stored_norm_along_the_calibration_direction():

@@ -21,6 +21,20 @@ from ..targets import instantiate
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
 
+# Z-scored intensities are divided by this to fit the diffusion models' [-1, 1] (clipped
+# beyond three standard deviations).
+REPLAY_INTENSITY_SCALE = 3.0
+
+
+def to_replay_range(images: torch.Tensor) -> torch.Tensor:
+    """Z-scored intensities -> ``[-1, 1]``."""
+    return (images / REPLAY_INTENSITY_SCALE).clamp(-1, 1)
+
+
+def from_replay_range(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`to_replay_range` inside ``[-1, 1]``."""
+    return x * REPLAY_INTENSITY_SCALE
+
 
 @dataclass(frozen=True)
 class SiteData:
@@ -146,6 +160,31 @@ class Task(ABC):
         model.eval()
         return self.per_sample_loss(model, list(data.tensors))
 
+    #: Classes of the replay generator's class condition; 0 where the label is generated as a
+    #: channel of the sample (segmentation masks).
+    replay_classes: int = 0
+
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        """``(channels, size)`` of a sample in replay space (:meth:`encode_replay`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no replay space (replay strategies need one)")
+
+    def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A training split in the replay generator's space: ``(N, C, S, S)`` in ``[-1, 1]``
+        and the ``(N,)`` classes of the condition (``None`` if ``replay_classes`` is 0)."""
+        raise NotImplementedError(f"{type(self).__name__} has no replay space (replay strategies need one)")
+
+    def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
+        """Generated samples back in the format of the training split (the inverse of
+        :meth:`encode_replay`; labels a generator cannot know, such as a bias attribute, are
+        marked unknown)."""
+        raise NotImplementedError(f"{type(self).__name__} has no replay space (replay strategies need one)")
+
+    def training_data(self, model: nn.Module, data: TensorDataset, config: Mapping[str, Any]) -> TensorDataset:
+        """What a phase trains on, made from a training split (or replay) before the steps; by
+        default the split itself."""
+        return data
+
     @abstractmethod
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
         """Training loss of one batch (the tensors of the training split) in the phase ``config['phase']``."""
@@ -206,6 +245,7 @@ class Task(ABC):
         dict
             ``train-loss`` (mean over steps) and ``num-examples``.
         """
+        data = self.training_data(model, data, config)
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
         steps = int(config.get("local-steps", self.phase_steps(config.get("phase", "train"))))

@@ -44,10 +44,9 @@ from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
-from ..privacy import PrivateTraining
 from ..spec import SiteSpec
 from ..thresholds import youden_threshold
-from .base import Objective, Phase, SiteData, Task
+from .base import Phase, SiteData, Task, from_replay_range, to_replay_range
 
 METHODS = ("erm", "pbbl", "bias_balanced_oracle")
 ARRANGEMENTS = ("source_biased", "federated")
@@ -212,11 +211,30 @@ class DebiasingTask(Task):
     def _groups(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
         return self.pseudo_bias(model, data) if self.method == "pbbl" else data.tensors[2]
 
-    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
-              privacy: PrivateTraining | None = None, objective: Objective | None = None) -> dict[str, float]:
-        if config.get("phase") == "debias":
-            data = TensorDataset(data.tensors[0], data.tensors[1], self._groups(model, data))
-        return super().train(model, data, seed, config, privacy, objective)
+    def training_data(self, model: nn.Module, data: TensorDataset, config: Mapping[str, Any]) -> TensorDataset:
+        """In the debias phase the third tensor becomes the group: the pseudo bias (pbbl) or
+        the known bias (oracle)."""
+        if config.get("phase") != "debias":
+            return data
+        groups = self._groups(model, data)
+        if (groups < 0).any():
+            raise ValueError("the bias-balanced oracle needs the true bias of every training sample; "
+                             "replayed samples have none")
+        return TensorDataset(data.tensors[0], data.tensors[1], groups)
+
+    # --- replay -----------------------------------------------------------------------------
+
+    replay_classes = 2
+
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        return 1, self.image_size
+
+    def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return to_replay_range(data.tensors[0]), data.tensors[1]
+
+    def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
+        return TensorDataset(from_replay_range(x), classes, torch.full_like(classes, -1))
 
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
         images, labels, groups = batch

@@ -39,7 +39,7 @@ from ..losses import cross_modality_guidance
 from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
 from ..spec import SiteSpec
-from .base import Phase, SiteData, Task
+from .base import Phase, SiteData, Task, from_replay_range, to_replay_range
 
 MODELS = ("single", "early_fusion", "late_fusion", "cmg")
 _SPLIT_STREAMS = {"train": seeding.DATA_TRAIN, "validation": seeding.DATA_VALIDATION, "test": seeding.DATA_TEST,
@@ -200,6 +200,24 @@ class GradingTask(Task):
         """Swapped grades: every HGG recorded as LGG and every LGG as HGG."""
         volumes, grades = data.tensors
         return TensorDataset(volumes, 1 - grades)
+
+    # --- replay -----------------------------------------------------------------------------
+
+    replay_classes = 2
+
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        return len(MODALITIES) * self.depth, self.image_size
+
+    def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each volume as one 2D sample with modalities x slices as channels (docs/continual.md
+        says why), the grade as the class condition."""
+        volumes, grades = data.tensors
+        return to_replay_range(volumes.flatten(1, 2)), grades
+
+    def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
+        volumes = from_replay_range(x).unflatten(1, (len(MODALITIES), self.depth))
+        return TensorDataset(volumes, classes)
 
     def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         return model(self._inputs(batch[0]))

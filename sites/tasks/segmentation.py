@@ -19,7 +19,7 @@ from ..data.prostate import sample_anatomy
 from ..data.scanner import acquire
 from ..errors import ConfigError
 from ..spec import SiteSpec
-from .base import SiteData, Task
+from .base import SiteData, Task, from_replay_range, to_replay_range
 
 
 class SegmentationTask(Task):
@@ -107,6 +107,18 @@ class SegmentationTask(Task):
         width = 2 * self.corruption_radius + 1
         dilated = F.max_pool2d(masks.float(), width, stride=1, padding=self.corruption_radius)
         return TensorDataset(images, dilated.to(masks.dtype))
+
+    @property
+    def replay_shape(self) -> tuple[int, int]:
+        return 2, self.image_size
+
+    def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Image and mask generated together: channel 0 the image, channel 1 the mask as +-1."""
+        images, masks = data.tensors
+        return torch.cat([to_replay_range(images), 2.0 * masks.float() - 1.0], dim=1), None
+
+    def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
+        return TensorDataset(from_replay_range(x[:, :1]), (x[:, 1:] > 0).long())
 
     def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         return model(batch[0])

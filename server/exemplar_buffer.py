@@ -1,0 +1,43 @@
+"""Replay from a buffer of real training samples: the reference that breaks the privacy rule.
+
+Each site of a stage hands over ``per_site`` of its training samples (the ``query.exemplars``
+handler) once its stage has trained; the server keeps them and replays them unchanged. Data
+leaving the site is what the platform otherwise forbids, so runs with this source are labelled
+in their reports as not private, and compared against only.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flwr.app import MessageType
+from torch.utils.data import TensorDataset
+
+from sites.replay import unpack_domains
+
+from .messages import to_every_node
+from .site_grid import SiteGrid
+
+
+class ExemplarBuffer:
+    """Real exemplars of every site learned so far."""
+
+    def __init__(self, per_site: int) -> None:
+        self.per_site = per_site
+        self.exemplars: dict[str, TensorDataset] = {}
+
+    def learn(self, view: SiteGrid, timeout: float) -> None:
+        messages = to_every_node(view, f"{MessageType.QUERY}.exemplars", {"count": self.per_site})
+        for reply in view.send_and_receive(messages, timeout=timeout):
+            self.exemplars.update(unpack_domains(reply.content["exemplars"]))
+
+    def replay(self, sites: list[str]) -> dict[str, TensorDataset]:
+        return {site: self.exemplars[site] for site in sites}
+
+    def save(self, path: Path) -> None:
+        torch.save({site: data.tensors for site, data in self.exemplars.items()}, path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"source": "real", "private": False,
+                "exemplars": {site: len(data) for site, data in self.exemplars.items()}}

@@ -1,0 +1,110 @@
+"""How faithful SMD's replay is (DESIGN.md §1.1), measured after a run against the sites' real
+data, which the simulation can regenerate (a deployment could not: this is an instrument of
+the simulator, not part of the federation).
+
+- recognisability: a small MONAI classifier trained on the real training images of every
+  learned site tells the site (and, for classification tasks, another tells the class) of
+  real test images and of replay; replay accuracy near the real one means site and class
+  survive generation;
+- per-site statistics of replay vs real: intensity mean and standard deviation, and for
+  segmentation the mask's share of the image and the organ-to-tissue contrast (the mean
+  intensity inside the mask minus outside: its sign differs between scanners, so it shows
+  whether generated masks sit on generated organs).
+"""
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import Classifier
+from torch.utils.data import TensorDataset
+
+from server.scenario import Scenario
+from server.smd import load_generator
+from sites import seeding
+from sites.diffusion import sample
+from sites.tasks import Task
+
+CLASSIFIER_STEPS = 150
+CLASSIFIER_BATCH = 32
+# DDIM steps for the measured replay: the same as the run's own sampling.
+
+
+def _images(task: Task, data: TensorDataset) -> torch.Tensor:
+    """The image channels of a split in replay space (segmentation: without the mask)."""
+    x, _ = task.encode_replay(data)
+    return x[:, :1] if task.replay_classes == 0 else x
+
+
+def _train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = Classifier(in_shape=tuple(x.shape[1:]), classes=classes, channels=(8, 16, 32), strides=(2, 2, 2),
+                       num_res_units=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    order = itertools.chain.from_iterable(torch.randperm(len(x), generator=generator).split(CLASSIFIER_BATCH)
+                                          for _ in itertools.count())
+    model.train()
+    for index in itertools.islice(order, CLASSIFIER_STEPS):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x[index]), y[index]).backward()
+        optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((model(x).argmax(dim=1) == y).float().mean())
+
+
+def _statistics(task: Task, data: TensorDataset) -> dict[str, float]:
+    x, _ = task.encode_replay(data)
+    images = x[:, :1] if task.replay_classes == 0 else x
+    stats = {"mean": float(images.mean()), "std": float(images.std())}
+    if task.replay_classes == 0:
+        masks = x[:, 1:] > 0
+        stats["mask_share"] = float(masks.float().mean())
+        inside, outside = images[masks], images[~masks]
+        stats["organ_contrast"] = float(inside.mean() - outside.mean()) if len(inside) and len(outside) else None
+    return stats
+
+
+def measure_fidelity(run_dir: Path, task: Task, scenario: Scenario, seed: int, per_site: int,
+                     sampling_steps: int) -> dict[str, Any]:
+    """Fidelity of the generator saved in ``run_dir/checkpoints/replay.pt``: returns
+    ``{"sites": {site: {"real": stats, "replay": stats}}, "site_accuracy": {"real", "replay"},
+    "class_accuracy": ...}`` and keeps the replay samples for the report's grid."""
+    network, prompts = load_generator(run_dir / "checkpoints" / "replay.pt", task)
+    specs = {site.id: site for site in scenario.sites}
+    learned = [site for site in scenario.site_ids if site in prompts]
+    real = {site: task.site_data(specs[site], seed) for site in learned}
+    replay = {}
+    for k, site in enumerate(learned):
+        classes = torch.arange(per_site) % task.replay_classes if task.replay_classes else None
+        x = sample(network, prompts[site], classes, per_site, sampling_steps,
+                   seeding.stream_seed(seed, seeding.REPLAY, 2, k))
+        replay[site] = task.decode_replay(x, classes)
+    result: dict[str, Any] = {"sites": {site: {"real": _statistics(task, real[site].train),
+                                                "replay": _statistics(task, replay[site])} for site in learned},
+                              "samples_per_site": per_site}
+    labels = {site: torch.full((len(real[site].train),), k) for k, site in enumerate(learned)}
+    train_x = torch.cat([_images(task, real[site].train) for site in learned])
+    test = {"real": [real[site].test for site in learned], "replay": [replay[site] for site in learned]}
+    if len(learned) > 1:
+        model = _train_classifier(train_x, torch.cat(list(labels.values())), len(learned), seed)
+        result["site_accuracy"] = {
+            kind: _accuracy(model, torch.cat([_images(task, d) for d in splits]),
+                            torch.cat([torch.full((len(d),), k) for k, d in enumerate(splits)]))
+            for kind, splits in test.items()}
+    if task.replay_classes:
+        train_y = torch.cat([task.encode_replay(real[site].train)[1] for site in learned])
+        model = _train_classifier(train_x, train_y, task.replay_classes, seed + 1)
+        result["class_accuracy"] = {
+            kind: _accuracy(model, torch.cat([_images(task, d) for d in splits]),
+                            torch.cat([task.encode_replay(d)[1] for d in splits]))
+            for kind, splits in test.items()}
+    result["chance"] = {"site": 1 / len(learned), "class": 1 / task.replay_classes if task.replay_classes else None}
+    torch.save({site: data.tensors for site, data in replay.items()}, run_dir / "checkpoints" / "replay_samples.pt")
+    return result

@@ -1,0 +1,85 @@
+"""The replay section of a run's report: the source, its costs, and for SMD a grid of replay
+samples per site and the fidelity figures (:mod:`simulations.replay_fidelity`)."""
+
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+from torch.utils.data import TensorDataset
+
+from sites.tasks import Task
+
+GRID_COLUMNS = 8
+
+
+def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, path: Path) -> None:
+    """One row per site, :data:`GRID_COLUMNS` replay samples each: the image channel with the
+    most variation (and the generated mask's outline for segmentation, the class above)."""
+    fig, axes = plt.subplots(len(samples), GRID_COLUMNS, figsize=(1.3 * GRID_COLUMNS, 1.4 * len(samples) + 0.4),
+                             squeeze=False)
+    for row, (site, tensors) in zip(axes, samples.items()):
+        x, classes = task.encode_replay(TensorDataset(*tensors))
+        images = x[:, :1] if task.replay_classes == 0 else x
+        channel = int(images.flatten(2).std(dim=2).mean(dim=0).argmax())
+        for k, ax in enumerate(row):
+            ax.set_axis_off()
+            if k >= len(x):
+                continue
+            ax.imshow(images[k, channel].numpy(), cmap="gray", vmin=-1, vmax=1)
+            if task.replay_classes == 0:
+                ax.contour(x[k, 1].numpy(), levels=[0.0], colors="tab:red", linewidths=0.8)
+            else:
+                ax.set_title(f"class {int(classes[k])}", fontsize=7)
+        row[0].text(-0.15, 0.5, f"site {site}", transform=row[0].transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle("SMD replay samples per site", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def replay_section(replay: dict[str, Any]) -> list[str]:
+    """Markdown lines for the report (``replay_samples.png`` beside it for SMD)."""
+    lines = ["", "## Replay", ""]
+    if not replay["private"]:
+        exemplars = ", ".join(f"{site}: {n}" for site, n in replay["exemplars"].items())
+        return lines + ["**Not private: real training samples left the sites** (replay=real, a reference "
+                        f"only). Exemplars kept per site: {exemplars}."]
+    training = replay["training"]
+    seconds = [m["seconds"] for runs in training.values() for m in runs]
+    lines += [f"Site-Modulated Diffusion: one generator ({replay['generator_parameters']:,} parameters) shared by "
+              f"the sites, a prompt per site. Training per site and stage: median {median(seconds):.1f} s; "
+              f"sampling {replay['samples_per_draw']} samples of a site: median "
+              f"{median(replay['sampling_seconds']) if replay['sampling_seconds'] else float('nan'):.2f} s."]
+    fidelity = replay.get("fidelity")
+    if fidelity is None:
+        return lines
+    chance = fidelity["chance"]
+    lines += ["", "### Fidelity", "",
+              f"A classifier trained on the real training images of every learned site, tested on real test "
+              f"images and on {fidelity['samples_per_site']} replay samples per site (chance: site "
+              f"{_fmt(chance['site'])}" + (f", class {_fmt(chance['class'])}" if chance["class"] else "") + ").", "",
+              "| accuracy | real test | replay |", "|---|---|---|"]
+    for key in ("site_accuracy", "class_accuracy"):
+        if key in fidelity:
+            lines.append(f"| {key.split('_')[0]} | {_fmt(fidelity[key]['real'])} | {_fmt(fidelity[key]['replay'])} |")
+    keys = list(next(iter(fidelity["sites"].values()))["real"])
+    lines += ["", "Per-site statistics in replay space (intensities / 3, clipped to [-1, 1]): real training "
+              "split vs replay.", "", "| site | " + " | ".join(f"{k} real | {k} replay" for k in keys) + " |",
+              "|---" * (2 * len(keys) + 1) + "|"]
+    for site, stats in fidelity["sites"].items():
+        lines.append(f"| {site} | " + " | ".join(f"{_fmt(stats['real'][k])} | {_fmt(stats['replay'][k])}"
+                                               for k in keys) + " |")
+    lines += ["", "![replay samples](replay_samples.png)"]
+    return lines
+
+
+def write_replay_figures(run_dir: Path, task: Task) -> None:
+    """``replay_samples.png`` from the samples the fidelity measurement kept."""
+    samples = torch.load(run_dir / "checkpoints" / "replay_samples.pt")
+    plot_replay_grid({site: tuple(tensors) for site, tensors in samples.items()}, task, run_dir / "replay_samples.png")

@@ -1,0 +1,115 @@
+"""Training and sampling Site-Modulated Diffusion (DESIGN.md §1.1) with diffusers' schedulers.
+
+A site trains the shared denoiser and its own prompt tokens on its data (DDPM noise
+prediction); the server samples from the denoiser with any site's prompt (DDIM). Samples live
+in the task's replay space (:meth:`~sites.tasks.base.Task.encode_replay`): ``(N, C, S, S)``
+in ``[-1, 1]``, labels included as channels or as the class condition.
+"""
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from .networks.site_diffusion import SiteDiffusion
+from .tasks import Task
+
+TRAIN_TIMESTEPS = 1000
+
+
+def build_generator(task: Task, config: Mapping[str, Any]) -> SiteDiffusion:
+    """The task's denoiser, its architecture from ``config`` (``generator-channels``,
+    ``embed-dim``, ``heads``): the server and every site build the same one."""
+    channels, size = task.replay_shape
+    return SiteDiffusion(channels, size, task.replay_classes, int(config["embed-dim"]),
+                         [int(c) for c in config["generator-channels"]], int(config["heads"]))
+
+
+PREDICTION = "v_prediction"
+
+
+def _noise_schedule() -> DDPMScheduler:
+    # The cosine schedule keeps more signal at mid noise levels than the linear one, which
+    # matters for the small images and short training here.
+    return DDPMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2",
+                         prediction_type=PREDICTION)
+
+
+def denoising_loss(network: SiteDiffusion, x: torch.Tensor, prompts: torch.Tensor, classes: torch.Tensor | None,
+                   generator: torch.Generator, schedule: DDPMScheduler | None = None) -> torch.Tensor:
+    """Mean squared error of the predicted noise at uniformly drawn timesteps (DDPM)."""
+    schedule = schedule or _noise_schedule()
+    noise = torch.randn(x.shape, generator=generator)
+    timesteps = torch.randint(0, TRAIN_TIMESTEPS, (len(x),), generator=generator)
+    noisy = schedule.add_noise(x, noise, timesteps)
+    target = {"epsilon": noise, "sample": x, "v_prediction": None}[PREDICTION]
+    if target is None:
+        target = schedule.get_velocity(x, noise, timesteps)
+    return F.mse_loss(network(noisy, timesteps, prompts, classes), target)
+
+
+def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch.Tensor, classes: torch.Tensor | None,
+                    steps: int, batch_size: int, lr: float, seed: int,
+                    replay: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = ()) -> dict[str, float]:
+    """Train ``network`` and one site's ``prompt`` ``(T, D)`` in place for ``steps`` Adam steps
+    on the site's samples ``x`` ``(N, C, S, S)`` (and ``classes`` ``(N,)``).
+
+    ``replay`` holds, per earlier site, generated samples, their classes and that site's fixed
+    prompt: batches are drawn from the site's samples and the replay together, so that the
+    shared network keeps generating the earlier sites (generative replay, Shin et al., 2017)
+    instead of drifting to the site that trained last.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    owned = [(x, classes, None)] + [(rx, rc, rp.expand(len(rx), -1, -1)) for rx, rc, rp in replay]
+    samples = torch.cat([part[0] for part in owned])
+    labels = None if classes is None else torch.cat([part[1] for part in owned])
+    fixed = [part[2] for part in owned[1:]]
+    fixed_prompts = torch.cat(fixed) if fixed else torch.empty(0, *prompt.shape)
+    optimizer = torch.optim.Adam([*network.parameters(), prompt], lr=lr)
+    schedule = _noise_schedule()
+    order = itertools.chain.from_iterable(torch.randperm(len(samples), generator=generator).split(batch_size)
+                                          for _ in itertools.count())
+    network.train()
+    total, start = 0.0, time.perf_counter()
+    for index in itertools.islice(order, steps):
+        own = index < len(x)
+        # the site's own samples get its trainable prompt; replayed ones their site's fixed prompt
+        prompts = prompt.expand(len(index), -1, -1).clone()
+        prompts[~own] = fixed_prompts[index[~own] - len(x)]
+        batch_classes = None if labels is None else labels[index]
+        loss = denoising_loss(network, samples[index], prompts, batch_classes, generator, schedule)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return {"generator-loss": total / steps, "seconds": time.perf_counter() - start, "num-examples": len(x)}
+
+
+@torch.no_grad()
+def sample(network: SiteDiffusion, prompt: torch.Tensor, classes: torch.Tensor | None, n: int, sampling_steps: int,
+           seed: int, batch_size: int = 64) -> torch.Tensor:
+    """``(n, C, S, S)`` samples for the site whose ``prompt`` ``(T, D)`` is given (and for
+    ``classes`` ``(n,)``), by deterministic DDIM; the same seed gives the same samples."""
+    network.eval()
+    unet = network.unet
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    # "trailing" starts sampling at the last training timestep, where the data is pure noise as
+    # the sampler assumes ("leading" would start short of it and pull samples towards 0).
+    scheduler = DDIMScheduler.from_config(_noise_schedule().config, timestep_spacing="trailing")
+    scheduler.set_timesteps(sampling_steps)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, *shape), generator=generator)
+    chunks = []
+    for start in range(0, n, batch_size):
+        chunk = x[start:start + batch_size]
+        chunk_classes = None if classes is None else classes[start:start + batch_size]
+        prompts = prompt.expand(len(chunk), -1, -1)
+        for t in scheduler.timesteps:
+            noise = network(chunk, t.expand(len(chunk)), prompts, chunk_classes)
+            chunk = scheduler.step(noise, t, chunk).prev_sample
+        chunks.append(chunk.clamp(-1, 1))
+    return torch.cat(chunks)

@@ -1,0 +1,59 @@
+"""Experience replay: each local step trains on the current batch together with a replay
+batch of the earlier sites (Rolnick et al., 2019). The base of every replay strategy.
+
+With ``replay=real`` this is the real-buffer baseline (data leaves the sites: a reference
+only); with ``replay=smd`` it is SMD replay without PGA.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+from sites.client_app import REPLAY_KEY
+from sites.tasks import Task
+
+
+class ExperienceReplay(FedAvg):
+    """FedAvg whose training messages also carry, under ``replay``, samples of earlier sites,
+    and whose training config tells the sites how to use them (:meth:`train_options`). Here
+    each step's loss is taken over the current batch and an equal-sized replay batch (drawn
+    evenly from the earlier sites) together.
+
+    The server hands the strategy its replay before each stage (:meth:`set_replay`); without
+    replay (the first stage, ``replay=none``) the messages are FedAvg's own.
+
+    Parameters
+    ----------
+    **kwargs
+        Flower's :class:`~flwr.serverapp.strategy.FedAvg` arguments.
+    """
+
+    #: The strategy makes the sites train on replay (``replay`` is refused with strategies that do not).
+    consumes_replay = True
+    #: The sites' objective is not the task's loss alone (refused with DP and withdrawals).
+    changes_site_objective = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.replay: ArrayRecord | None = None
+        self.task: Task | None = None
+
+    def set_replay(self, replay: ArrayRecord | None, task: Task) -> None:
+        """Replay for the coming stage (``None``: no earlier site to replay), and the task."""
+        self.replay, self.task = replay, task
+
+    def train_options(self) -> dict[str, Any]:
+        """Training-config entries that tell the sites how to train with replay."""
+        return {"replay-objective": "mix"}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        config = ConfigRecord({**config, **self.train_options()})
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        if self.replay is not None:
+            for message in messages:
+                message.content[REPLAY_KEY] = self.replay
+        return messages

@@ -1,0 +1,88 @@
+"""Parallel Gradient Alignment (DESIGN.md §1.1): FedAvg whose sites take PGA's local steps on
+their data and the replay of earlier sites, with an optional server-side meta-step on replay.
+
+The ablations are switches: ``orientational`` / ``arbitrary`` (which alignment), and the
+``replay`` config group (``none``, ``smd``, ``real``).
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+
+from sites import seeding
+from sites.replay import unpack_domains
+from sites.replay_objectives import ReplayOptions, alignment_objective
+
+from .experience_replay import ExperienceReplay
+
+
+class PGA(ExperienceReplay):
+    """FedAvg with PGA at the sites.
+
+    Parameters
+    ----------
+    alpha : float
+        Inner step size of the meta-objectives, ``θ − α ∇L_A``.
+    weight : float
+        λ, the weight of the generalizability objective.
+    orientational : bool
+        Align the current site's gradient with the replayed sites' (memorizability).
+    arbitrary : bool
+        Align gradients between a fresh random meta-train / meta-test split of the available
+        domains at every step (generalizability).
+    second_order : bool
+        Keep the Hessian term of the meta-gradient (slower; for checking the first-order one).
+    server_steps : int
+        Adam steps of the generalizability objective on replay alone that the server takes
+        after each aggregation (0: none; needs at least two replayed sites).
+    seed : int
+        Seeds the server's meta-steps.
+    **kwargs
+        Flower's :class:`~flwr.serverapp.strategy.FedAvg` arguments.
+    """
+
+    def __init__(self, alpha: float = 1e-3, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
+                 second_order: bool = False, server_steps: int = 0, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = ReplayOptions("pga", float(alpha), float(weight), bool(orientational), bool(arbitrary),
+                                     bool(second_order))
+        self.server_steps, self.seed = int(server_steps), int(seed)
+        self._server_calls = 0
+        self._train_config = ConfigRecord()  # the current round's, for the server's meta-step
+
+    def train_options(self) -> dict[str, Any]:
+        options = self.options
+        return {"replay-objective": "pga", "pga-alpha": options.alpha, "pga-weight": options.weight,
+                "pga-orientational": options.orientational, "pga-arbitrary": options.arbitrary,
+                "pga-second-order": options.second_order}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self._train_config = config
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        if arrays is None or self.server_steps == 0 or self.replay is None:
+            return arrays, metrics
+        domains = unpack_domains(self.replay)
+        if len(domains) < 2:
+            return arrays, metrics
+        return self._meta_step(arrays, domains, dict(self._train_config)), metrics
+
+    def _meta_step(self, arrays: ArrayRecord, domains: dict, config: dict) -> ArrayRecord:
+        task = self.task
+        model = task.build_model()
+        model.load_state_dict(arrays.to_torch_state_dict())
+        domains = {name: task.training_data(model, data, config) for name, data in domains.items()}
+        self._server_calls += 1
+        seed = seeding.stream_seed(self.seed, seeding.REPLAY, 1, self._server_calls)
+        objective = alignment_objective(lambda network, batch: task.batch_loss(network, batch, config), domains,
+                                        self.options, seed)
+        # Task.train's own batches only set the batch size: the objective draws from each domain.
+        task.train(model, next(iter(domains.values())), seed, {**config, "local-steps": self.server_steps},
+                   objective=objective)
+        return ArrayRecord(model.state_dict())

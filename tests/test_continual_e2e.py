@@ -1,0 +1,112 @@
+"""The continual-learning strategies end to end at ``size=smoke``: PGA with SMD replay on every
+task, each baseline on one task (together every strategy and every task), the replay report,
+the message audit, and the configurations refused before anything runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli, undeclared_content
+
+pytestmark = pytest.mark.e2e
+
+RUNS = {
+    "pga-segmentation": ("strategy=pga", "task=segmentation"),
+    "pga-grading": ("strategy=pga", "task=grading"),
+    "pga-debiasing": ("strategy=pga", "task=debiasing"),
+    "ewc-debiasing": ("strategy=ewc", "task=debiasing"),
+    "replay_buffer-grading": ("strategy=replay_buffer", "task=grading"),
+    "smd_replay-segmentation": ("strategy=smd_replay", "task=segmentation"),
+    "pga_no_replay-segmentation": ("strategy=pga", "replay=none", "task=segmentation"),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("continual")
+    for name, overrides in RUNS.items():
+        completed = run_cli(*overrides, "size=smoke", f"hydra.run.dir={root / name}")
+        assert completed.returncode == 0, f"{name}: {completed.stderr[-3000:]}"
+    return {name: root / name for name in RUNS}
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_every_strategy_runs_with_every_task(runs):
+    for name, run_dir in runs.items():
+        matrix = read_json(run_dir / "matrix.json")
+        assert len(matrix["R"]) == 4, name
+        assert "## R[t, j]" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["pga-segmentation", "pga-grading", "pga-debiasing"])
+def test_smd_trains_at_every_site_and_replays_earlier_ones(runs, name):
+    run_dir = runs[name]
+    replay = read_json(run_dir / "replay.json")
+    assert replay["source"] == "smd" and replay["private"]
+    assert sorted(replay["training"]) == ["A", "B", "C", "D"]  # each trained once, in its stage
+    assert all(len(runs_) == 1 for runs_ in replay["training"].values())
+    assert len(replay["sampling_seconds"]) == 1 + 2 + 3  # stages 2, 3, 4 replay 1, 2, 3 earlier sites
+    generator_events = [e for e in _events(run_dir) if e["event"] == "replay"]
+    assert [e["site"] for e in generator_events] == ["A", "B", "C", "D"]
+    assert_only_declared_content_left_the_sites(run_dir)  # weights and prompts only, no image
+
+
+@pytest.mark.parametrize("name, class_conditional", [("pga-segmentation", False), ("pga-grading", True),
+                                                      ("pga-debiasing", True)])
+def test_report_shows_replay_samples_and_fidelity(runs, name, class_conditional):
+    run_dir = runs[name]
+    fidelity = read_json(run_dir / "replay.json")["fidelity"]
+    assert sorted(fidelity["sites"]) == ["A", "B", "C", "D"]
+    for kind in ("real", "replay"):
+        assert 0 <= fidelity["site_accuracy"][kind] <= 1
+    assert ("class_accuracy" in fidelity) == class_conditional
+    if not class_conditional:
+        assert "organ_contrast" in fidelity["sites"]["A"]["replay"]
+    report = (run_dir / "report.md").read_text()
+    assert "## Replay" in report and "### Fidelity" in report and "![replay samples](replay_samples.png)" in report
+    assert (run_dir / "replay_samples.png").stat().st_size > 1000
+
+
+def test_pga_without_replay_has_no_replay_source(runs):
+    run_dir = runs["pga_no_replay-segmentation"]
+    assert not (run_dir / "replay.json").exists()
+    assert "## Replay" not in (run_dir / "report.md").read_text()
+    assert not [e for e in _events(run_dir) if e["event"] == "replay"]
+
+
+def test_real_buffer_is_labelled_and_caught_by_the_message_audit(runs):
+    run_dir = runs["replay_buffer-grading"]
+    replay = read_json(run_dir / "replay.json")
+    assert replay == {"source": "real", "private": False, "exemplars": {"A": 4, "B": 4, "C": 4, "D": 4}}
+    assert "Not private: real training samples left the sites" in (run_dir / "report.md").read_text()
+    problems = undeclared_content(_events(run_dir), {})
+    assert any("undeclared arrays record 'exemplars'" in problem for problem in problems)
+
+
+def test_ewc_sites_send_their_fisher_at_the_end_of_their_stage(runs):
+    run_dir = runs["ewc-debiasing"]
+    events = _events(run_dir)
+    fisher = [(e["stage"], e["site"]) for e in events if e["event"] == "fisher"]
+    assert fisher == [(1, "A"), (2, "B"), (3, "C"), (4, "D")]  # debiasing's default (erm) has one phase
+    assert_only_declared_content_left_the_sites(run_dir)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (("replay=smd",), "replay"),                                     # fedavg would ignore it
+    (("strategy=pga", "privacy=dp"), "privacy"),
+    (("strategy=ewc", "privacy=dp"), "privacy"),
+    (("strategy=pga", "scenario=site_withdrawal"), "strategy"),
+    (("strategy=pga", "replay.generator.steps=0"), "replay.generator.steps"),
+    (("strategy=pga", "+replay.generator.depth=3"), "replay.generator"),
+    (("strategy=pga", "replay.source=gan"), "replay.source"),
+    (("strategy=pga", "replay.per_site=-1"), "replay.per_site"),
+])
+def test_bad_replay_configs_are_refused_before_anything_runs(tmp_path, overrides, key):
+    completed = run_cli(*overrides, "size=smoke", f"hydra.run.dir={tmp_path / 'run'}")
+    assert completed.returncode == 2
+    assert f"error: {key}:" in completed.stderr.replace("\n", " ")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -21,6 +21,7 @@ from torch.utils.data import TensorDataset
 from sites.errors import ConfigError
 from sites.tasks import Task
 
+from .exemplar_buffer import ExemplarBuffer
 from .site_grid import SiteGrid
 
 SOURCES = ("none", "smd", "real")
@@ -110,11 +111,10 @@ class ReplaySource(Protocol):
 def build_replay_source(config: ReplayConfig, task: Task, seed: int) -> ReplaySource | None:
     """The source ``config`` names, or ``None`` for ``source: none``."""
     if config.source == "smd":
+        # diffusers takes seconds to import: only runs with a generator pay for it.
         from .smd import SiteModulatedDiffusion
 
         return SiteModulatedDiffusion(task, config, seed)
     if config.source == "real":
-        from .exemplar_buffer import ExemplarBuffer
-
         return ExemplarBuffer(config.per_site)
     return None

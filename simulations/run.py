@@ -29,7 +29,6 @@ from strategies import build_strategy, check_strategy_fits
 
 from .console import console, print_summary, timeline_progress
 from .engine import run_federation
-from .replay_fidelity import measure_fidelity
 from .replay_report import write_replay_figures
 from .report import write_report
 from .withdrawal_report import write_sweep_table
@@ -104,6 +103,9 @@ def check_task_can_unlearn(task: Task, reason: str) -> None:
 def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
     """Measure the generator's fidelity against the real data (which the simulator can
     regenerate), draw the sample grid, and add both to ``replay.json``."""
+    # diffusers takes seconds to import: only runs with a generator pay for it.
+    from .replay_fidelity import measure_fidelity
+
     generator = plan.replay.generator
     result.replay["fidelity"] = measure_fidelity(run_dir, plan.task, plan.scenario, plan.seed, plan.replay.per_site,
                                                  generator["sampling_steps"])

@@ -32,7 +32,7 @@ class EWC(FedAvg):
     #: The sites' objective is not the task's loss alone (refused with DP and withdrawals).
     changes_site_objective = True
 
-    def __init__(self, weight: float = 100.0, fisher_samples: int = 64, **kwargs: Any) -> None:
+    def __init__(self, weight: float = 1e7, fisher_samples: int = 64, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.weight, self.fisher_samples = float(weight), int(fisher_samples)
         self.fisher: dict | None = None

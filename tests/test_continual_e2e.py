@@ -95,18 +95,8 @@ def test_ewc_sites_send_their_fisher_at_the_end_of_their_stage(runs):
     assert_only_declared_content_left_the_sites(run_dir)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (("replay=smd",), "replay"),                                     # fedavg would ignore it
-    (("strategy=pga", "privacy=dp"), "privacy"),
-    (("strategy=ewc", "privacy=dp"), "privacy"),
-    (("strategy=pga", "scenario=site_withdrawal"), "strategy"),
-    (("strategy=pga", "replay.generator.steps=0"), "replay.generator.steps"),
-    (("strategy=pga", "+replay.generator.depth=3"), "replay.generator"),
-    (("strategy=pga", "replay.source=gan"), "replay.source"),
-    (("strategy=pga", "replay.per_site=-1"), "replay.per_site"),
-])
-def test_bad_replay_configs_are_refused_before_anything_runs(tmp_path, overrides, key):
-    completed = run_cli(*overrides, "size=smoke", f"hydra.run.dir={tmp_path / 'run'}")
+def test_a_bad_replay_config_stops_the_cli_before_anything_runs(tmp_path):
+    completed = run_cli("replay=smd", "size=smoke", f"hydra.run.dir={tmp_path / 'run'}")
     assert completed.returncode == 2
-    assert f"error: {key}:" in completed.stderr.replace("\n", " ")
+    assert "error: replay: FedAvg does not train on replay" in completed.stderr.replace("\n", " ")
     assert not (tmp_path / "run" / "metrics.jsonl").exists()

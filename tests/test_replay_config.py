@@ -1,0 +1,44 @@
+"""Replay and continual-strategy configurations refused before anything runs, each naming its key."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import ROOT
+from simulations.run import prepare
+from sites.errors import ConfigError
+
+
+def _prepare(tmp_path, *overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        cfg = compose(config_name="config", overrides=["size=smoke", *overrides])
+    return prepare(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("overrides, source", [
+    (("strategy=pga",), "smd"), (("strategy=pga", "replay=none"), "none"), (("strategy=pga", "replay=real"), "real"),
+    (("strategy=smd_replay",), "smd"), (("strategy=replay_buffer",), "real"), (("strategy=ewc",), "none"),
+    (("strategy=pga", "task=grading"), "smd"),
+])
+def test_the_shipped_combinations_are_accepted(tmp_path, overrides, source):
+    assert _prepare(tmp_path, *overrides).plan.replay.source == source
+
+
+@pytest.mark.parametrize("overrides, key, message", [
+    (("replay=smd",), "replay", "FedAvg does not train on replay"),
+    (("strategy=pga", "privacy=dp"), "privacy", "PGA cannot run with privacy=dp"),
+    (("strategy=ewc", "privacy=dp"), "privacy", "EWC cannot run with privacy=dp"),
+    (("strategy=pga", "scenario=site_withdrawal"), "strategy", "site withdrawals cannot run with PGA"),
+    (("strategy=replay_buffer", "scenario=site_withdrawal"), "strategy", "replay=real"),
+    (("strategy=pga", "replay.generator.steps=0"), "replay.generator.steps", "integer >= 1"),
+    (("strategy=pga", "+replay.generator.depth=3"), "replay.generator", "unknown keys ['depth']"),
+    (("strategy=pga", "replay.source=gan"), "replay.source", "must be one of"),
+    (("strategy=pga", "replay.per_site=-1"), "replay.per_site", "integer >= 1"),
+    (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels", "at least two"),
+    (("strategy=pga", "replay.generator.lr=0"), "replay.generator.lr", "> 0"),
+    (("strategy=pga", "+replay.colour=red"), "replay", "unknown keys ['colour']"),
+])
+def test_bad_replay_configs_name_their_key(tmp_path, overrides, key, message):
+    with pytest.raises(ConfigError) as raised:
+        _prepare(tmp_path, *overrides)
+    assert str(raised.value).startswith(f"{key}: ")
+    assert message in str(raised.value)

@@ -4,7 +4,9 @@ At each stage the strategy sees, through :class:`~server.site_grid.SiteGrid`, on
 stage's sites and runs its own rounds (``Strategy.start``), once per phase of the task (most
 tasks have one; a phase may first need counts summed across the present sites). After the
 stage, every site of the scenario (trained, not yet arrived, held out) evaluates the global
-model, filling R[t, j].
+model, filling R[t, j]. With a replay source (``replay=smd|real``) the strategy is handed
+samples of the earlier sites before each stage, and the stage's sites teach the source after it
+(:mod:`server.replay`).
 """
 
 from collections.abc import Callable

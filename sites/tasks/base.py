@@ -219,7 +219,7 @@ class Task(ABC):
 
     def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
               privacy: PrivateTraining | None = None, objective: Objective | None = None) -> dict[str, float]:
-        """Run :meth:`phase_steps` Adam steps on ``data``.
+        """Run :meth:`phase_steps` Adam steps on :meth:`training_data` of ``data``.
 
         Parameters
         ----------

@@ -29,7 +29,6 @@ from sites.tasks import Task
 
 CLASSIFIER_STEPS = 150
 CLASSIFIER_BATCH = 32
-# DDIM steps for the measured replay: the same as the run's own sampling.
 
 
 def _images(task: Task, data: TensorDataset) -> torch.Tensor:

@@ -27,14 +27,14 @@ from sites import seeding
 from sites.diffusion import sample
 from sites.tasks import Task
 
+from .replay_report import image_channels
+
 CLASSIFIER_STEPS = 150
 CLASSIFIER_BATCH = 32
 
 
 def _images(task: Task, data: TensorDataset) -> torch.Tensor:
-    """The image channels of a split in replay space (segmentation: without the mask)."""
-    x, _ = task.encode_replay(data)
-    return x[:, :1] if task.replay_classes == 0 else x
+    return image_channels(task, task.encode_replay(data)[0])
 
 
 def _train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int) -> torch.nn.Module:
@@ -60,7 +60,7 @@ def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
 def _statistics(task: Task, data: TensorDataset) -> dict[str, float]:
     x, _ = task.encode_replay(data)
-    images = x[:, :1] if task.replay_classes == 0 else x
+    images = image_channels(task, x)
     stats = {"mean": float(images.mean()), "std": float(images.std())}
     if task.replay_classes == 0:
         masks = x[:, 1:] > 0

@@ -14,6 +14,11 @@ from sites.tasks import Task
 GRID_COLUMNS = 8
 
 
+def image_channels(task: Task, x: torch.Tensor) -> torch.Tensor:
+    """The image channels of samples in replay space (segmentation: without the mask channel)."""
+    return x[:, :1] if task.replay_classes == 0 else x
+
+
 def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, path: Path) -> None:
     """One row per site, :data:`GRID_COLUMNS` replay samples each: the image channel with the
     most variation (and the generated mask's outline for segmentation, the class above)."""
@@ -21,7 +26,7 @@ def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, p
                              squeeze=False)
     for row, (site, tensors) in zip(axes, samples.items()):
         x, classes = task.encode_replay(TensorDataset(*tensors))
-        images = x[:, :1] if task.replay_classes == 0 else x
+        images = image_channels(task, x)
         channel = int(images.flatten(2).std(dim=2).mean(dim=0).argmax())
         for k, ax in enumerate(row):
             ax.set_axis_off()

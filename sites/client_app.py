@@ -113,12 +113,12 @@ def _state(context: Context) -> ConfigRecord:
     return context.state.config_records.setdefault(_STATE_KEY, ConfigRecord({"train-calls": 0}))
 
 
-def _next_train_call(context: Context) -> int:
-    """Count this node's training calls: the count, not the round, seeds local training,
-    so any strategy (whatever it puts in its config) trains reproducibly."""
+def _next_call_seed(seed: int, site: SiteSpec, context: Context) -> int:
+    """Seed of this node's next training call: the call count, not the round, seeds local
+    training, so any strategy (whatever it puts in its config) trains reproducibly."""
     state = _state(context)
     state["train-calls"] = int(state["train-calls"]) + 1
-    return int(state["train-calls"])
+    return seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, int(state["train-calls"]))
 
 
 def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int,
@@ -200,7 +200,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         model = _global_model(task, message)
         privacy = private_training(site, task, data, context)
         config = dict(_incoming_config(message))
-        call_seed = seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context))
+        call_seed = _next_call_seed(seed, site, context)
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
                              objective=local_objective(task, model, message, config, call_seed))
         if privacy is not None:
@@ -244,7 +244,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
                       for name, domain in unpack_domains(message.content[REPLAY_KEY]).items()]
         metrics = train_generator(network, prompt, x, classes, int(config["steps"]), int(config["batch-size"]),
                                   float(config["lr"]),
-                                  seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)),
+                                  _next_call_seed(seed, site, context),
                                   replay)
         reply = RecordDict({"generator": ArrayRecord(network.state_dict()),
                             "prompt": ArrayRecord({"prompt": prompt.detach()}), "metrics": MetricRecord(metrics)})
@@ -255,7 +255,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         site, task, data = load(context)
         fisher = fisher_diagonal(task, _global_model(task, message), data.train,
                                  int(_incoming_config(message)["max-samples"]),
-                                 seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)))
+                                 _next_call_seed(seed, site, context))
         reply = RecordDict({"fisher": ArrayRecord(fisher), "metrics": MetricRecord({"num-examples": len(data.train)})})
         return Message(reply, reply_to=message)
 
@@ -275,7 +275,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         model = _model(task, message.content["arrays"])
         metrics = unlearn(task, model, _model(task, message.content["reference"]), data.train,
                           dict(_incoming_config(message)),
-                          seed=seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, _next_train_call(context)))
+                          seed=_next_call_seed(seed, site, context))
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 

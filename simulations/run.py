@@ -135,7 +135,8 @@ def execute(cfg: DictConfig) -> Path:
     with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
         timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
         run_federation(build_server_app(timeline), client_app, len(plan.scenario.sites),
-                       config["backend"]["client_cpus"], verbose=bool(config["verbose"]))
+                       config["backend"]["client_cpus"], verbose=bool(config["verbose"]),
+                       address=config["backend"].get("address"))
     if timeline.result is None:
         raise MedsitesError("the federation stopped before the timeline finished")
     if plan.replay.source == "smd":

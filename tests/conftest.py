@@ -75,6 +75,16 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.fixture(scope="session")
+def fedavg_run(tmp_path_factory) -> Path:
+    """One smoke run (FedAvg, seed 3) on a private Ray instance, shared by every module that
+    compares against it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "fedavg"
+    completed = run_cli("size=smoke", "seed=3", f"hydra.run.dir={run_dir}")
+    assert completed.returncode == 0, completed.stderr
+    return run_dir
+
+
 @pytest.fixture
 def small_debiasing_config() -> dict:
     """The debiasing task at unit-test size."""

@@ -15,14 +15,6 @@ pytestmark = pytest.mark.e2e
 SUMMARY_KEYS = {"memorizability", "generalizability", "bwt", "forgetting", "per_stage"}
 
 
-@pytest.fixture(scope="module")
-def fedavg_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("runs") / "fedavg"
-    completed = run_cli("size=smoke", "seed=3", f"hydra.run.dir={run_dir}")
-    assert completed.returncode == 0, completed.stderr
-    return run_dir
-
-
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 

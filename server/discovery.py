@@ -13,12 +13,11 @@ from .site_grid import ReplyListener, SiteGrid
 
 def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0,
                    listener: ReplyListener | None = None) -> dict[int, str]:
-    """Wait for every site's node, ask each which site it plays, and return node id -> site id;
-    ``listener`` sees the replies once they are mapped."""
+    """Wait (up to ``timeout``) for as many nodes as sites, ask every connected node which site it
+    plays, and return node id -> site id; ``listener`` sees the replies once they are mapped.
+    Sites no node plays, and sites two nodes claim, stop the run with their names."""
     deadline = time.monotonic() + timeout
-    while len(nodes := list(grid.get_node_ids())) < len(site_ids):
-        if time.monotonic() > deadline:
-            raise MedsitesError(f"only {len(nodes)} of {len(site_ids)} site nodes connected within {timeout} s")
+    while len(nodes := list(grid.get_node_ids())) < len(site_ids) and time.monotonic() < deadline:
         time.sleep(0.1)
     messages = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
     site_of_node = {}
@@ -28,9 +27,14 @@ def discover_sites(grid: Grid, site_ids: Sequence[str], timeout: float = 300.0,
             raise MedsitesError(f"node {reply.metadata.src_node_id} could not say which site it is: "
                                 f"{reply.error.reason}")
         site_of_node[reply.metadata.src_node_id] = str(reply.content["site"]["site-id"])
-    missing = set(site_ids) - set(site_of_node.values())
+    claimed = sorted(site_of_node.values())
+    doubled = sorted({site for site in claimed if claimed.count(site) > 1})
+    if doubled:
+        raise MedsitesError(f"more than one node plays site(s) {doubled}: start one node per site")
+    missing = sorted(set(site_ids) - set(claimed))
     if missing:
-        raise MedsitesError(f"no node answered for sites {sorted(missing)} within {timeout} s")
+        raise MedsitesError(f"no node plays site(s) {missing} within {timeout} s (the {len(nodes)} connected "
+                            f"node(s) play {claimed})")
     if listener is not None:
         listener(MessageType.QUERY, [(site_of_node[r.metadata.src_node_id], r) for r in replies])
     return site_of_node

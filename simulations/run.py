@@ -11,6 +11,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import Strategy
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -122,29 +123,47 @@ def claim_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def execute(cfg: DictConfig) -> Path:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def open_run(cfg: DictConfig, run_dir: Path) -> Prepared:
+    """Validate the config, claim ``run_dir``, write the resolved config there and seed this process."""
     prepared = prepare(cfg, run_dir)
     claim_run_dir(run_dir)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(prepared.config))
+    seeding.seed_everything(prepared.plan.seed)
+    return prepared
+
+
+def site_app(prepared: Prepared) -> ClientApp:
+    """The ClientApp every site of the run runs."""
     plan, config = prepared.plan, prepared.config
-    seeding.seed_everything(plan.seed)
-    client_app = build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
-                                  num_threads=max(1, int(config["backend"]["client_cpus"])),
-                                  privacy=config["privacy"], planned_steps=plan.planned_steps)
-    with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
-        timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
-        run_federation(build_server_app(timeline), client_app, len(plan.scenario.sites),
-                       config["backend"]["client_cpus"], verbose=bool(config["verbose"]),
-                       address=config["backend"].get("address"))
-    if timeline.result is None:
+    return build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
+                            num_threads=max(1, int(config["backend"]["client_cpus"])),
+                            privacy=config["privacy"], planned_steps=plan.planned_steps)
+
+
+def close_run(timeline: Timeline) -> RunResult:
+    """Check that the timeline finished, then measure replay fidelity and write the report."""
+    plan, result = timeline.plan, timeline.result
+    if result is None:
         raise MedsitesError("the federation stopped before the timeline finished")
     if plan.replay.source == "smd":
-        add_replay_fidelity(run_dir, plan, timeline.result)
-    write_report(run_dir, timeline.result)
-    if timeline.result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
+        add_replay_fidelity(plan.run_dir, plan, result)
+    write_report(plan.run_dir, result)
+    return result
+
+
+def execute(cfg: DictConfig) -> Path:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    prepared = open_run(cfg, run_dir)
+    plan, config = prepared.plan, prepared.config
+    with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
+        timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
+        run_federation(build_server_app(timeline), site_app(prepared), len(plan.scenario.sites),
+                       config["backend"]["client_cpus"], verbose=bool(config["verbose"]),
+                       address=config["backend"].get("address"))
+    result = close_run(timeline)
+    if result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
         write_sweep_table(run_dir.parent)
-    print_summary(timeline.result, str(run_dir))
+    print_summary(result, str(run_dir))
     return run_dir
 
 

@@ -10,6 +10,8 @@ from sites.spec import SiteSpec
 from .privacy_audit import AuditConfig
 
 SCHEDULES = ("sequential", "joint")
+#: The keys of a ``scenario`` config node.
+KEYS = ("name", "schedule", "rounds_per_stage", "sites", "stages", "held_out", "audit", "withdrawals", "reason")
 #: Why a site withdraws; each reason gives the withdrawing site its phenomenon (DESIGN.md §1.4).
 REASONS = ("privacy", "incorrectness")
 
@@ -119,6 +121,9 @@ class Scenario:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Scenario":
         """Validate a ``scenario`` config node; every problem names its key."""
+        unknown = set(config) - set(KEYS)
+        if unknown:
+            raise ConfigError("scenario", f"unknown keys {sorted(unknown)} (known: {sorted(KEYS)})")
         sites = [SiteSpec.from_config(i, raw) for i, raw in enumerate(_list(config, "sites"))]
         ids = [site.id for site in sites]
         for i, site_id in enumerate(ids):

@@ -1,7 +1,9 @@
 """What the terminal shows: a progress bar over stages and rounds, and the closing summary."""
 
+import sys
 from contextlib import contextmanager
 from collections.abc import Iterator
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -10,6 +12,7 @@ from rich.table import Table
 
 from server.results import RunResult
 from server.scenario import Scenario
+from sites.errors import MedsitesError
 
 console = Console(stderr=True)
 
@@ -37,6 +40,13 @@ def timeline_progress(scenario: Scenario, phases: int) -> Iterator[TimelineProgr
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         yield TimelineProgress(scenario, phases, progress)
+
+
+def exit_with(error: MedsitesError) -> NoReturn:
+    """Print ``error`` as one unwrapped line and exit with code 2, the code of every problem
+    the user can fix."""
+    console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+    sys.exit(2)
 
 
 def _fmt(value: float | None) -> str:

@@ -4,7 +4,6 @@ Validates the whole config before anything starts, refuses to write into a direc
 already holds a run, runs the federation, and writes the report.
 """
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sites.privacy import DPConfig
 from sites.tasks import Task, build_task
 from strategies import build_strategy, check_strategy_fits
 
-from .console import console, print_summary, timeline_progress
+from .console import exit_with, print_summary, timeline_progress
 from .engine import run_federation
 from .replay_report import write_replay_figures
 from .report import write_report
@@ -53,6 +52,9 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     seed = config.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", f"must be a non-negative integer (got {seed!r})")
+    round_timeout = config["backend"].get("round_timeout")
+    if isinstance(round_timeout, bool) or not isinstance(round_timeout, int | float) or not round_timeout > 0:
+        raise ConfigError("backend.round_timeout", f"must be a number of seconds > 0 (got {round_timeout!r})")
     scenario = Scenario.from_config(config["scenario"])
     task = build_task(config["task"])
     strategy = build_strategy(config["strategy"])
@@ -67,7 +69,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
     if scenario.withdrawals:
         check_task_can_unlearn(task, scenario.reason)
-    plan = RunPlan(scenario, task, strategy, seed, run_dir, float(config["backend"]["round_timeout"]),
+    task.check_sites(scenario.sites)
+    plan = RunPlan(scenario, task, strategy, seed, run_dir, float(round_timeout),
                    dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay)
     return Prepared(plan, config)
 
@@ -172,8 +175,7 @@ def main(cfg: DictConfig) -> None:
     try:
         execute(cfg)
     except MedsitesError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        sys.exit(2)
+        exit_with(error)
 
 
 if __name__ == "__main__":

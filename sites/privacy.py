@@ -51,6 +51,10 @@ class DPConfig:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DPConfig | None":
         """``None`` for ``method: off``; a ``ConfigError`` naming the key for bad values."""
+        known = {"method", "noise_multiplier", "target_epsilon", "max_grad_norm", "delta"}
+        unknown = set(config) - known
+        if unknown:
+            raise ConfigError("privacy", f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
         method = config.get("method")
         if method not in METHODS:
             raise ConfigError("privacy.method", f"must be one of {list(METHODS)} (got {method!r})")

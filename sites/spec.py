@@ -1,5 +1,6 @@
 """The description of one hospital: who it is, how its scanner renders anatomy, how much data it has."""
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +35,15 @@ class ScannerSignature:
     noise: float = 0.05
     blur: float = 0.0
     bias_field: float = 0.0
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field."""
+        if not self.gain > 0:
+            raise ValueError(f"scanner.gain must be > 0 (got {self.gain})")
+        for name in ("noise", "blur", "bias_field"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"scanner.{name} must be a finite number >= 0 (got {value})")
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,19 @@ class SiteSpec:
         unknown = set(raw) - {"id", "name", "n_train", "n_test", "marker_rate", "corrupt_labels"}
         if unknown:
             raise ConfigError(key, f"unknown keys {sorted(unknown)}")
+        for name, value in scanner.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{key}.scanner.{name}", f"must be a number (got {value!r})")
+        signature = ScannerSignature(**{k: float(v) for k, v in scanner.items()})
+        try:
+            signature.check()
+        except ValueError as error:
+            raise ConfigError(key, str(error)) from None
+        for name in ("n_train", "n_test"):
+            value = raw.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key}.{name}", f"must be an integer >= 1, or null for the task's default "
+                                  f"(got {value!r})")
         marker_rate = raw.get("marker_rate", 0.0)
         if not (isinstance(marker_rate, int | float) and 0 <= marker_rate <= 1):
             raise ConfigError(f"{key}.marker_rate", f"must be in [0, 1] (got {marker_rate!r})")
@@ -96,7 +119,7 @@ class SiteSpec:
             id=str(raw["id"]),
             name=str(raw.get("name", raw["id"])),
             index=index,
-            scanner=ScannerSignature(**{k: float(v) for k, v in scanner.items()}),
+            scanner=signature,
             n_train=raw.get("n_train"),
             n_test=raw.get("n_test"),
             marker_rate=float(marker_rate),

@@ -1,8 +1,7 @@
 """Objects chosen in config by ``_target_`` (tasks, strategies), with errors that name the key."""
 
+import importlib
 from typing import Any
-
-from hydra.utils import get_class
 
 from .errors import ConfigError
 
@@ -25,10 +24,11 @@ def instantiate(config: dict[str, Any], key: str, base: type, kind: str) -> Any:
     target = config.pop("_target_", None)
     if not target:
         raise ConfigError(f"{key}._target_", f"missing: name a {kind} subclass")
+    module, _, name = target.rpartition(".")
     try:
-        cls = get_class(target)
-    except Exception as error:  # hydra wraps import failures in several types
-        raise ConfigError(f"{key}._target_", f"cannot import {target!r}: {error}") from None
+        cls = getattr(importlib.import_module(module), name)
+    except Exception as error:  # a user's module may fail to import in any way
+        raise ConfigError(f"{key}._target_", f"cannot import {target!r}: {type(error).__name__}: {error}") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{key}._target_", f"{target} is not a {kind} subclass")
     try:

@@ -2,6 +2,7 @@
 
 import copy
 import csv
+import hashlib
 import json
 import re
 import subprocess
@@ -75,6 +76,13 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def digest(directory: Path) -> dict[str, str]:
+    """The SHA-256 of every file under ``directory``, by relative path: equal digests mean an
+    untouched directory."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
 def fedavg_run(tmp_path_factory) -> Path:
     """One smoke run (FedAvg, seed 3) on a private Ray instance, shared by every module that
@@ -120,9 +128,9 @@ def write_brats_case(root, case, shape=(12, 10, 8), skip=(), override=None):
         nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4)), folder / f"{case}_{modality}.nii.gz")
 
 
-def write_manifest(root, rows, columns=("case", "grade", "site", "split")):
-    """A CSV manifest in ``root``."""
-    path = root / "manifest.csv"
+def write_manifest(root, rows, columns=("case", "grade", "site", "split"), name="manifest.csv"):
+    """A CSV manifest ``name`` in ``root``."""
+    path = root / name
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)

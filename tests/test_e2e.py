@@ -1,6 +1,5 @@
 """Whole runs through the command line, Flower's simulation engine and Ray (``size=smoke``)."""
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,11 +16,6 @@ SUMMARY_KEYS = {"memorizability", "generalizability", "bwt", "forgetting", "per_
 
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _digest(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def test_a_run_writes_its_directory(fedavg_run):
@@ -84,41 +78,6 @@ def test_a_saved_config_reproduces_its_run(fedavg_run, tmp_path):
     assert read_json(tmp_path / "rerun" / "matrix.json") == read_json(fedavg_run / "matrix.json")
 
 
-@pytest.mark.parametrize(
-    ("overrides", "words"),
-    [
-        (["task=nope"], "task"),
-        (["strategy=nope"], "strategy"),
-        (["scenario=nope"], "scenario"),
-        (["scenario.rounds_per_stage=0"], "scenario.rounds_per_stage: must be an integer >= 1"),
-        (["scenario.stages=[[A],[B,A],[C],[D]]"], "scenario.stages.1: site 'A' already trains in stage 1"),
-        (["scenario.stages=[[A],[],[C],[D]]"], "scenario.stages.1: a stage is a non-empty list"),
-        (["scenario.stages=[[A],[B],[C],[X]]"], "unknown site 'X'"),
-        (["strategy._target_=collections.OrderedDict"], "strategy._target_: collections.OrderedDict is not a"),
-        (["scenario.sites.1.scanner.noise=-1"], "site B: ValueError: scanner.noise must be a finite number >= 0"),
-        (["privacy=dp", "privacy.delta=1.0"], "privacy.delta: must be in (0, 1)"),
-        (["privacy=dp", "privacy.max_grad_norm=0"], "privacy.max_grad_norm: must be a number > 0"),
-        (["privacy=dp", "privacy.target_epsilon=null", "privacy.noise_multiplier=0"],
-         "privacy.noise_multiplier: must be a number > 0"),
-        (["privacy=dp", "privacy.target_epsilon=1e-7"], "privacy.target_epsilon: 1e-07 cannot be reached in 2 steps"),
-    ],
-)
-def test_bad_input_stops_early_with_a_clear_message_and_touches_no_earlier_run(fedavg_run, tmp_path, overrides, words):
-    before = _digest(fedavg_run)
-    completed = run_cli("size=smoke", *overrides, f"hydra.run.dir={tmp_path / 'bad'}")
-    assert completed.returncode != 0
-    assert words in " ".join((completed.stderr + completed.stdout).split())
-    assert _digest(fedavg_run) == before
-
-
-def test_a_directory_holding_a_run_is_never_overwritten(fedavg_run):
-    before = _digest(fedavg_run)
-    completed = run_cli("size=smoke", f"hydra.run.dir={fedavg_run}")
-    assert completed.returncode != 0
-    assert "already holds a run" in completed.stderr
-    assert _digest(fedavg_run) == before
-
-
 def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(tmp_path):
     completed = run_cli("size=smoke", "task=debiasing", "task.method=pbbl", f"hydra.run.dir={tmp_path}")
     assert completed.returncode == 0, completed.stderr
@@ -161,10 +120,10 @@ def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_
     assert_only_declared_content_left_the_sites(tmp_path)
 
 
-def _brats_cohort(root, bad_case=None):
+def _brats_cohort(root):
     rows = []
     for i, split in enumerate(["train"] * 4 + ["validation"] * 2 + ["test"] * 2):
-        write_brats_case(root, f"case{i}", skip=("t1ce",) if f"case{i}" == bad_case else ())
+        write_brats_case(root, f"case{i}")
         rows.append([f"case{i}", "HGG" if i % 2 else "LGG", "A", split])
     return write_manifest(root, rows)
 
@@ -176,18 +135,6 @@ def test_grading_reads_brats_style_cases_from_disk(tmp_path):
                         f"task.manifest={manifest}", "task.depth=8", f"hydra.run.dir={tmp_path / 'run'}")
     assert completed.returncode == 0, completed.stderr
     assert read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]["num-examples"] == 2
-
-
-def test_a_case_missing_a_modality_stops_the_run_naming_site_and_case(fedavg_run, tmp_path):
-    (tmp_path / "data").mkdir()
-    manifest = _brats_cohort(tmp_path / "data", bad_case="case3")
-    before = _digest(fedavg_run)
-    completed = run_cli("size=smoke", "scenario=centralized", "task=grading", f"task.manifest={manifest}",
-                        f"hydra.run.dir={tmp_path / 'run'}")
-    assert completed.returncode == 2
-    message = " ".join(completed.stderr.split())
-    assert "site A: ValueError: manifest" in message and "case case3: missing modality t1ce" in message
-    assert _digest(fedavg_run) == before
 
 
 def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(tmp_path):

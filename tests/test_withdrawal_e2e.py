@@ -1,14 +1,13 @@
 """Site withdrawal end to end: a ``-m unlearning=...`` sweep over every method (``size=smoke``),
 its per-run report sections and methods table, and bad withdrawals refused before anything runs."""
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli
+from conftest import assert_only_declared_content_left_the_sites, digest, read_json, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -92,11 +91,6 @@ def test_only_declared_content_leaves_the_sites_during_a_withdrawal(sweep):
         assert_only_declared_content_left_the_sites(sweep[method])
 
 
-def _digest(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize("override, expected", [
     ("scenario.withdrawals=[{site: Z, stage: 2}]", "scenario.withdrawals.0.site"),
     ("scenario.withdrawals=[{site: E, stage: 2}]", "never trains"),
@@ -112,7 +106,7 @@ def test_bad_withdrawals_stop_before_anything_runs(tmp_path, override, expected)
 
 def test_a_withdrawal_never_touches_an_earlier_run(sweep):
     earlier = sweep["retrain"]
-    before = _digest(earlier)
+    before = digest(earlier)
     completed = run_cli("scenario=site_withdrawal", "size=smoke", "unlearning=ga", f"hydra.run.dir={earlier}")
     assert completed.returncode == 2 and "already holds a run" in completed.stdout + completed.stderr
-    assert _digest(earlier) == before
+    assert digest(earlier) == before

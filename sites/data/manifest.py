@@ -8,12 +8,14 @@ channel, resized and z-scored.
 """
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from monai.transforms import LoadImage, NormalizeIntensity, Resize
+
+from ..errors import ConfigError
 
 REQUIRED_COLUMNS = ("path", "label", "site")
 
@@ -50,6 +52,18 @@ def site_rows(manifest: Path, site: str, required: Sequence[str]) -> Iterator[tu
         for line, raw in enumerate(reader, start=2):  # line 1 is the header
             if raw["site"].strip() == site:
                 yield line, raw
+
+
+def check_manifest(manifest: Path, site_ids: Sequence[str], read_rows: Callable[[Path, str], list]) -> None:
+    """Validate every site's rows with ``read_rows`` (which reads no image) before anything
+    starts; a problem is a ``ConfigError`` on ``task.manifest`` naming the site."""
+    if not manifest.is_file():
+        raise ConfigError("task.manifest", f"no such file: {manifest}")
+    for site_id in site_ids:
+        try:
+            read_rows(manifest, site_id)
+        except ValueError as error:
+            raise ConfigError("task.manifest", f"site {site_id}: {error}") from None
 
 
 def read_site_rows(manifest: Path, site: str) -> list[dict]:

@@ -11,16 +11,6 @@ from monai.transforms import GaussianSmooth, RandBiasField, RandGaussianNoise
 from ..spec import ScannerSignature
 
 
-def check_signature(scanner: ScannerSignature) -> None:
-    """Raise ``ValueError`` naming the first out-of-range field."""
-    if scanner.gain <= 0:
-        raise ValueError(f"scanner.gain must be > 0 (got {scanner.gain})")
-    for name in ("noise", "blur", "bias_field"):
-        value = getattr(scanner, name)
-        if value < 0 or not np.isfinite(value):
-            raise ValueError(f"scanner.{name} must be a finite number >= 0 (got {value})")
-
-
 def acquire(images: np.ndarray, scanner: ScannerSignature, rng: np.random.Generator) -> np.ndarray:
     """Apply a scanner signature to rendered intensities.
 
@@ -38,7 +28,7 @@ def acquire(images: np.ndarray, scanner: ScannerSignature, rng: np.random.Genera
     np.ndarray
         Images of shape ``(N, 1, *spatial)``, float32.
     """
-    check_signature(scanner)
+    scanner.check()
     images = (scanner.gain * images + scanner.offset)[:, None].astype(np.float32)
     steps = []
     if scanner.blur > 0:

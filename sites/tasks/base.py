@@ -2,7 +2,7 @@
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,10 +91,10 @@ class Task(ABC):
     def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
         for key, value in (("n_train", n_train), ("n_test", n_test), ("batch_size", batch_size),
                            ("local_steps", local_steps)):
-            if int(value) < 1:
-                raise ConfigError(f"task.{key}", f"must be >= 1 (got {value})")
-        if lr <= 0:
-            raise ConfigError("task.lr", f"must be > 0 (got {lr})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"task.{key}", f"must be an integer >= 1 (got {value!r})")
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ConfigError("task.lr", f"must be a number > 0 (got {lr!r})")
         self.n_train, self.n_test = int(n_train), int(n_test)
         self.batch_size, self.local_steps, self.lr = int(batch_size), int(local_steps), float(lr)
 
@@ -105,6 +105,11 @@ class Task(ABC):
     @abstractmethod
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         """The site's train and test splits, generated or read from disk."""
+
+    def check_sites(self, sites: Sequence[SiteSpec]) -> None:
+        """Raise ``ConfigError`` for what is wrong with the sites' data and can be seen without
+        reading it (a manifest's rows, missing files), before anything starts. Synthetic data
+        needs no check; the sites still check every image when they load it."""
 
     def site_data(self, site: SiteSpec, seed: int) -> SiteData:
         """:meth:`load_site`; the training labels corrupted if ``site.corrupt_labels``; then

@@ -38,7 +38,7 @@ from torch.utils.data import TensorDataset
 
 from .. import seeding
 from ..data.chest import render_radiographs
-from ..data.manifest import LabelledImages, load_site_split
+from ..data.manifest import LabelledImages, check_manifest, load_site_split, read_site_rows
 from ..data.scanner import acquire
 from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
@@ -123,6 +123,10 @@ class DebiasingTask(Task):
         return [*bias_phases, Phase("debias", statistics=True)]
 
     # --- data -------------------------------------------------------------------------------
+
+    def check_sites(self, sites: Sequence[SiteSpec]) -> None:
+        if self.manifest is not None:
+            check_manifest(self.manifest, [site.id for site in sites], read_site_rows)
 
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         if self.manifest is not None:

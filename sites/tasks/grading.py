@@ -31,7 +31,8 @@ from torch.utils.data import TensorDataset
 
 from .. import seeding
 from ..data.brain import MODALITIES, render_brain_volumes, sequence_scanner
-from ..data.brats import load_site_cases
+from ..data.brats import load_site_cases, read_site_cases
+from ..data.manifest import check_manifest
 from ..data.scanner import acquire
 from ..errors import ConfigError
 from ..group_metrics import auc
@@ -132,6 +133,10 @@ class GradingTask(Task):
         return volumes
 
     # --- data -------------------------------------------------------------------------------
+
+    def check_sites(self, sites: Sequence[SiteSpec]) -> None:
+        if self.manifest is not None:
+            check_manifest(self.manifest, [site.id for site in sites], read_site_cases)
 
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         if self.manifest is not None:

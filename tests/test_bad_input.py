@@ -1,0 +1,239 @@
+"""The bad-input catalogue: every mistake we can name that a new user makes, tried through the
+command line. Each must stop the run with a clear message naming the config key, site or file
+(never a Python traceback), exit 2 (1 for Hydra's own refusals), and leave an earlier run
+untouched.
+
+Most are refused before anything starts; those run one after another in one interpreter
+(``cli_batch.py``) so the imports are paid once. Problems inside images only show when a site
+reads them, in its Ray actor: each of those is a run of its own. Every case compares against
+the shared earlier run (``fedavg_run``), hence the ``e2e`` mark on the whole module.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, digest, run_cli, write_brats_case, write_manifest
+
+pytestmark = pytest.mark.e2e
+
+# tests/plugins holds a user's classes, one of which is not a strategy.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "plugins")])}
+
+
+class Case(NamedTuple):
+    """What a new user does, the overrides that do it (``{data}``: the folder of bad files,
+    ``{earlier}``: the earlier run, ``{file}``: a regular file), the words the message must
+    hold, and the exit code."""
+
+    does: str
+    overrides: tuple[str, ...]
+    words: tuple[str, ...]
+    code: int = 2
+
+
+REFUSED_BEFORE_START = [
+    # the config: Hydra's own refusals
+    Case("picks a task that does not exist", ("task=nope",), ("Could not find 'task/nope'",), 1),
+    Case("picks a strategy that does not exist", ("strategy=nope",), ("Could not find 'strategy/nope'",), 1),
+    Case("picks a scenario that does not exist", ("scenario=nope",), ("Could not find 'scenario/nope'",), 1),
+    Case("sets a key that does not exist", ("scenario.bogus=1",), ("Could not override 'scenario.bogus'",), 1),
+    # the config: unknown keys added with +
+    Case("adds an unknown scenario key", ("+scenario.bogus=1",), ("scenario: unknown keys ['bogus']",)),
+    Case("adds an unknown privacy key", ("+privacy.foo=1",), ("privacy: unknown keys ['foo']",)),
+    Case("adds an unknown task argument", ("+task.foo=1",),
+         ("task: sites.tasks.segmentation.SegmentationTask:", "unexpected keyword argument 'foo'")),
+    Case("adds an unknown strategy argument", ("+strategy.foo=1",),
+         ("strategy: flwr.serverapp.strategy.FedAvg:", "unexpected keyword argument 'foo'")),
+    # the config: bad values
+    Case("asks for a negative number of rounds", ("scenario.rounds_per_stage=-1",),
+         ("scenario.rounds_per_stage: must be an integer >= 1 (got -1)",)),
+    Case("asks for an unknown task method", ("task=debiasing", "task.method=nope"),
+         ("task.method: must be one of ['erm', 'pbbl', 'bias_balanced_oracle'] (got 'nope')",)),
+    Case("writes a word for the learning rate", ("task.lr=abc",), ("task.lr: must be a number > 0 (got 'abc')",)),
+    Case("writes a word for a scanner setting", ("scenario.sites.0.scanner.noise=abc",),
+         ("scenario.sites.0.scanner.noise: must be a number (got 'abc')",)),
+    Case("gives a scanner negative noise", ("scenario.sites.1.scanner.noise=-1",),
+         ("scenario.sites.1: scanner.noise must be a finite number >= 0 (got -1.0)",)),
+    Case("gives a site no samples", ("+scenario.sites.0.n_train=0",),
+         ("scenario.sites.0.n_train: must be an integer >= 1",)),
+    Case("gives a negative seed", ("seed=-1",), ("seed: must be a non-negative integer (got -1)",)),
+    Case("gives a negative round timeout", ("backend.round_timeout=-5",),
+         ("backend.round_timeout: must be a number of seconds > 0 (got -5)",)),
+    Case("trains a site twice", ("scenario.stages=[[A],[B,A],[C],[D]]",),
+         ("scenario.stages.1: site 'A' already trains in stage 1",)),
+    Case("leaves a stage empty", ("scenario.stages=[[A],[],[C],[D]]",),
+         ("scenario.stages.1: a stage is a non-empty list",)),
+    Case("names a site that does not exist", ("scenario.stages=[[A],[B],[C],[X]]",),
+         ("scenario.stages.3: unknown site 'X'",)),
+    Case("sets privacy delta to 1", ("privacy=dp", "privacy.delta=1.0"), ("privacy.delta: must be in (0, 1)",)),
+    Case("sets no gradient clipping", ("privacy=dp", "privacy.max_grad_norm=0"),
+         ("privacy.max_grad_norm: must be a number > 0",)),
+    Case("sets zero DP noise", ("privacy=dp", "privacy.target_epsilon=null", "privacy.noise_multiplier=0"),
+         ("privacy.noise_multiplier: must be a number > 0",)),
+    # the strategy
+    Case("plugs in a class that is not a Strategy", ("strategy._target_=not_a_strategy.Averager",),
+         ("strategy._target_: not_a_strategy.Averager is not a flwr.serverapp.strategy.Strategy subclass",)),
+    Case("plugs in a class from the standard library", ("strategy._target_=collections.OrderedDict",),
+         ("strategy._target_: collections.OrderedDict is not a flwr.serverapp.strategy.Strategy subclass",)),
+    Case("plugs in a module that does not import", ("strategy._target_=my_strategies.Mine",),
+         ("strategy._target_: cannot import 'my_strategies.Mine': ModuleNotFoundError",)),
+    # the output directory; under a file rather than in a read-only folder, since tests may run
+    # as root, whom chmod does not stop
+    Case("points the run directory under a file", ("hydra.run.dir={file}/run",),
+         ("hydra.run.dir: cannot create {file}/run: Not a directory",)),
+    Case("reuses the directory of an earlier run", ("hydra.run.dir={earlier}",),
+         ("{earlier} already holds a run", "choose a new hydra.run.dir")),
+    # a manifest of real images (chest radiographs as PNG, BraTS cases as NIfTI)
+    Case("points to a manifest that does not exist", ("task=debiasing", "task.manifest={data}/nowhere.csv"),
+         ("task.manifest: no such file: {data}/nowhere.csv",)),
+    Case("writes a manifest without the label column",
+         ("scenario=centralized", "task=debiasing", "task.manifest={data}/png/no_label.csv"),
+         ("task.manifest: site A: manifest {data}/png/no_label.csv: missing columns ['label']",)),
+    Case("lists an image that is not there",
+         ("scenario=centralized", "task=debiasing", "task.manifest={data}/png/missing_image.csv"),
+         ("task.manifest: site A: manifest {data}/png/missing_image.csv, row 3: image not found: {data}/png/gone.png",)),
+    Case("labels an image with a class the task does not have",
+         ("scenario=centralized", "task=debiasing", "task.manifest={data}/png/label_2.csv"),
+         ("task.manifest: site A: manifest {data}/png/label_2.csv, row 3: label must be 0 or 1 (got '2')",)),
+    Case("leaves a site out of the manifest", ("task=debiasing", "task.manifest={data}/png/corrupt.csv"),
+         ("task.manifest: site B: manifest {data}/png/corrupt.csv has no rows for site 'B'",)),
+    Case("grades a case with a grade the task does not have",
+         ("scenario=centralized", "task=grading", "task.manifest={data}/brats/bad_grade.csv"),
+         ("task.manifest: site A: manifest {data}/brats/bad_grade.csv, row 2, case case0: grade must be one of "
+          "['LGG', 'HGG'] (got 'GBM')",)),
+    Case("leaves out a modality of a case",
+         ("scenario=centralized", "task=grading", "task.manifest={data}/brats/missing_t1ce.csv"),
+         ("task.manifest: site A: manifest {data}/brats/missing_t1ce.csv, row 2, case no_t1ce: missing modality "
+          "t1ce",)),
+]
+
+REFUSED_BY_A_SITE = [
+    Case("lists a PNG that is not a PNG",
+         ("scenario=centralized", "task=debiasing", "task.manifest={data}/png/corrupt.csv"),
+         ("site A: ValueError: manifest {data}/png/corrupt.csv, row 2: cannot read {data}/png/corrupt.png",)),
+    Case("lists a NIfTI volume cut short",
+         ("scenario=centralized", "task=grading", "task.manifest={data}/brats/truncated.csv"),
+         ("site A: ValueError: manifest {data}/brats/truncated.csv, row 2, case truncated: cannot read "
+          "{data}/brats/truncated/truncated_t2.nii.gz",)),
+    Case("lists a volume full of NaN",
+         ("scenario=centralized", "task=grading", "task.manifest={data}/brats/nan.csv"),
+         ("site A: ValueError: manifest {data}/brats/nan.csv, row 2, case nan: {data}/brats/nan/nan_flair.nii.gz "
+          "is constant or not finite",)),
+    Case("asks DP for an epsilon no noise can reach",
+         ("scenario=centralized", "privacy=dp", "privacy.target_epsilon=1e-7"),
+         ("site A: ConfigError: privacy.target_epsilon: 1e-07 cannot be reached in 2 steps",)),
+]
+
+
+def _fill(text: str, places: dict[str, Path]) -> str:
+    for name, path in places.items():
+        text = text.replace("{" + name + "}", str(path))
+    return text
+
+
+def _write_pngs(folder: Path) -> None:
+    """Eight radiographs of site A (labels and bias in every combination, half of them test)
+    and one file named .png that holds garbage, each under a manifest of its own mistake."""
+    folder.mkdir()
+    rows = []
+    for i in range(8):
+        pixels = np.random.default_rng(i).integers(0, 255, size=(20, 24), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+        rows.append([f"img{i}.png", str(i % 2), str(i // 2 % 2), "A", "test" if i >= 4 else "train"])
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    header = ["path", "label", "bias", "site", "split"]
+    manifests = {
+        "corrupt": [["corrupt.png", *rows[0][1:]], *rows[1:]],
+        "missing_image": [rows[0], ["gone.png", *rows[1][1:]], *rows[2:]],
+        "label_2": [rows[0], [rows[1][0], "2", *rows[1][2:]], *rows[2:]],
+    }
+    for name, manifest_rows in manifests.items():
+        write_manifest(folder, manifest_rows, columns=header, name=f"{name}.csv")
+    write_manifest(folder, [[r[0], *r[2:]] for r in rows],
+                   columns=[c for c in header if c != "label"], name="no_label.csv")
+
+
+def _write_brats(folder: Path) -> None:
+    """Eight good BraTS-style cases of site A, plus one case per mistake (a truncated volume,
+    a volume of NaN, a missing modality), each first in a manifest of its own."""
+    folder.mkdir()
+    rows = []
+    for i, split in enumerate(["train"] * 4 + ["validation"] * 2 + ["test"] * 2):
+        write_brats_case(folder, f"case{i}")
+        rows.append([f"case{i}", "HGG" if i % 2 else "LGG", "A", split])
+    write_brats_case(folder, "truncated")
+    volume = folder / "truncated" / "truncated_t2.nii.gz"
+    volume.write_bytes(volume.read_bytes()[:60])
+    write_brats_case(folder, "nan", override={"flair": np.full((12, 10, 8), np.nan)})
+    write_brats_case(folder, "no_t1ce", skip=("t1ce",))
+    manifests = {name: [[name, *rows[0][1:]], *rows[1:]] for name in ("truncated", "nan")}
+    manifests["missing_t1ce"] = [["no_t1ce", *rows[0][1:]], *rows[1:]]
+    manifests["bad_grade"] = [[rows[0][0], "GBM", *rows[0][2:]], *rows[1:]]
+    for name, manifest_rows in manifests.items():
+        write_manifest(folder, manifest_rows, name=f"{name}.csv")
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory, fedavg_run) -> dict[str, Path]:
+    """The paths the cases' overrides name: bad files, the earlier run, a regular file."""
+    data = tmp_path_factory.mktemp("bad_data")
+    _write_pngs(data / "png")
+    _write_brats(data / "brats")
+    (data / "a_file").write_text("not a directory")
+    return {"data": data, "earlier": fedavg_run, "file": data / "a_file"}
+
+
+def _arguments(case: Case, places: dict[str, Path], run_dir: Path) -> list[str]:
+    overrides = [_fill(override, places) for override in case.overrides]
+    if not any(override.startswith("hydra.run.dir=") for override in overrides):
+        overrides.append(f"hydra.run.dir={run_dir}")
+    return ["size=smoke", *overrides]
+
+
+def _check(case: Case, places: dict[str, Path], code: int, output: str) -> None:
+    assert code == case.code, output
+    assert "Traceback" not in output
+    for words in case.words:
+        assert _fill(words, places) in output
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory, places) -> dict[str, dict]:
+    """Every case of ``REFUSED_BEFORE_START``, run through ``cli_batch.py``: by case, its exit
+    code, its output, the earlier run's digest after it, and its own run directory."""
+    runs = tmp_path_factory.mktemp("refused")
+    run_dirs = [runs / str(i) for i in range(len(REFUSED_BEFORE_START))]
+    arguments = [_arguments(case, places, run_dir) for case, run_dir in zip(REFUSED_BEFORE_START, run_dirs)]
+    before = digest(places["earlier"])
+    completed = subprocess.run([sys.executable, str(ROOT / "tests" / "cli_batch.py"), str(places["earlier"]),
+                                json.dumps(arguments)], cwd=ROOT, capture_output=True, text=True, env=ENV,
+                               timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    results = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert len(results) == len(REFUSED_BEFORE_START), completed.stderr
+    return {case.does: {**result, "before": before, "run_dir": run_dir}
+            for case, result, run_dir in zip(REFUSED_BEFORE_START, results, run_dirs)}
+
+
+@pytest.mark.parametrize("case", REFUSED_BEFORE_START, ids=[case.does.replace(" ", "_") for case in REFUSED_BEFORE_START])
+def test_refused_before_anything_starts(refused, places, case):
+    result = refused[case.does]
+    _check(case, places, result["code"], result["output"])
+    assert result["watched"] == result["before"]
+    assert not (result["run_dir"] / "config.yaml").exists()  # nothing written: the directory was never claimed
+
+
+@pytest.mark.parametrize("case", REFUSED_BY_A_SITE, ids=[case.does.replace(" ", "_") for case in REFUSED_BY_A_SITE])
+def test_refused_when_a_site_reads_its_data(places, tmp_path, case):
+    before = digest(places["earlier"])
+    completed = run_cli(*_arguments(case, places, tmp_path / "run"), env=ENV)
+    _check(case, places, completed.returncode, completed.stdout + completed.stderr)
+    assert digest(places["earlier"]) == before

@@ -33,6 +33,8 @@ class RunResult:
         One record per site withdrawal (:class:`~server.withdrawal.WithdrawalEvent`).
     replay : dict or None
         What the replay source reports (:meth:`~server.replay.ReplaySource.summary`), if the run had one.
+    failures : list of dict
+        Every site that went down during training (``faults.crash_prob``): stage, round, site, reason.
     """
 
     scenario: Scenario
@@ -43,6 +45,7 @@ class RunResult:
     audit: dict[str, Any] | None = None
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     replay: dict[str, Any] | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
                   pooled: dict[str, float]) -> None:
@@ -66,6 +69,8 @@ class RunResult:
         summary = {"metric": self.metric, "schedule": self.scenario.schedule, **summarize(self.matrix, self.arrival)}
         if self.pooled and self.pooled[-1]:
             summary["pooled"] = self.pooled[-1]
+        if self.failures:
+            summary["failures"] = self.failures
         return summary
 
     def matrix_json(self) -> dict:

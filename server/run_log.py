@@ -2,6 +2,7 @@
 content), as one JSON event per line."""
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,13 +33,24 @@ class RunLog:
         The ``metrics.jsonl`` file to write.
     on_round : callable, optional
         Called with ``(stage, round)`` after each training exchange, for progress display.
+    resume_from : dict, optional
+        A :meth:`mark` of this file: a resumed run cuts the file back to it (dropping what the
+        killed run logged after its last checkpoint) and continues from there.
     """
 
-    def __init__(self, path: Path, on_round: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, path: Path, on_round: Callable[[int, int], None] | None = None,
+                 resume_from: dict[str, int] | None = None) -> None:
+        if resume_from is not None:
+            os.truncate(path, resume_from["offset"])
         self._file = path.open("a", encoding="utf-8")
         self._on_round = on_round
         self.stage = 0
-        self.round = 0
+        self.round = 0 if resume_from is None else resume_from["round"]
+
+    def mark(self) -> dict[str, int]:
+        """Where the log stands (everything written so far is on disk)."""
+        self._file.flush()
+        return {"offset": self._file.tell(), "round": self.round}
 
     def write(self, event: str, **fields) -> None:
         record = {"event": event, "stage": self.stage, "round": self.round, **fields}

@@ -10,18 +10,21 @@ samples of the earlier sites before each stage, and the stage's sites teach the 
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, MessageType
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from sites import seeding
+from sites.errors import MedsitesError
+from sites.faults import FaultConfig
 from sites.replay import pack_domains
 from sites.tasks import Task
 
+from .checkpoint import LATEST, STAGE_START, Position, RunState, SiteState, rng_states, set_rng_states
 from .discovery import check_site_data, discover_sites
 from .messages import to_every_node
 from .privacy_audit import audit_result
@@ -60,6 +63,8 @@ class RunPlan:
         How a withdrawing site is unlearned (the scenario's withdrawals say who and when).
     replay : ReplayConfig
         Where replay of earlier sites comes from, for strategies that train on it.
+    faults : FaultConfig
+        Simulated site failures and how often a stage no site could train is retried.
     """
 
     scenario: Scenario
@@ -71,6 +76,7 @@ class RunPlan:
     dp_delta: float | None = None
     unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
 
     @property
     def planned_steps(self) -> dict[str, int]:
@@ -88,6 +94,9 @@ def initial_arrays(task: Task, seed: int) -> ArrayRecord:
 class Timeline:
     """Runs a :class:`RunPlan` on a grid; the outcome lands in :attr:`result`.
 
+    The timeline's :class:`~server.checkpoint.RunState` is saved after every training round,
+    phase and stage (``checkpoints/resume.pt``); a run started with ``resume`` continues from one.
+
     Parameters
     ----------
     plan : RunPlan
@@ -96,85 +105,181 @@ class Timeline:
         Called with ``(stage, round)`` after each training round.
     on_stage : callable, optional
         Called with ``stage`` after each stage's evaluation.
+    resume : RunState, optional
+        The state of a killed run to continue from (same plan).
     """
 
     def __init__(self, plan: RunPlan, on_round: Callable[[int, int], None] | None = None,
-                 on_stage: Callable[[int], None] | None = None) -> None:
+                 on_stage: Callable[[int], None] | None = None, resume: RunState | None = None) -> None:
         self.plan = plan
         self.on_round = on_round
         self.on_stage = on_stage
+        self.resume = resume
         self.result: RunResult | None = None
 
     def run(self, grid: Grid) -> RunResult:
         plan, scenario = self.plan, self.plan.scenario
-        (plan.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round)
-        result = RunResult(scenario, plan.task.primary_metric)
+        self._checkpoints = plan.run_dir / "checkpoints"
+        self._checkpoints.mkdir(parents=True, exist_ok=True)
+        log = self._log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round,
+                                 resume_from=None if self.resume is None else self.resume.log)
         try:
-            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
-            check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
-            everyone = SiteGrid(grid, site_of_node, scenario.site_ids, log.listener("matrix"))
-            initial = arrays = initial_arrays(plan.task, plan.seed)
-            # FedEraser calibrates from every stored update; other methods need none.
-            keep_updates = scenario.withdrawals and plan.unlearning.method == "federaser"
-            updates = UpdateStore(plan.run_dir / "updates") if keep_updates else None
-            source = build_replay_source(plan.replay, plan.task, plan.seed)
-            for stage in scenario.stages:
+            self._grid = grid
+            self._site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
+            check_site_data(grid, self._site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
+            state = self._state = self.resume or self._fresh_state()
+            self._sites = SiteState(state.calls, state.accountants)
+            self._sites.attach(self._site_of_node)
+            if self.resume is not None:
+                self._restore_sites()
+                set_rng_states(state.rng)
+                log.write("resumed", position=asdict(state.position))
+            everyone = self._view(scenario.site_ids, "matrix")
+            for stage in scenario.stages[state.position.stage - 1:]:
                 log.stage = stage.index
-                view = SiteGrid(grid, site_of_node, stage.sites, log.listener(),
-                                recorder=None if updates is None else updates.record)
-                if source is not None:
-                    self._hand_replay(source, stage)
-                arrays, statistics = self._train_stage(view, stage, arrays)
-                torch.save(arrays.to_torch_state_dict(), plan.run_dir / "checkpoints" / f"stage_{stage.index}.pt")
-                if source is not None:  # the stage's sites teach the source while they are present
-                    source.learn(SiteGrid(grid, site_of_node, stage.sites, log.listener("replay")), plan.round_timeout)
-                    source.save(plan.run_dir / "checkpoints" / "replay.pt")
-                site_metrics = self._evaluate_everyone(everyone, arrays, stage.index)
-                result.add_stage(site_metrics, statistics, plan.task.pool_metrics(site_metrics, statistics))
+                if state.position == Position(stage.index):
+                    self._save(Position(stage.index), STAGE_START)
+                    self._save(Position(stage.index))
+                state = self._train_until_a_site_trains(stage)
+                torch.save(state.arrays.to_torch_state_dict(), self._checkpoints / f"stage_{stage.index}.pt")
+                if state.source is not None:  # the stage's sites teach the source while they are present
+                    state.source.learn(self._view(stage.sites, "replay"), plan.round_timeout)
+                    state.source.save(self._checkpoints / "replay.pt")
+                site_metrics = self._evaluate_everyone(everyone, state.arrays, stage.index)
+                state.result.add_stage(site_metrics, state.statistics,
+                                       plan.task.pool_metrics(site_metrics, state.statistics))
                 for withdrawal in scenario.withdrawals_after(stage.index):
-                    event = self._withdrawal_event(grid, site_of_node, log, initial, updates)
-                    arrays, record = event.run(withdrawal, arrays)
-                    result.withdrawals.append(record)
+                    event = self._withdrawal_event(state.initial, state.updates)
+                    state.arrays, record = event.run(withdrawal, state.arrays)
+                    state.result.withdrawals.append(record)
+                state.statistics, state.trained, state.attempt = {}, 0, 0
+                self._save(Position(stage.index + 1))
                 if self.on_stage is not None:
                     self.on_stage(stage.index)
+            result = state.result
+            result.failures = state.failures
             if scenario.audit is not None:
-                result.audit = self._audit(grid, site_of_node, arrays, log)
-            if source is not None:
-                result.replay = source.summary()
+                result.audit = self._audit(state.arrays)
+            if state.source is not None:
+                result.replay = state.source.summary()
         finally:
             log.close()
         result.write(plan.run_dir)
         self.result = result
         return result
 
+    def _fresh_state(self) -> RunState:
+        plan = self.plan
+        initial = initial_arrays(plan.task, plan.seed)
+        # FedEraser calibrates from every stored update; other methods need none.
+        keep_updates = plan.scenario.withdrawals and plan.unlearning.method == "federaser"
+        return RunState(Position(1), initial, initial, plan.strategy,
+                        build_replay_source(plan.replay, plan.task, plan.seed),
+                        UpdateStore(plan.run_dir / "updates") if keep_updates else None,
+                        RunResult(plan.scenario, plan.task.primary_metric))
+
+    def _view(self, sites: list[str], event: str | None = None, *, training: bool = False) -> SiteGrid:
+        """A grid showing ``sites``, logging replies as ``event``, counting the seeded calls;
+        a training view also tolerates sites that go down (and counts the replies it got)."""
+        listener = self._log.listener(event)
+        if training:
+            def listener(message_type: str, replies: list, log_replies=listener) -> None:
+                log_replies(message_type, replies)
+                self._sites.listen(message_type, replies)
+                if message_type == MessageType.TRAIN:
+                    self._state.trained += len(replies)
+        return SiteGrid(self._grid, self._site_of_node, sites, listener,
+                        recorder=None if self._state.updates is None or not training else self._state.updates.record,
+                        on_send=self._sites.count, on_failure=self._record_failures if training else None)
+
+    def _record_failures(self, message_type: str, failures: list[tuple[str, str]]) -> None:
+        for site, reason in failures:
+            failure = {"stage": self._log.stage, "round": self._log.round + 1, "site": site,
+                       "message": message_type, "reason": reason}
+            self._log.write("failure", **failure)
+            self._state.failures.append(failure)
+
+    def _save(self, position: Position, name: str = LATEST) -> None:
+        state = self._state
+        state.position, state.log, state.rng = position, self._log.mark(), rng_states()
+        state.calls, state.accountants = dict(self._sites.calls), dict(self._sites.accountants)
+        state.save(self._checkpoints, name)
+
+    def _restore_sites(self) -> None:
+        """Give every site back its state at the checkpoint (training-call count, accountant)."""
+        view = self._view(self.plan.scenario.site_ids, "resume")
+        messages = [Message(RecordDict({"config": ConfigRecord(self._sites.of(view.site_of_node(node)))}),
+                            dst_node_id=node, message_type=f"{MessageType.QUERY}.resume")
+                    for node in view.get_node_ids()]
+        view.send_and_receive(messages, timeout=self.plan.round_timeout)
+
+    def _train_until_a_site_trains(self, stage: Stage) -> RunState:
+        """Train the stage; if sites went down so that none trained, run it again from its start
+        (``faults.stage_retries`` times), then stop the run."""
+        faults = self.plan.faults
+        while True:
+            state = self._state
+            if state.source is not None and state.position == Position(stage.index):
+                self._hand_replay(state.source, stage)
+            state.arrays, state.statistics = self._train_stage(self._view(stage.sites, training=True), stage,
+                                                               state.arrays, progress=state)
+            if state.trained > 0 or faults.crash_prob == 0:
+                return state
+            if state.attempt >= faults.stage_retries:
+                raise MedsitesError(f"stage {stage.index}: no site ({', '.join(stage.sites)}) completed a training "
+                                    f"round in {state.attempt + 1} attempts (faults.crash_prob={faults.crash_prob}, "
+                                    f"faults.stage_retries={faults.stage_retries})")
+            self._log.write("retry", attempt=state.attempt + 1)
+            retry = RunState.load(self._checkpoints, STAGE_START)
+            retry.attempt, retry.failures = state.attempt + 1, state.failures
+            self._state = retry
+
     def _hand_replay(self, source: ReplaySource, stage: Stage) -> None:
         """Give the strategy samples of every site that trained before ``stage`` and is not in it."""
         earlier = [site for site in self.plan.scenario.seen_by(stage.index - 1) if site not in stage.sites]
         replay = source.replay(earlier)
-        self.plan.strategy.set_replay(pack_domains(replay) if replay else None, self.plan.task)
+        self._state.strategy.set_replay(pack_domains(replay) if replay else None, self.plan.task)
 
-    def _train_stage(self, view: SiteGrid, stage: Stage,
-                     arrays: ArrayRecord) -> tuple[ArrayRecord, dict[str, dict[str, float]]]:
+    def _train_stage(self, view: SiteGrid, stage: Stage, arrays: ArrayRecord,
+                     progress: RunState | None = None) -> tuple[ArrayRecord, dict[str, dict[str, float]]]:
         """Run every phase of the task as the strategy's own rounds; return the new global
-        arrays and, per phase that needed them, the summed site statistics."""
-        statistics = {}
-        for phase in self.plan.task.phases:
+        arrays and, per phase that needed them, the summed site statistics.
+
+        With ``progress`` (the timeline's own stages, not a withdrawal's retraining), start where
+        it stands and save it after every round and every phase.
+        """
+        start = Position(stage.index) if progress is None else progress.position
+        statistics = {} if progress is None else dict(progress.statistics)
+        strategy = self._state.strategy
+        for index, phase in enumerate(self.plan.task.phases[start.phase:], start=start.phase):
             config = {"stage": stage.index, "phase": phase.name}
             if phase.statistics:
-                totals = self._sum_statistics(view, arrays, config)
-                statistics[phase.name] = totals
-                config.update(self.plan.task.phase_config(phase.name, totals))
-            outcome = self.plan.strategy.start(
+                if phase.name not in statistics:
+                    statistics[phase.name] = self._sum_statistics(view, arrays, config)
+                config.update(self.plan.task.phase_config(phase.name, statistics[phase.name]))
+            done = start.rounds if index == start.phase else 0
+
+            def save_round(server_round: int, current: ArrayRecord, index=index, done=done) -> None:
+                # The phase's last round is saved with the phase, after whatever the strategy does
+                # once its rounds are over (EWC's Fisher).
+                if 0 < server_round < stage.rounds - done:
+                    progress.arrays, progress.statistics = current, statistics
+                    self._save(Position(stage.index, index, done + server_round))
+
+            outcome = strategy.start(
                 grid=view,
                 initial_arrays=arrays,
-                num_rounds=stage.rounds,
+                num_rounds=stage.rounds - done,
                 timeout=self.plan.round_timeout,
                 train_config=ConfigRecord(config),
                 evaluate_config=ConfigRecord(dict(config)),
+                evaluate_fn=None if progress is None else save_round,
             )
             if len(outcome.arrays) > 0:
                 arrays = outcome.arrays
+            if progress is not None:
+                progress.arrays, progress.statistics = arrays, statistics
+                self._save(Position(stage.index, index + 1))
         return arrays, statistics
 
     def _sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, config: dict) -> dict[str, float]:
@@ -183,28 +288,27 @@ class Timeline:
                                         timeout=self.plan.round_timeout)
         return sum_counts([reply.content["statistics"] for reply in replies])
 
-    def _audit(self, grid: Grid, site_of_node: dict[int, str], arrays: ArrayRecord, log: RunLog) -> dict:
+    def _audit(self, arrays: ArrayRecord) -> dict:
         """Membership inference at every site that trained, against the final model."""
         scenario, planned_steps = self.plan.scenario, self.plan.planned_steps
         site_metrics = {}
         for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
-            view = SiteGrid(grid, site_of_node, [site], log.listener("audit"))
+            view = self._view([site], "audit")
             config = {"reference-models": scenario.audit.reference_models, "reference-steps": planned_steps[site]}
             (reply,) = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.audit", config, arrays=arrays),
                                              timeout=self.plan.round_timeout)
             site_metrics[site] = dict(reply.content["audit"])
         return audit_result(site_metrics, self.plan.dp_delta)
 
-    def _withdrawal_event(self, grid: Grid, site_of_node: dict[int, str], log: RunLog, initial: ArrayRecord,
-                          updates: UpdateStore | None) -> WithdrawalEvent:
+    def _withdrawal_event(self, initial: ArrayRecord, updates: UpdateStore | None) -> WithdrawalEvent:
         plan = self.plan
 
         def view(sites: list[str]) -> SiteGrid:
-            return SiteGrid(grid, site_of_node, sites, log.listener("withdrawal"))
+            return self._view(sites, "withdrawal")
 
         unlearner = Unlearner(plan.unlearning, plan.scenario, view, self._train_stage, initial,
-                              plan.run_dir / "checkpoints", updates, plan.task.phase_steps, plan.round_timeout)
-        return WithdrawalEvent(unlearner, plan.scenario, view, plan.task.primary_metric, plan.run_dir / "checkpoints",
+                              self._checkpoints, updates, plan.task.phase_steps, plan.round_timeout)
+        return WithdrawalEvent(unlearner, plan.scenario, view, plan.task.primary_metric, self._checkpoints,
                                plan.round_timeout)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:

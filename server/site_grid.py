@@ -4,7 +4,9 @@ Flower strategies sample from ``grid.get_node_ids()``; handing them this view in
 real grid is all it takes for an unmodified strategy to train only the sites of the current
 stage. The view also puts replies in site order (so aggregation sums in the same order every
 run), turns a site's error reply into a :class:`~sites.errors.SiteError`, and reports every
-reply to the run's recorder.
+reply to the run's recorder. With a failure listener, a site that went down during training
+(:data:`~sites.faults.CRASH_CODE`) is reported to it and left out of the replies instead: the
+strategy goes on with the replies it got.
 """
 
 import time
@@ -15,6 +17,7 @@ from flwr.supercore.run import Run
 from flwr.serverapp import Grid
 
 from sites.errors import SiteError
+from sites.faults import CRASH_CODE
 
 _PULL_INTERVAL = 0.01  # seconds
 
@@ -22,6 +25,8 @@ _PULL_INTERVAL = 0.01  # seconds
 ReplyListener = Callable[[str, list[tuple[str, Message]]], None]
 #: Called with the messages sent and the ``(site id, reply)`` pairs of one exchange.
 ExchangeRecorder = Callable[[list[Message], list[tuple[str, Message]]], None]
+#: Called with the message type and the ``(site id, reason)`` pairs of the sites that went down.
+FailureListener = Callable[[str, list[tuple[str, str]]], None]
 
 
 class SiteGrid(Grid):
@@ -39,6 +44,11 @@ class SiteGrid(Grid):
         Receives every exchange's replies, see :data:`ReplyListener`.
     recorder : callable, optional
         Receives every exchange's messages and replies, see :data:`ExchangeRecorder`.
+    on_send : callable, optional
+        Called with every batch of messages before they are pushed.
+    on_failure : callable, optional
+        Receives the sites that went down during training, see :data:`FailureListener`;
+        without it, a crash is an error like any other.
     """
 
     def __init__(
@@ -48,6 +58,8 @@ class SiteGrid(Grid):
         present: Iterable[str],
         listener: ReplyListener | None = None,
         recorder: ExchangeRecorder | None = None,
+        on_send: Callable[[list[Message]], None] | None = None,
+        on_failure: FailureListener | None = None,
     ) -> None:
         self._grid = grid
         self._site_of_node = dict(site_of_node)
@@ -59,6 +71,8 @@ class SiteGrid(Grid):
         )
         self._listener = listener
         self._recorder = recorder
+        self._on_send = on_send
+        self._on_failure = on_failure
 
     def set_run(self, run: Run) -> None:
         self._grid.set_run(run)
@@ -78,6 +92,8 @@ class SiteGrid(Grid):
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         messages = list(messages)
         self._check_present(messages)
+        if self._on_send is not None:
+            self._on_send(messages)
         return self._grid.push_messages(messages)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
@@ -97,16 +113,24 @@ class SiteGrid(Grid):
         self._check_present(messages)
         replies = sorted(self._exchange(messages, timeout),
                          key=lambda reply: self._order[self.site_of_node(reply.metadata.src_node_id)])
+        message_type = messages[0].metadata.message_type
+        crashed = {reply.metadata.src_node_id: str(reply.error.reason) for reply in replies
+                   if reply.has_error() and reply.error.code == CRASH_CODE}
+        if crashed and self._on_failure is not None:
+            self._on_failure(message_type, [(self.site_of_node(node), reason) for node, reason in crashed.items()])
+            replies = [reply for reply in replies if reply.metadata.src_node_id not in crashed]
+        else:
+            crashed = {}
         for reply in replies:
             if reply.has_error():
                 raise SiteError(self.site_of_node(reply.metadata.src_node_id), str(reply.error.reason))
-        if len(replies) < len(messages):
-            answered = {reply.metadata.src_node_id for reply in replies}
-            silent = [self.site_of_node(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
+        answered = {reply.metadata.src_node_id for reply in replies} | set(crashed)
+        silent = [self.site_of_node(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
+        if silent:
             raise SiteError(", ".join(silent), f"no reply within {timeout} s")
         pairs = [(self.site_of_node(r.metadata.src_node_id), r) for r in replies]
         if self._listener is not None:
-            self._listener(messages[0].metadata.message_type, pairs)
+            self._listener(message_type, pairs)
         if self._recorder is not None:
             self._recorder(messages, pairs)
         return replies
@@ -114,7 +138,7 @@ class SiteGrid(Grid):
     def _exchange(self, messages: list[Message], timeout: float | None) -> list[Message]:
         # Flower's in-memory grid polls every 100 ms; a round has several exchanges and a
         # scenario hundreds, so poll more often (a pull is an in-memory lookup).
-        pending = set(self._grid.push_messages(messages))
+        pending = set(self.push_messages(messages))
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []
         while pending and (deadline is None or time.monotonic() < deadline):

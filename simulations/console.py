@@ -20,11 +20,11 @@ console = Console(stderr=True)
 class TimelineProgress:
     """One bar whose steps are the training rounds (of every phase) and the evaluation after each stage."""
 
-    def __init__(self, scenario: Scenario, phases: int, progress: Progress) -> None:
+    def __init__(self, scenario: Scenario, phases: int, progress: Progress, done: int = 0) -> None:
         self._scenario = scenario
         self._progress = progress
         total = sum(stage.rounds * phases for stage in scenario.stages) + len(scenario.stages)
-        self._bar = progress.add_task("starting sites", total=total)
+        self._bar = progress.add_task("starting sites", total=total, completed=done)
 
     def on_round(self, stage: int, round_: int) -> None:
         self._progress.update(self._bar, advance=1,
@@ -36,10 +36,11 @@ class TimelineProgress:
 
 
 @contextmanager
-def timeline_progress(scenario: Scenario, phases: int) -> Iterator[TimelineProgress]:
+def timeline_progress(scenario: Scenario, phases: int, done: int = 0) -> Iterator[TimelineProgress]:
+    """The bar, with ``done`` steps already taken (a resumed run)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        yield TimelineProgress(scenario, phases, progress)
+        yield TimelineProgress(scenario, phases, progress, done)
 
 
 def exit_with(error: MedsitesError) -> NoReturn:

@@ -63,6 +63,14 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def failures_section(failures: list[dict]) -> list[str]:
+    """The sites that went down during training (``faults.crash_prob``), one row each."""
+    lines = ["", "## Site failures", "",
+             f"{len(failures)} training call(s) failed; each round went on with the sites that replied.", "",
+             "| stage | round | site | reason |", "|---|---|---|---|"]
+    return lines + [f"| {f['stage']} | {f['round']} | {f['site']} | {f['reason']} |" for f in failures]
+
+
 def write_report(run_dir: Path, result: RunResult) -> None:
     """Write ``report.md`` with ``heatmap.png`` and ``site_curves.png`` beside it."""
     plot_heatmap(result, run_dir / "heatmap.png")
@@ -110,6 +118,8 @@ def write_report(run_dir: Path, result: RunResult) -> None:
         lines += withdrawal_section(result.withdrawals)
     if result.replay is not None:
         lines += replay_section(result.replay)
+    if result.failures:
+        lines += failures_section(result.failures)
     lines += ["", "![R heatmap](heatmap.png)", "", "![per-site curves](site_curves.png)", "",
               "Files: `config.yaml` (resolved config; rerun it with "
               "`python -m simulations.run --config-path <this dir> --config-name config hydra.run.dir=<new dir>`), "

@@ -15,6 +15,7 @@ from flwr.serverapp.strategy import Strategy
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from server.checkpoint import RunState
 from server.replay import ReplayConfig
 from server.results import RunResult
 from server.scenario import Scenario
@@ -23,6 +24,7 @@ from server.unlearning import UnlearningConfig
 from sites import seeding
 from sites.client_app import build_client_app
 from sites.errors import ConfigError, MedsitesError
+from sites.faults import FaultConfig
 from sites.privacy import DPConfig
 from sites.tasks import Task, build_task
 from strategies import build_strategy, check_strategy_fits
@@ -36,6 +38,9 @@ from .withdrawal_report import write_sweep_table
 # Files whose presence marks a directory as holding a run.
 _RUN_FILES = ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md")
 
+# hydra.run.dir: a resumed run's own directory, else a fresh one.
+OmegaConf.register_new_resolver("resume_or", lambda resume, fresh: resume or fresh, replace=True)
+
 
 @dataclass
 class Prepared:
@@ -46,7 +51,7 @@ class Prepared:
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend"):
+    for key in ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend", "faults"):
         if not isinstance(config.get(key), dict):
             raise ConfigError(key, "missing config group")
     seed = config.get("seed")
@@ -61,6 +66,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     dp = DPConfig.from_config(config["privacy"])
     unlearning = UnlearningConfig.from_config(config["unlearning"])
     replay = ReplayConfig.from_config(config["replay"])
+    faults = FaultConfig.from_config(config["faults"])
+    if faults.crash_prob > 0 and scenario.withdrawals:
+        raise ConfigError("faults.crash_prob", "site withdrawals cannot run with simulated failures: unlearning "
+                          "and retraining rounds need every site's reply")
     check_strategy_objective(strategy, replay, task, dp is not None, bool(scenario.withdrawals))
     if dp is not None and scenario.withdrawals:
         raise ConfigError("privacy", "site withdrawals cannot run with privacy=dp: unlearning and retraining "
@@ -71,7 +80,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         check_task_can_unlearn(task, scenario.reason)
     task.check_sites(scenario.sites)
     plan = RunPlan(scenario, task, strategy, seed, run_dir, float(round_timeout),
-                   dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay)
+                   dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay,
+                   faults=faults)
     return Prepared(plan, config)
 
 
@@ -135,12 +145,25 @@ def open_run(cfg: DictConfig, run_dir: Path) -> Prepared:
     return prepared
 
 
+def reopen_run(run_dir: Path) -> tuple[Prepared, RunState]:
+    """The killed run in ``run_dir``: its saved config, validated again, and its latest state."""
+    extra = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
+    if extra:
+        raise ConfigError("resume", f"a resumed run keeps its saved config; drop {' '.join(extra)}")
+    if not (run_dir / "config.yaml").exists():
+        raise MedsitesError(f"{run_dir} holds no run to resume (no config.yaml)")
+    if (run_dir / "report.md").exists():
+        raise MedsitesError(f"{run_dir} holds a finished run (report.md): nothing to resume")
+    return prepare(OmegaConf.load(run_dir / "config.yaml"), run_dir), RunState.load(run_dir / "checkpoints")
+
+
 def site_app(prepared: Prepared) -> ClientApp:
     """The ClientApp every site of the run runs."""
     plan, config = prepared.plan, prepared.config
     return build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
                             num_threads=max(1, int(config["backend"]["client_cpus"])),
-                            privacy=config["privacy"], planned_steps=plan.planned_steps)
+                            privacy=config["privacy"], planned_steps=plan.planned_steps,
+                            faults=plan.faults)
 
 
 def close_run(timeline: Timeline) -> RunResult:
@@ -156,10 +179,11 @@ def close_run(timeline: Timeline) -> RunResult:
 
 def execute(cfg: DictConfig) -> Path:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    prepared = open_run(cfg, run_dir)
+    prepared, resume = reopen_run(run_dir) if cfg.get("resume") is not None else (open_run(cfg, run_dir), None)
     plan, config = prepared.plan, prepared.config
-    with timeline_progress(plan.scenario, len(plan.task.phases)) as progress:
-        timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage)
+    done = 0 if resume is None else resume.log["round"] + resume.position.stage - 1
+    with timeline_progress(plan.scenario, len(plan.task.phases), done) as progress:
+        timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage, resume=resume)
         run_federation(build_server_app(timeline), site_app(prepared), len(plan.scenario.sites),
                        config["backend"]["client_cpus"], verbose=bool(config["verbose"]),
                        address=config["backend"].get("address"))

@@ -20,14 +20,17 @@ Handlers:
 - ``evaluate``: the primary and secondary metrics of the received model on the site's test split
   (or, with ``split: train``, its training split: the forget and retain sets of a withdrawal);
 - ``query.audit``: membership inference against the received model on the site's own data
-  (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score.
+  (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score;
+- ``query.resume``: a resumed run sets the node's state back to the checkpoint's: its
+  training-call count (which seeds local training) and its DP accountant.
 
 A ``train`` message may carry, besides the model, ``replay`` (samples of earlier sites, which
 the site trains on as the config says: :mod:`sites.replay_objectives`) and EWC's
 ``ewc-fisher`` / ``ewc-anchor`` arrays (:mod:`sites.ewc`).
 
-Only model arrays (the task's model, the generator and its prompt, a Fisher), metrics and
-counts leave the site, except through ``query.exemplars``. The site's data is generated (or read)
+Only model arrays (the task's model, the generator and its prompt, a Fisher), metrics, counts
+and, with DP, the accountant's history (noise, sample rate, steps) leave the site, except
+through ``query.exemplars``. The site's data is generated (or read)
 once per Ray actor and kept in memory for the rest of the run.
 """
 
@@ -44,6 +47,7 @@ from torch.utils.data import TensorDataset
 
 from . import seeding
 from .ewc import fisher_diagonal, with_ewc
+from .faults import FaultConfig, SiteCrash
 from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
 from .replay import pack_domains, unpack_domains
@@ -71,6 +75,12 @@ def _site_data(task_json: str, site_json: str, seed: int) -> SiteData:
 def _reference_sample(task_json: str, site_json: str, seed: int) -> TensorDataset:
     return _task(task_json).reference_sample(SiteSpec.from_dict(json.loads(site_json)), seed)
 
+
+# Message types whose handlers take the node's next training-call seed: a resumed run counts
+# the ones it sent to each site to set the count back (``query.resume``).
+SEEDED_MESSAGE_TYPES = ("train", "train.generator", "train.unlearn", "query.fisher")
+# The reply record of a DP site's accountant history, kept by the server for resuming.
+ACCOUNTANT_KEY = "accountant"
 
 # ArrayRecords a strategy may send besides the global model, under these keys.
 REPLAY_KEY = "replay"
@@ -122,7 +132,8 @@ def _next_call_seed(seed: int, site: SiteSpec, context: Context) -> int:
 
 
 def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int,
-                     privacy: dict[str, Any] | None = None, planned_steps: dict[str, int] | None = None) -> ClientApp:
+                     privacy: dict[str, Any] | None = None, planned_steps: dict[str, int] | None = None,
+                     faults: FaultConfig | None = None) -> ClientApp:
     """Make the ClientApp for a federation.
 
     Parameters
@@ -140,11 +151,14 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     planned_steps : dict, optional
         Site id -> local steps the timeline plans for it; with a ``target_epsilon``, each site
         picks the noise that reaches it after exactly these steps.
+    faults : FaultConfig, optional
+        Simulated failures: each training call crashes with ``faults.crash_prob``.
     """
     task_json = json.dumps(task, sort_keys=True)
     site_jsons = [json.dumps(site.to_dict(), sort_keys=True) for site in sites]
     dp = DPConfig.from_config(privacy or {"method": "off"})
     planned_steps = planned_steps or {}
+    faults = faults or FaultConfig()
 
     def noise_multiplier(site: SiteSpec, task: Task, data: SiteData) -> float:
         return dp.noise_for(min(1.0, task.batch_size / len(data.train)), max(1, planned_steps.get(site.id, 1)))
@@ -170,7 +184,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
             return call_next(message, context)
         except Exception as error:  # noqa: BLE001 - every failure must reach the server
             reason = f"{type(error).__name__}: {error}"
-            return Message(Error(code=SITE_ERROR_CODE, reason=reason), reply_to=message)
+            return Message(Error(code=getattr(error, "code", SITE_ERROR_CODE), reason=reason), reply_to=message)
 
     app = ClientApp(mods=[report_site_errors])
 
@@ -201,12 +215,17 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         privacy = private_training(site, task, data, context)
         config = dict(_incoming_config(message))
         call_seed = _next_call_seed(seed, site, context)
+        call = int(_state(context)["train-calls"])
+        if faults.crashes(seed, site.index, call):
+            raise SiteCrash(f"simulated crash in training call {call} (faults.crash_prob={faults.crash_prob})")
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
                              objective=local_objective(task, model, message, config, call_seed))
         if privacy is not None:
             _state(context)["dp-history"] = privacy.accountant.to_json()
             metrics["epsilon"] = privacy.accountant.epsilon(dp.delta)
         reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+        if privacy is not None:
+            reply[ACCOUNTANT_KEY] = ConfigRecord({"dp-history": privacy.accountant.to_json()})
         return Message(reply, reply_to=message)
 
     def local_objective(task: Task, model: torch.nn.Module, message: Message, config: dict,
@@ -299,6 +318,13 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         for call in range(math.ceil(steps / task.local_steps)):
             task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.AUDIT, k, call), {"phase": "train"})
         return model
+
+    @app.query("resume")
+    def resume(message: Message, context: Context) -> Message:
+        state = _state(context)
+        for key, value in _incoming_config(message).items():
+            state[key] = value
+        return Message(RecordDict({"site": ConfigRecord({"site-id": site_of(context).id})}), reply_to=message)
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:

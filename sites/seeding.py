@@ -40,3 +40,5 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 # Replay: the server's generator (initialisation, prompts, sampling) and the real buffer's choice.
 REPLAY = 9
+# Simulated site failures (sites.faults): which training calls crash.
+FAULTS = 10

@@ -141,9 +141,12 @@ def write_manifest(root, rows, columns=("case", "grade", "site", "split"), name=
 # Every reply a site may send, by its metrics.jsonl event: record name -> record kind.
 DECLARED_REPLIES = {
     "site": {"site": "config"},
+    # a resumed run setting a site back to its checkpoint: the site says who it is
+    "resume": {"site": "config"},
     "data": {"data": "metrics"},
     "statistics": {"statistics": "metrics"},
-    "train": {"arrays": "arrays", "metrics": "metrics"},
+    # with DP, the accountant's history (noise, sample rate, steps) comes back for resuming
+    "train": {"arrays": "arrays", "metrics": "metrics", "accountant": "config"},
     "evaluate": {"metrics": "metrics"},
     "matrix": {"metrics": "metrics"},
     "audit": {"audit": "metrics"},
@@ -154,6 +157,8 @@ DECLARED_REPLIES = {
     # EWC: the diagonal Fisher of the model's parameters
     "fisher": {"fisher": "arrays", "metrics": "metrics"},
 }
+# The entries a config record may hold: a site's id, an accountant's history.
+DECLARED_CONFIG = {"site": {"site-id"}, "accountant": {"dp-history"}}
 # Metrics that may be lists: score histograms (counts per bin) and ROC curves on a fixed grid.
 DECLARED_LISTS = {r"hist-y\d-b\d": 100, r".*-roc": 31}
 
@@ -163,10 +168,12 @@ def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]],
     """Everything in the sites' replies that is not a declared record: arrays other than the
     model's own (or, for the records named in ``record_shapes``, other than those shapes: the
     generator, a prompt, a Fisher), list-valued metrics other than histograms and ROC curves,
-    config entries other than a site's id. Empty when only declared content left the sites."""
+    config entries other than a site's id and a DP accountant's history. Empty when only
+    declared content left the sites. Events without content (failures, retries) are the
+    server's own notes."""
     record_shapes = record_shapes or {}
     problems = []
-    for event in events:
+    for event in (event for event in events if "content" in event):
         where = f"{event['event']} reply of site {event.get('site')}"
         declared = DECLARED_REPLIES.get(event["event"])
         if declared is None:
@@ -183,7 +190,8 @@ def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]],
                     allowed = [n for pattern, n in DECLARED_LISTS.items() if re.fullmatch(pattern, key)]
                     if length is not None and (not allowed or length > allowed[0]):
                         problems.append(f"{where}: list-valued metric {key!r} of length {length}")
-            elif record["kind"] == "config" and record["values"] != {"site-id": event["site"]}:
+            elif record["kind"] == "config" and (set(record["values"]) != DECLARED_CONFIG.get(name)
+                                                 or record["values"].get("site-id", event["site"]) != event["site"]):
                 problems.append(f"{where}: config entries {sorted(record['values'])}")
     return problems
 

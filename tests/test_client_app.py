@@ -4,6 +4,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from sites.client_app import build_client_app
+from sites.faults import CRASH_CODE, FaultConfig
 from sites.spec import ScannerSignature, SiteSpec
 
 SITES = [
@@ -86,3 +87,22 @@ def test_fedprox_mu_from_the_strategy_config_changes_training(small_task, small_
         return sum((state[k].float() - start[k].float()).pow(2).sum().item() for k in start)
 
     assert drift(prox) < drift(plain)
+
+
+def test_a_node_set_back_by_query_resume_trains_as_it_did_at_that_call(small_task, small_task_config):
+    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+    arrays = _global_arrays(small_task)
+    running = _context(0)
+    app(_message("train", arrays), running)
+    second = app(_message("train", arrays), running).content["arrays"].to_torch_state_dict()
+    fresh = _context(0)
+    assert app(_message("query.resume", **{"train-calls": 1}), fresh).content["site"]["site-id"] == "A"
+    resumed = app(_message("train", arrays), fresh).content["arrays"].to_torch_state_dict()
+    assert all(torch.equal(second[k], resumed[k]) for k in second)
+
+
+def test_a_simulated_crash_is_an_error_reply_with_the_crash_code(small_task, small_task_config):
+    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1, faults=FaultConfig(crash_prob=1.0))
+    reply = app(_message("train", _global_arrays(small_task)), _context(0))
+    assert reply.has_error() and reply.error.code == CRASH_CODE
+    assert "simulated crash in training call 1" in reply.error.reason

@@ -7,15 +7,18 @@ from flwr.serverapp.strategy import FedAvg
 
 from server.site_grid import SiteGrid
 from sites.errors import SiteError
+from sites.faults import CRASH_CODE
 
 SITE_OF_NODE = {101: "A", 205: "B", 307: "C"}
 
 
 class FakeGrid(Grid):
-    """Replies to every message at once, in reverse order of sending; some nodes fail or stay silent."""
+    """Replies to every message at once, in reverse order of sending; some nodes fail, go down
+    (a simulated crash) or stay silent."""
 
-    def __init__(self, failing=(), silent=()):
-        self.failing, self.silent, self.sent, self._replies = set(failing), set(silent), [], []
+    def __init__(self, failing=(), silent=(), crashing=()):
+        self.failing, self.silent, self.crashing = set(failing), set(silent), set(crashing)
+        self.sent, self._replies = [], []
 
     def set_run(self, run):
         pass
@@ -41,6 +44,8 @@ class FakeGrid(Grid):
                 continue
             if node in self.failing:
                 reply = Message(Error(code=0, reason="ValueError: broken scanner"), reply_to=message)
+            elif node in self.crashing:
+                reply = Message(Error(code=CRASH_CODE, reason="SiteCrash: simulated"), reply_to=message)
             else:
                 content = RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node})})
                 reply = Message(content, reply_to=message)
@@ -97,3 +102,33 @@ def test_an_unmodified_flower_strategy_samples_only_the_stage():
     strategy = FedAvg(min_available_nodes=1, min_train_nodes=1, min_evaluate_nodes=1)
     messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(), view))
     assert [m.metadata.dst_node_id for m in messages] == [205]
+
+
+def test_a_crashed_site_is_reported_and_left_out_when_failures_are_tolerated():
+    failures, seen = [], []
+    view = SiteGrid(FakeGrid(crashing={205}), SITE_OF_NODE, ["A", "B", "C"],
+                    listener=lambda kind, pairs: seen.append([site for site, _ in pairs]),
+                    on_failure=lambda kind, pairs: failures.append((kind, pairs)))
+    replies = view.send_and_receive(_train_messages([101, 205, 307]))
+    assert [r.content["metrics"]["node"] for r in replies] == [101, 307]
+    assert failures == [("train", [("B", "SiteCrash: simulated")])]
+    assert seen == [["A", "C"]]
+
+
+def test_a_crash_is_an_error_like_any_other_without_a_failure_listener():
+    view = SiteGrid(FakeGrid(crashing={205}), SITE_OF_NODE, ["A", "B"])
+    with pytest.raises(SiteError, match="site B: SiteCrash"):
+        view.send_and_receive(_train_messages([101, 205]))
+
+
+def test_a_site_error_still_stops_the_run_when_crashes_are_tolerated():
+    view = SiteGrid(FakeGrid(failing={101}), SITE_OF_NODE, ["A", "B"], on_failure=lambda kind, pairs: None)
+    with pytest.raises(SiteError, match="site A: ValueError: broken scanner"):
+        view.send_and_receive(_train_messages([101, 205]))
+
+
+def test_every_message_is_shown_to_the_send_hook_before_it_leaves():
+    grid, sent = FakeGrid(), []
+    view = SiteGrid(grid, SITE_OF_NODE, ["A", "C"], on_send=lambda messages: sent.extend(messages))
+    view.send_and_receive(_train_messages([101, 307]))
+    assert [m.metadata.dst_node_id for m in sent] == [101, 307] and len(grid.sent) == 2

@@ -1,0 +1,168 @@
+"""What a run needs to continue after it was killed: the state at its last complete round.
+
+The timeline keeps its :class:`RunState` up to date and saves it after every training round
+(and every phase and stage) as ``checkpoints/resume.pt``; ``python -m simulations.run resume=<run dir>`` loads it and
+continues from there. Everything that shapes the rest of the run is in it: the global model,
+the strategy object itself (so any strategy's state comes along, Flower's built-in ones
+included), the replay source, the results so far, where ``metrics.jsonl`` stood, the sites'
+state (their training-call counts, which seed local training, and their DP accountants) and
+the server's random generators.
+"""
+
+import copyreg
+import os
+import pickle
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Message
+from flwr.serverapp.strategy import Strategy
+
+from sites.client_app import ACCOUNTANT_KEY, SEEDED_MESSAGE_TYPES
+from sites.errors import MedsitesError
+
+from .results import RunResult
+
+class _Pickler(pickle.Pickler):
+    """Arrays that came over the network hold memoryviews of the received buffers, which pickle
+    cannot store: copy them out."""
+
+    dispatch_table = {**copyreg.dispatch_table, memoryview: lambda view: (memoryview, (view.tobytes(),))}
+
+
+#: The latest state; and the state at the start of the current stage (a stage that no site
+#: could train is run again from there).
+LATEST = "resume.pt"
+STAGE_START = "stage_start.pt"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the timeline stands: in stage ``stage`` (1-based), phase ``phase`` (0-based index
+    into the task's phases), ``rounds`` of that phase done. ``phase == len(phases)``: the stage's
+    training is done and its evaluation (and what follows it) is next."""
+
+    stage: int
+    phase: int = 0
+    rounds: int = 0
+
+
+class SiteState:
+    """The sites' state as the server can rebuild it: how many seeded calls (training, generator,
+    Fisher, unlearning) each was sent, and each DP site's accountant history from its last reply.
+
+    Feed it every message sent (:meth:`count`, a :class:`~server.site_grid.SiteGrid` ``on_send``
+    hook) and every reply (:meth:`listen`, a reply listener).
+    """
+
+    def __init__(self, calls: dict[str, int] | None = None, accountants: dict[str, str] | None = None) -> None:
+        self.calls = Counter(calls or {})
+        self.accountants = dict(accountants or {})
+        self._site_of_node: dict[int, str] = {}
+
+    def attach(self, site_of_node: dict[int, str]) -> None:
+        self._site_of_node = dict(site_of_node)
+
+    def count(self, messages: Iterable[Message]) -> None:
+        for message in messages:
+            if message.metadata.message_type in SEEDED_MESSAGE_TYPES:
+                self.calls[self._site_of_node[message.metadata.dst_node_id]] += 1
+
+    def listen(self, message_type: str, replies: list[tuple[str, Message]]) -> None:
+        for site, reply in replies:
+            if ACCOUNTANT_KEY in reply.content.config_records:
+                self.accountants[site] = str(reply.content[ACCOUNTANT_KEY]["dp-history"])
+
+    def of(self, site: str) -> dict[str, Any]:
+        """The ``query.resume`` config that sets ``site`` back to this state."""
+        state: dict[str, Any] = {"train-calls": self.calls[site]}
+        if site in self.accountants:
+            state["dp-history"] = self.accountants[site]
+        return state
+
+
+def rng_states() -> dict[str, Any]:
+    """The server process's global generators (Flower samples nodes with ``random``)."""
+    return {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["random"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+
+
+@dataclass
+class RunState:
+    """Everything the timeline needs to continue from :attr:`position`.
+
+    Attributes
+    ----------
+    position : Position
+        What is done.
+    arrays : ArrayRecord
+        The global model there.
+    initial : ArrayRecord
+        The model before any training (withdrawals rewind to it).
+    strategy : Strategy
+        The strategy object, with whatever state it keeps.
+    source : object or None
+        The replay source (generator, prompts or buffer), if the run has one.
+    updates : object or None
+        FedEraser's :class:`~server.update_store.UpdateStore`, if the run keeps updates.
+    result : RunResult
+        The stages finished so far.
+    statistics : dict
+        Phase -> site statistics summed so far in the current stage.
+    trained : int
+        Training replies received in the current stage (0 after a stage means no site trained).
+    attempt : int
+        How many times the current stage was started again because no site trained.
+    failures : list of dict
+        Every simulated site failure so far (stage, round, site, reason).
+    log : dict
+        ``metrics.jsonl``'s :meth:`~server.run_log.RunLog.mark`.
+    calls, accountants : dict
+        :class:`SiteState`'s counts and DP histories.
+    rng : dict
+        :func:`rng_states`.
+    """
+
+    position: Position
+    arrays: ArrayRecord
+    initial: ArrayRecord
+    strategy: Strategy
+    source: Any
+    updates: Any
+    result: RunResult
+    statistics: dict[str, dict[str, float]] = field(default_factory=dict)
+    trained: int = 0
+    attempt: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    log: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    accountants: dict[str, str] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, directory: Path, name: str = LATEST) -> None:
+        """Write ``<directory>/<name>`` atomically: a kill mid-write leaves the previous one."""
+        partial = directory / (name + ".partial")
+        with partial.open("wb") as file:
+            _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL).dump(self)
+        os.replace(partial, directory / name)
+
+    @staticmethod
+    def load(directory: Path, name: str = LATEST) -> "RunState":
+        path = directory / name
+        if not path.exists():
+            raise MedsitesError(f"{path} does not exist: the run stopped before its first checkpoint "
+                                "(nothing to resume; start it again)")
+        # The state holds the strategy and source objects: only resume runs you made.
+        with path.open("rb") as file:
+            return pickle.load(file)

@@ -1,0 +1,56 @@
+"""Simulated site failures: a site that goes down while it trains.
+
+With ``faults.crash_prob=p`` every training call of every site fails with probability ``p``,
+drawn from the site's own seed stream and call number, so the same seed fails the same calls.
+The failure reaches the server as an error reply with :data:`CRASH_CODE`; the server goes on
+with the replies it got (``server.site_grid``) and retries a stage where no site trained.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import seeding
+from .errors import ConfigError
+
+#: Flower error code of a simulated crash (0 is any other failure at a site).
+CRASH_CODE = 1
+
+
+class SiteCrash(RuntimeError):
+    """A site went down during training (simulated)."""
+
+    code = CRASH_CODE
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """The ``faults`` config node.
+
+    Parameters
+    ----------
+    crash_prob : float
+        Probability that a site's training call fails, in [0, 1] (1: every call, to test the retries).
+    stage_retries : int
+        How many times a stage in which no site completed a training call is run again before
+        the run stops.
+    """
+
+    crash_prob: float = 0.0
+    stage_retries: int = 2
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "FaultConfig":
+        unknown = set(config) - {"crash_prob", "stage_retries"}
+        if unknown:
+            raise ConfigError(f"faults.{sorted(unknown)[0]}", "unknown key (crash_prob, stage_retries)")
+        crash_prob = config.get("crash_prob", cls.crash_prob)
+        if isinstance(crash_prob, bool) or not isinstance(crash_prob, (int, float)) or not 0 <= crash_prob <= 1:
+            raise ConfigError("faults.crash_prob", f"must be a probability in [0, 1] (got {crash_prob!r})")
+        retries = config.get("stage_retries", cls.stage_retries)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError("faults.stage_retries", f"must be a non-negative integer (got {retries!r})")
+        return cls(float(crash_prob), retries)
+
+    def crashes(self, seed: int, site_index: int, call: int) -> bool:
+        """Whether the site's training call number ``call`` fails."""
+        return self.crash_prob > 0 and seeding.numpy_rng(seed, site_index, seeding.FAULTS, call).random() < self.crash_prob

@@ -42,6 +42,16 @@ _RUN_FILES = ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "re
 OmegaConf.register_new_resolver("resume_or", lambda resume, fresh: resume or fresh, replace=True)
 
 
+# The config groups and blocks every run has.
+_GROUPS = ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend", "faults")
+
+
+def _refuse_unknown(prefix: str, node: dict, known: set[str]) -> None:
+    unknown = sorted(set(node) - known)
+    if unknown:
+        raise ConfigError(prefix + unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+
+
 @dataclass
 class Prepared:
     plan: RunPlan
@@ -51,15 +61,19 @@ class Prepared:
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend", "faults"):
+    for key in _GROUPS:
         if not isinstance(config.get(key), dict):
             raise ConfigError(key, "missing config group")
+    _refuse_unknown("", config, {*_GROUPS, "seed", "verbose", "resume"})
+    _refuse_unknown("backend.", config["backend"], {"client_cpus", "round_timeout", "address"})
     seed = config.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", f"must be a non-negative integer (got {seed!r})")
-    round_timeout = config["backend"].get("round_timeout")
-    if isinstance(round_timeout, bool) or not isinstance(round_timeout, int | float) or not round_timeout > 0:
-        raise ConfigError("backend.round_timeout", f"must be a number of seconds > 0 (got {round_timeout!r})")
+    for key, unit in (("round_timeout", "seconds"), ("client_cpus", "CPUs")):
+        value = config["backend"].get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"backend.{key}", f"must be a number of {unit} > 0 (got {value!r})")
+    round_timeout = config["backend"]["round_timeout"]
     scenario = Scenario.from_config(config["scenario"])
     task = build_task(config["task"])
     strategy = build_strategy(config["strategy"])
@@ -179,7 +193,11 @@ def close_run(timeline: Timeline) -> RunResult:
 
 def execute(cfg: DictConfig) -> Path:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    prepared, resume = reopen_run(run_dir) if cfg.get("resume") is not None else (open_run(cfg, run_dir), None)
+    if cfg.get("resume") is not None:
+        run_dir = Path(cfg.resume)
+        prepared, resume = reopen_run(run_dir)
+    else:
+        prepared, resume = open_run(cfg, run_dir), None
     plan, config = prepared.plan, prepared.config
     done = 0 if resume is None else resume.log["round"] + resume.position.stage - 1
     with timeline_progress(plan.scenario, len(plan.task.phases), done) as progress:

@@ -4,9 +4,10 @@ Flower strategies sample from ``grid.get_node_ids()``; handing them this view in
 real grid is all it takes for an unmodified strategy to train only the sites of the current
 stage. The view also puts replies in site order (so aggregation sums in the same order every
 run), turns a site's error reply into a :class:`~sites.errors.SiteError`, and reports every
-reply to the run's recorder. With a failure listener, a site that went down during training
-(:data:`~sites.faults.CRASH_CODE`) is reported to it and left out of the replies instead: the
-strategy goes on with the replies it got.
+reply to the run's recorder. With a failure listener, a site that went down (its ClientApp
+crashed, as ``faults.crash_prob`` simulates, or its node is gone: :data:`~sites.faults.DOWN_CODES`)
+is reported to it and left out of the replies instead: the strategy goes on with the replies it
+got.
 """
 
 import time
@@ -17,7 +18,7 @@ from flwr.supercore.run import Run
 from flwr.serverapp import Grid
 
 from sites.errors import SiteError
-from sites.faults import CRASH_CODE
+from sites.faults import DOWN_CODES
 
 _PULL_INTERVAL = 0.01  # seconds
 
@@ -115,7 +116,7 @@ class SiteGrid(Grid):
                          key=lambda reply: self._order[self.site_of_node(reply.metadata.src_node_id)])
         message_type = messages[0].metadata.message_type
         crashed = {reply.metadata.src_node_id: str(reply.error.reason) for reply in replies
-                   if reply.has_error() and reply.error.code == CRASH_CODE}
+                   if reply.has_error() and reply.error.code in DOWN_CODES}
         if crashed and self._on_failure is not None:
             self._on_failure(message_type, [(self.site_of_node(node), reason) for node, reason in crashed.items()])
             replies = [reply for reply in replies if reply.metadata.src_node_id not in crashed]

@@ -2,18 +2,24 @@
 
 With ``faults.crash_prob=p`` every training call of every site fails with probability ``p``,
 drawn from the site's own seed stream and call number, so the same seed fails the same calls.
-The failure reaches the server as an error reply with :data:`CRASH_CODE`; the server goes on
-with the replies it got (``server.site_grid``) and retries a stage where no site trained.
+The failure reaches the server as an error reply with :data:`CRASH_CODE`, Flower's code for a
+ClientApp that crashed (what a real site going down looks like); the server goes on with the
+replies it got (``server.site_grid``) and retries a stage where no site trained.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
+from flwr.common.constant import ErrorCode
+
 from . import seeding
 from .errors import ConfigError
 
-#: Flower error code of a simulated crash (0 is any other failure at a site).
-CRASH_CODE = 1
+#: The error code of a simulated crash: Flower's own for a ClientApp that crashed.
+CRASH_CODE = ErrorCode.CLIENT_APP_CRASHED
+#: Error replies of a site that went down (its ClientApp crashed, its node is gone), as opposed
+#: to a site that failed at its task (any other code): only these may a round go on without.
+DOWN_CODES = (ErrorCode.CLIENT_APP_CRASHED, ErrorCode.NODE_UNAVAILABLE)
 
 
 class SiteCrash(RuntimeError):

@@ -2,6 +2,7 @@
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
@@ -16,8 +17,8 @@ class FakeGrid(Grid):
     """Replies to every message at once, in reverse order of sending; some nodes fail, go down
     (a simulated crash) or stay silent."""
 
-    def __init__(self, failing=(), silent=(), crashing=()):
-        self.failing, self.silent, self.crashing = set(failing), set(silent), set(crashing)
+    def __init__(self, failing=(), silent=(), crashing=(), down_code=CRASH_CODE):
+        self.failing, self.silent, self.crashing, self.down_code = set(failing), set(silent), set(crashing), down_code
         self.sent, self._replies = [], []
 
     def set_run(self, run):
@@ -45,7 +46,7 @@ class FakeGrid(Grid):
             if node in self.failing:
                 reply = Message(Error(code=0, reason="ValueError: broken scanner"), reply_to=message)
             elif node in self.crashing:
-                reply = Message(Error(code=CRASH_CODE, reason="SiteCrash: simulated"), reply_to=message)
+                reply = Message(Error(code=self.down_code, reason="SiteCrash: simulated"), reply_to=message)
             else:
                 content = RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node})})
                 reply = Message(content, reply_to=message)
@@ -104,9 +105,10 @@ def test_an_unmodified_flower_strategy_samples_only_the_stage():
     assert [m.metadata.dst_node_id for m in messages] == [205]
 
 
-def test_a_crashed_site_is_reported_and_left_out_when_failures_are_tolerated():
+@pytest.mark.parametrize("code", [CRASH_CODE, ErrorCode.NODE_UNAVAILABLE])
+def test_a_site_that_went_down_is_reported_and_left_out_when_failures_are_tolerated(code):
     failures, seen = [], []
-    view = SiteGrid(FakeGrid(crashing={205}), SITE_OF_NODE, ["A", "B", "C"],
+    view = SiteGrid(FakeGrid(crashing={205}, down_code=code), SITE_OF_NODE, ["A", "B", "C"],
                     listener=lambda kind, pairs: seen.append([site for site, _ in pairs]),
                     on_failure=lambda kind, pairs: failures.append((kind, pairs)))
     replies = view.send_and_receive(_train_messages([101, 205, 307]))

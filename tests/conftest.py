@@ -83,6 +83,21 @@ def digest(directory: Path) -> dict[str, str]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+# EWC (a strategy with state) on PBBL (two phases, site counts summed between them), two rounds
+# per stage: the continual tests read its Fisher messages, the resume test kills and resumes it.
+EWC_PBBL_OVERRIDES = ("size=smoke", "scenario.rounds_per_stage=2", "seed=1", "strategy=ewc", "task=debiasing",
+                      "task.method=pbbl")
+
+
+@pytest.fixture(scope="session")
+def ewc_pbbl_run(tmp_path_factory) -> Path:
+    """One uninterrupted run with :data:`EWC_PBBL_OVERRIDES`."""
+    run_dir = tmp_path_factory.mktemp("runs") / "ewc_pbbl"
+    completed = run_cli(*EWC_PBBL_OVERRIDES, f"hydra.run.dir={run_dir}")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def fedavg_run(tmp_path_factory) -> Path:
     """One smoke run (FedAvg, seed 3) on a private Ray instance, shared by every module that

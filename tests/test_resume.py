@@ -10,11 +10,11 @@ import time
 import pytest
 
 from server.checkpoint import LATEST, Position, RunState
-from conftest import ROOT, read_json, run_cli
+from conftest import EWC_PBBL_OVERRIDES, ROOT, read_json, run_cli
 
 # A strategy with state (EWC: Fisher and anchors) and a task with two phases and site counts
 # summed between them (PBBL), so that every part of the checkpoint matters.
-OVERRIDES = ("size=smoke", "scenario.rounds_per_stage=2", "seed=1", "strategy=ewc", "task=debiasing", "task.method=pbbl")
+OVERRIDES = EWC_PBBL_OVERRIDES
 # Mid-stage: after the first of stage 2's two rounds.
 KILL_AFTER = Position(stage=2, phase=0, rounds=1)
 
@@ -38,9 +38,8 @@ def _site_replies(run_dir) -> list[dict]:
 
 
 @pytest.mark.e2e
-def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert run_cli(*OVERRIDES, f"hydra.run.dir={whole}").returncode == 0
+def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(ewc_pbbl_run, tmp_path):
+    whole, killed = ewc_pbbl_run, tmp_path / "killed"
 
     process = subprocess.Popen([sys.executable, "-m", "simulations.run", *OVERRIDES, f"hydra.run.dir={killed}"],
                                cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,

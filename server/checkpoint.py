@@ -10,6 +10,7 @@ the server's random generators.
 """
 
 import copyreg
+import io
 import os
 import pickle
 import random
@@ -28,6 +29,7 @@ from sites.client_app import ACCOUNTANT_KEY, SEEDED_MESSAGE_TYPES
 from sites.errors import MedsitesError
 
 from .results import RunResult
+
 
 class _Pickler(pickle.Pickler):
     """Arrays that came over the network hold memoryviews of the received buffers, which pickle
@@ -150,12 +152,15 @@ class RunState:
     accountants: dict[str, str] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, directory: Path, name: str = LATEST) -> None:
-        """Write ``<directory>/<name>`` atomically: a kill mid-write leaves the previous one."""
-        partial = directory / (name + ".partial")
-        with partial.open("wb") as file:
-            _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL).dump(self)
-        os.replace(partial, directory / name)
+    def save(self, directory: Path, *names: str) -> None:
+        """Write ``<directory>/<name>`` for each of ``names`` (default: the latest) atomically:
+        a kill mid-write leaves the previous one. The state is pickled once."""
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(self)
+        for name in names or (LATEST,):
+            partial = directory / (name + ".partial")
+            partial.write_bytes(buffer.getbuffer())
+            os.replace(partial, directory / name)
 
     @staticmethod
     def load(directory: Path, name: str = LATEST) -> "RunState":

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from torch.utils.data import TensorDataset
 
-from sites.errors import ConfigError
+from sites.errors import ConfigError, refuse_unknown_keys
 from sites.tasks import Task
 
 from .exemplar_buffer import ExemplarBuffer
@@ -59,15 +59,9 @@ class ReplayConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ReplayConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ConfigError("replay", f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        refuse_unknown_keys("replay", config, (f.name for f in fields(cls)))
         generator = dict(config.get("generator") or {})
-        unknown = set(generator) - set(GENERATOR_DEFAULTS)
-        if unknown:
-            raise ConfigError("replay.generator", f"unknown keys {sorted(unknown)} "
-                              f"(known: {sorted(GENERATOR_DEFAULTS)})")
+        refuse_unknown_keys("replay.generator", generator, GENERATOR_DEFAULTS)
         replay = cls(source=config.get("source", "none"), per_site=config.get("per_site", cls.per_site),
                      generator={**GENERATOR_DEFAULTS, **generator})
         if replay.source not in SOURCES:

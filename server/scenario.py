@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sites.errors import ConfigError
+from sites.errors import ConfigError, refuse_unknown_keys
 from sites.spec import SiteSpec
 
 from .privacy_audit import AuditConfig
@@ -121,9 +121,7 @@ class Scenario:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Scenario":
         """Validate a ``scenario`` config node; every problem names its key."""
-        unknown = set(config) - set(KEYS)
-        if unknown:
-            raise ConfigError("scenario", f"unknown keys {sorted(unknown)} (known: {sorted(KEYS)})")
+        refuse_unknown_keys("scenario", config, KEYS)
         sites = [SiteSpec.from_config(i, raw) for i, raw in enumerate(_list(config, "sites"))]
         ids = [site.id for site in sites]
         for i, site_id in enumerate(ids):

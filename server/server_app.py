@@ -134,12 +134,11 @@ class Timeline:
                 self._restore_sites()
                 set_rng_states(state.rng)
                 log.write("resumed", position=asdict(state.position))
+            else:
+                self._save(Position(1), LATEST, STAGE_START)
             everyone = self._view(scenario.site_ids, "matrix")
             for stage in scenario.stages[state.position.stage - 1:]:
                 log.stage = stage.index
-                if state.position == Position(stage.index):
-                    self._save(Position(stage.index), STAGE_START)
-                    self._save(Position(stage.index))
                 state = self._train_until_a_site_trains(stage)
                 torch.save(state.arrays.to_torch_state_dict(), self._checkpoints / f"stage_{stage.index}.pt")
                 if state.source is not None:  # the stage's sites teach the source while they are present
@@ -153,7 +152,7 @@ class Timeline:
                     state.arrays, record = event.run(withdrawal, state.arrays)
                     state.result.withdrawals.append(record)
                 state.statistics, state.trained, state.attempt = {}, 0, 0
-                self._save(Position(stage.index + 1))
+                self._save(Position(stage.index + 1), LATEST, STAGE_START)  # the next stage starts here
                 if self.on_stage is not None:
                     self.on_stage(stage.index)
             result = state.result
@@ -199,11 +198,11 @@ class Timeline:
             self._log.write("failure", **failure)
             self._state.failures.append(failure)
 
-    def _save(self, position: Position, name: str = LATEST) -> None:
+    def _save(self, position: Position, *names: str) -> None:
         state = self._state
         state.position, state.log, state.rng = position, self._log.mark(), rng_states()
         state.calls, state.accountants = dict(self._sites.calls), dict(self._sites.accountants)
-        state.save(self._checkpoints, name)
+        state.save(self._checkpoints, *names)
 
     def _restore_sites(self) -> None:
         """Give every site back its state at the checkpoint (training-call count, accountant)."""

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, MessageType
 
-from sites.errors import ConfigError
+from sites.errors import ConfigError, refuse_unknown_keys
 from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
 from strategies.aggregation import weighted_mean
 
@@ -70,10 +70,7 @@ class UnlearningConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "UnlearningConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ConfigError("unlearning", f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        refuse_unknown_keys("unlearning", config, (f.name for f in fields(cls)))
         unlearning = cls(**config)
         if unlearning.method not in METHODS:
             raise ConfigError("unlearning.method", f"must be one of {list(METHODS)} (got {unlearning.method!r})")

@@ -23,7 +23,7 @@ from server.server_app import RunPlan, Timeline, build_server_app
 from server.unlearning import UnlearningConfig
 from sites import seeding
 from sites.client_app import build_client_app
-from sites.errors import ConfigError, MedsitesError
+from sites.errors import ConfigError, MedsitesError, refuse_unknown_keys
 from sites.faults import FaultConfig
 from sites.privacy import DPConfig
 from sites.tasks import Task, build_task
@@ -46,12 +46,6 @@ OmegaConf.register_new_resolver("resume_or", lambda resume, fresh: resume or fre
 _GROUPS = ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend", "faults")
 
 
-def _refuse_unknown(prefix: str, node: dict, known: set[str]) -> None:
-    unknown = sorted(set(node) - known)
-    if unknown:
-        raise ConfigError(prefix + unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
-
-
 @dataclass
 class Prepared:
     plan: RunPlan
@@ -64,8 +58,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     for key in _GROUPS:
         if not isinstance(config.get(key), dict):
             raise ConfigError(key, "missing config group")
-    _refuse_unknown("", config, {*_GROUPS, "seed", "verbose", "resume"})
-    _refuse_unknown("backend.", config["backend"], {"client_cpus", "round_timeout", "address"})
+    refuse_unknown_keys("config", config, (*_GROUPS, "seed", "verbose", "resume"))
+    refuse_unknown_keys("backend", config["backend"], ("client_cpus", "round_timeout", "address"))
     seed = config.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", f"must be a non-negative integer (got {seed!r})")

@@ -4,6 +4,8 @@ Every layer raises these instead of bare exceptions so that the entry point can 
 clear line (naming the config key, the site or the file) and exit non-zero.
 """
 
+from collections.abc import Iterable, Mapping
+
 
 class MedsitesError(Exception):
     """Base class: a problem the user can fix, described in one message."""
@@ -39,3 +41,12 @@ class SiteError(MedsitesError):
     def __init__(self, site: str, problem: str) -> None:
         self.site = site
         super().__init__(f"site {site}: {problem}")
+
+
+def refuse_unknown_keys(key: str, config: Mapping, known: Iterable[str]) -> None:
+    """Raise a :class:`ConfigError` naming ``key`` if the config node ``config`` holds keys
+    outside ``known`` (a typo would otherwise be silently ignored)."""
+    known = sorted(known)
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ConfigError(key, f"unknown keys {unknown} (known: {known})")

@@ -7,13 +7,13 @@ ClientApp that crashed (what a real site going down looks like); the server goes
 replies it got (``server.site_grid``) and retries a stage where no site trained.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from flwr.common.constant import ErrorCode
 
 from . import seeding
-from .errors import ConfigError
+from .errors import ConfigError, refuse_unknown_keys
 
 #: The error code of a simulated crash: Flower's own for a ClientApp that crashed.
 CRASH_CODE = ErrorCode.CLIENT_APP_CRASHED
@@ -46,9 +46,7 @@ class FaultConfig:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "FaultConfig":
-        unknown = set(config) - {"crash_prob", "stage_retries"}
-        if unknown:
-            raise ConfigError(f"faults.{sorted(unknown)[0]}", "unknown key (crash_prob, stage_retries)")
+        refuse_unknown_keys("faults", config, (f.name for f in fields(cls)))
         crash_prob = config.get("crash_prob", cls.crash_prob)
         if isinstance(crash_prob, bool) or not isinstance(crash_prob, (int, float)) or not 0 <= crash_prob <= 1:
             raise ConfigError("faults.crash_prob", f"must be a probability in [0, 1] (got {crash_prob!r})")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .errors import ConfigError
+from .errors import ConfigError, refuse_unknown_keys
 from .seeding import stream_seed
 
 METHODS = ("off", "dp")
@@ -52,9 +52,7 @@ class DPConfig:
     def from_config(cls, config: Mapping[str, Any]) -> "DPConfig | None":
         """``None`` for ``method: off``; a ``ConfigError`` naming the key for bad values."""
         known = {"method", "noise_multiplier", "target_epsilon", "max_grad_norm", "delta"}
-        unknown = set(config) - known
-        if unknown:
-            raise ConfigError("privacy", f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        refuse_unknown_keys("privacy", config, known)
         method = config.get("method")
         if method not in METHODS:
             raise ConfigError("privacy.method", f"must be one of {list(METHODS)} (got {method!r})")

@@ -15,7 +15,7 @@ from sites.faults import FaultConfig
     ({"crash_prob": 1.5}, "faults.crash_prob"),
     ({"crash_prob": "often"}, "faults.crash_prob"),
     ({"stage_retries": -1}, "faults.stage_retries"),
-    ({"crash_probability": 0.1}, "faults.crash_probability"),
+    ({"crash_probability": 0.1}, "faults"),
 ])
 def test_bad_fault_settings_name_their_key(config, key):
     with pytest.raises(ConfigError) as raised:

@@ -44,7 +44,3 @@ def simulate(overrides: list[str], outputs: tuple[str, ...] = ("matrix.json",)) 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import fmt, median, simulate
+from benchmarks.common import median, simulate
+from simulations.formatting import fmt, mean_std
 
 METHODS = {
     "fedavg": ["strategy=fedavg"],
@@ -79,8 +80,8 @@ def smd_costs(records: dict[str, list[dict]]) -> None:
                 f"{smd[0]['samples_per_draw']} samples median {median(sampling):.2f} s")
         for key in ("site_accuracy", "class_accuracy"):
             if key in fidelity[0]:
-                line += (f"; {key} real {_mean_std([f[key]['real'] for f in fidelity])}, replay "
-                         f"{_mean_std([f[key]['replay'] for f in fidelity])}")
+                line += (f"; {key} real {mean_std([f[key]['real'] for f in fidelity])}, replay "
+                         f"{mean_std([f[key]['replay'] for f in fidelity])}")
         print(line)
 
 
@@ -93,17 +94,12 @@ def smoke_matrix() -> None:
         print(f"| {task} | " + " | ".join(f"{t:.0f} s" for t in times) + " |", flush=True)
 
 
-def _mean_std(values: list[float | None]) -> str:
-    defined = [v for v in values if v is not None]
-    return "n/a" if not defined else f"{np.mean(defined):.3f} ± {np.std(defined):.3f}"
-
-
 def table(records: dict[str, list[dict]]) -> None:
     print("| strategy | memorizability | generalizability: unseen | held-out | BWT | forgetting | wall s (median) |")
     print("|---" * 7 + "|")
     for method, runs in records.items():
         label = f"{method} (not private)" if method in NOT_PRIVATE else method
-        print(f"| {label} | " + " | ".join(_mean_std([r[k] for r in runs]) for k in
+        print(f"| {label} | " + " | ".join(mean_std([r[k] for r in runs]) for k in
                                            ("memorizability", "unseen", "held_out", "bwt", "forgetting"))
               + f" | {median([r['seconds'] for r in runs]):.0f} |")
 

@@ -15,9 +15,8 @@ mean (balanced), and the accuracy of PBBL's pseudo bias labels on the training i
 
 import argparse
 
-import numpy as np
-
 from benchmarks.common import simulate
+from simulations.formatting import mean_std
 
 SETTINGS = {
     "centralized": ["scenario=centralized", "task.arrangement=source_biased"],
@@ -25,10 +24,6 @@ SETTINGS = {
 }
 METHODS = ("erm", "pbbl", "bias_balanced_oracle")
 COLUMNS = ("aligned_auc", "conflicting_auc", "balanced_auc", "pseudo_label_accuracy")
-
-
-def _mean_std(values: list[float]) -> str:
-    return "—" if not values else f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
 def main() -> None:
@@ -52,7 +47,7 @@ def main() -> None:
                                  f"task.bias_ratio={ratio}", f"seed={seed}", *args.overrides]
                     _, matrix = simulate(overrides)
                     pooled.append(matrix["pooled"][-1])
-                cells = [_mean_std([p[c] for p in pooled if c in p]) for c in COLUMNS]
+                cells = [mean_std(p.get(c) for p in pooled) for c in COLUMNS]
                 print(f"| {setting} | {ratio} | {method} | " + " | ".join(cells) + " |", flush=True)
 
 

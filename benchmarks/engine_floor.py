@@ -19,7 +19,8 @@ import sys
 import time
 import warnings
 
-from benchmarks.common import fmt, median, timed
+from benchmarks.common import median, timed
+from simulations.formatting import fmt
 
 NODES = 5
 TIMED_EXCHANGES = 20

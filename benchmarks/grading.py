@@ -23,9 +23,10 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import compose_config, fmt, median, simulate
+from benchmarks.common import compose_config, median, simulate
 from server.scenario import Scenario
 from server.server_app import initial_arrays
+from simulations.formatting import MISSING, fmt, mean_std
 from sites import seeding
 from sites.data.brain import MODALITIES
 from sites.tasks import build_task
@@ -43,10 +44,6 @@ MODELS = {
 METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 CENTRALIZED = ["scenario=centralized", "scenario.rounds_per_stage=20", "task.n_train=2000",
                "task.n_validation=200", "task.n_test=400"]
-
-
-def _mean_std(values: list[float]) -> str:
-    return "—" if not values else f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
 def centralized_run(overrides: list[str], data_cache: dict) -> tuple[dict[str, float], str | None]:
@@ -104,9 +101,9 @@ def table(setting: str, rows: dict[str, list[dict]], columns: tuple[str, ...]) -
     print("| model | " + " | ".join(columns) + " | primary modality chosen |")
     print("|---" * (len(columns) + 2) + "|")
     for name, results in rows.items():
-        cells = [_mean_std([r[c] for r in results if r.get(c) is not None]) for c in columns]
+        cells = [mean_std([r.get(c) for r in results]) for c in columns]
         chosen = [r["primary"] for r in results if r.get("primary")]
-        primary = ", ".join(f"{m} x{chosen.count(m)}" for m in sorted(set(chosen))) or "—"
+        primary = ", ".join(f"{m} x{chosen.count(m)}" for m in sorted(set(chosen))) or MISSING
         print(f"| {name} | " + " | ".join(cells) + f" | {primary} |", flush=True)
 
 

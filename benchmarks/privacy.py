@@ -19,7 +19,8 @@ import json
 import numpy as np
 from opacus.accountants import RDPAccountant
 
-from benchmarks.common import compose_config, fmt, median, simulate
+from benchmarks.common import compose_config, median, simulate
+from simulations.formatting import fmt, mean_std
 
 SETTINGS = {
     "no DP": ["privacy=off"],
@@ -27,11 +28,6 @@ SETTINGS = {
     "DP, target epsilon 2": ["privacy=dp", "privacy.target_epsilon=2"],
 }
 OUTPUTS = ("matrix.json", "summary.json", "privacy_audit.json", "metrics.jsonl")
-
-
-def _mean_std(values: list[float]) -> str:
-    values = [v for v in values if v is not None]
-    return "—" if not values else f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
 def _dp(run: dict) -> bool:
@@ -97,7 +93,7 @@ def main() -> None:
     print("| setting | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for name, results in runs.items():
-        print(f"| {name} | " + " | ".join(_mean_std([f(r) for r in results]) for f in columns.values()) + " |")
+        print(f"| {name} | " + " | ".join(mean_std([f(r) for r in results]) for f in columns.values()) + " |")
     print()
     print("| setting | wall s, median | ratio to no DP, median over seeds | max abs epsilon gap to Opacus |")
     print("|---|---|---|---|")

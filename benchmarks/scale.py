@@ -52,7 +52,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from benchmarks.common import ROOT, compose_config, fmt, median
+from benchmarks.common import ROOT, compose_config, median
+from simulations.formatting import fmt
 
 SIGNATURES = ROOT / "configs" / "scenario" / "sequential_sites.yaml"
 TINY_TASK = ("task=segmentation", "task.image_size=16", "task.channels=[4,8,16]", "task.strides=[2,2]",

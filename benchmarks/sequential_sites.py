@@ -18,10 +18,11 @@ import sys
 import numpy as np
 import torch
 
-from benchmarks.common import compose_config, fmt, median, simulate, timed
+from benchmarks.common import compose_config, median, simulate, timed
 from server.continual_metrics import summarize
 from server.scenario import Scenario
 from server.server_app import initial_arrays
+from simulations.formatting import fmt, mean_std
 from sites import seeding
 from sites.tasks import build_task
 
@@ -53,7 +54,8 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
                 calls[site] += 1
                 model = model_with(state)
                 metrics = task.train(model, data[site].train,
-                                     seed=seeding.stream_seed(seed, index[site], seeding.LOCAL_TRAINING, calls[site]),
+                                     seed=seeding.stream_seed(seed, index[site], seeding.LOCAL_TRAINING,
+                                                              calls[site]),
                                      config={"phase": "train"})
                 states.append(model.state_dict())
                 weights.append(metrics["num-examples"])
@@ -64,13 +66,6 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
         model = model_with(state)
         rows.append([task.evaluate(model, data[s.id].test)[task.primary_metric] for s in scenario.sites])
     return np.array(rows)
-
-
-def _mean_std(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
 def main() -> None:
@@ -111,7 +106,7 @@ def main() -> None:
     print("|---" * (len(SUMMARY_KEYS) + 1) + "|")
     for strategy, results in runs.items():
         summaries = [summarize(np.array(r["matrix"]["R"]), r["matrix"]["arrival"]) for r in results]
-        print(f"| {strategy} | " + " | ".join(_mean_std([s[k] for s in summaries]) for k in SUMMARY_KEYS) + " |")
+        print(f"| {strategy} | " + " | ".join(mean_std([s[k] for s in summaries]) for k in SUMMARY_KEYS) + " |")
 
     for strategy, results in runs.items():
         sites = results[0]["matrix"]["sites"]
@@ -122,7 +117,7 @@ def main() -> None:
         print("| after stage | " + " | ".join(sites) + " |")
         print("|---" * (len(sites) + 1) + "|")
         for t, row in enumerate(mean_R, start=1):
-            print(f"| {t} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+            print(f"| {t} | " + " | ".join(fmt(v) for v in row) + " |")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import fmt, median, simulate
+from benchmarks.common import median, simulate
 from server.ues import SUBSETS, unlearning_efficiency
+from simulations.formatting import fmt, mean_std
 
 REASONS = ("privacy", "incorrectness")
 METHODS = ("rewind", "ga", "graddiff", "kl", "npo", "federaser")
@@ -43,14 +44,6 @@ def _derived(record: dict, method: str) -> dict:
             "mia_forget_auc": {**mia, "after": mia["before"] if method == "none" else mia["oracle"]}}
 
 
-def _mean_std(values: list[float | None]) -> str:
-    defined = [v for v in values if v is not None]
-    if not defined:
-        return "undefined"
-    text = f"{np.mean(defined):.3f} ± {np.std(defined):.3f}"
-    return text if len(defined) == len(values) else f"{text} ({len(values) - len(defined)} undefined)"
-
-
 def _mean(values: list[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return float(np.mean(defined)) if defined else None
@@ -65,15 +58,15 @@ def table(reason: str, records: dict[str, list[dict]]) -> None:
         after = [r["performance"]["after"] for r in runs]
         scores = [r["scores"] or {} for r in runs]
         mia = [r["mia_forget_auc"] for r in runs]
-        print(f"| {method} | " + " | ".join(_mean_std([a[s] for a in after]) for s in SUBSETS) + " | "
-              + " | ".join(_mean_std([s.get(k) for s in scores]) for k in ("s_F", "s_R", "s_T", "UES"))
-              + f" | {_mean_std([r['cost_ratio'] for r in runs])} | {_mean_std([m['after'] for m in mia])} "
+        print(f"| {method} | " + " | ".join(mean_std([a[s] for a in after]) for s in SUBSETS) + " | "
+              + " | ".join(mean_std([s.get(k) for s in scores]) for k in ("s_F", "s_R", "s_T", "UES"))
+              + f" | {mean_std([r['cost_ratio'] for r in runs])} | {mean_std([m['after'] for m in mia])} "
               f"({fmt(_mean([m['before'] for m in mia]))}, {fmt(_mean([m['oracle'] for m in mia]))}) |")
     first = next(iter(records.values()))
     before = [r["performance"]["before"] for r in first]
     oracle = [r["performance"]["oracle"] for r in first]
-    print("\nbefore withdrawal: " + ", ".join(f"{s} {_mean_std([b[s] for b in before])}" for s in SUBSETS))
-    print("oracle:            " + ", ".join(f"{s} {_mean_std([o[s] for o in oracle])}" for s in SUBSETS))
+    print("\nbefore withdrawal: " + ", ".join(f"{s} {mean_std([b[s] for b in before])}" for s in SUBSETS))
+    print("oracle:            " + ", ".join(f"{s} {mean_std([o[s] for o in oracle])}" for s in SUBSETS))
     print(f"oracle retraining: median {median([r['retrain_seconds'] for r in first]):.1f} s")
     reached = [m for m, runs in records.items() if m != "retrain"
                and (_mean([(r["scores"] or {}).get("UES") for r in runs]) or 0) >= GOAL_UES

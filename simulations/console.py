@@ -14,6 +14,8 @@ from server.results import RunResult
 from server.scenario import Scenario
 from sites.errors import MedsitesError
 
+from .formatting import fmt
+
 console = Console(stderr=True)
 
 
@@ -50,10 +52,6 @@ def exit_with(error: MedsitesError) -> NoReturn:
     sys.exit(2)
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
 def print_summary(result: RunResult, run_dir: str) -> None:
     """R[t, j] as a table, then the continual-learning summary."""
     scenario = result.scenario
@@ -62,13 +60,13 @@ def print_summary(result: RunResult, run_dir: str) -> None:
     for site in scenario.sites:
         table.add_column(site.id + (" (held out)" if site.arrival is None else ""), justify="right")
     for t, row in enumerate(result.matrix, start=1):
-        table.add_row(str(t), *(_fmt(v) for v in row))
+        table.add_row(str(t), *(fmt(v) for v in row))
     console.print(table)
     summary = result.summary()
     console.print(
-        f"memorizability {_fmt(summary['memorizability'])}   generalizability {_fmt(summary['generalizability'])}"
-        f"   BWT {_fmt(summary['bwt'])}   forgetting {_fmt(summary['forgetting'])}"
+        f"memorizability {fmt(summary['memorizability'])}   generalizability {fmt(summary['generalizability'])}"
+        f"   BWT {fmt(summary['bwt'])}   forgetting {fmt(summary['forgetting'])}"
     )
     if summary.get("pooled"):
-        console.print("federation-wide: " + "   ".join(f"{k} {_fmt(v)}" for k, v in summary["pooled"].items()))
+        console.print("federation-wide: " + "   ".join(f"{k} {fmt(v)}" for k, v in summary["pooled"].items()))
     console.print(f"run directory: {run_dir}  (report.md, matrix.json, summary.json, metrics.jsonl)")

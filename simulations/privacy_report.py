@@ -5,7 +5,6 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -15,12 +14,10 @@ import numpy as np  # noqa: E402
 
 from server.privacy_audit import ATTACKS  # noqa: E402
 
+from .formatting import fmt  # noqa: E402
+
 COLUMNS = ("epsilon", "members / non-members", "loss AUC", "reference AUC", "TPR at 1% FPR", "TPR at 0.1% FPR",
            "advantage", "marked AUC", "unmarked AUC", "exposure")
-
-
-def _fmt(value: Any) -> str:
-    return "—" if value is None else f"{value:.3f}"
 
 
 def _best(metrics: dict, suffix: str) -> float | None:
@@ -33,11 +30,11 @@ def site_rows(audit: dict) -> list[list[str]]:
     stronger attack's."""
     rows = []
     for site, m in audit["sites"].items():
-        rows.append([site, _fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
-                     f"{m['n-members']} / {m['n-non-members']}", _fmt(m.get("loss-auc")), _fmt(m.get("reference-auc")),
-                     _fmt(_best(m, "tpr-at-1pct-fpr")), _fmt(_best(m, "tpr-at-0.1pct-fpr")),
-                     _fmt(_best(m, "advantage")),
-                     _fmt(_best(m, "marked-auc")), _fmt(_best(m, "unmarked-auc")), m["verdict"]["level"]])
+        rows.append([site, fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
+                     f"{m['n-members']} / {m['n-non-members']}", fmt(m.get("loss-auc")), fmt(m.get("reference-auc")),
+                     fmt(_best(m, "tpr-at-1pct-fpr")), fmt(_best(m, "tpr-at-0.1pct-fpr")),
+                     fmt(_best(m, "advantage")),
+                     fmt(_best(m, "marked-auc")), fmt(_best(m, "unmarked-auc")), m["verdict"]["level"]])
     return rows
 
 

@@ -11,6 +11,8 @@ from torch.utils.data import TensorDataset
 
 from sites.tasks import Task
 
+from .formatting import fmt
+
 GRID_COLUMNS = 8
 
 
@@ -44,10 +46,6 @@ def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, p
     plt.close(fig)
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def replay_section(replay: dict[str, Any]) -> list[str]:
     """Markdown lines for the report (``replay_samples.png`` beside it for SMD)."""
     lines = ["", "## Replay", ""]
@@ -68,17 +66,17 @@ def replay_section(replay: dict[str, Any]) -> list[str]:
     lines += ["", "### Fidelity", "",
               f"A classifier trained on the real training images of every learned site, tested on real test "
               f"images and on {fidelity['samples_per_site']} replay samples per site (chance: site "
-              f"{_fmt(chance['site'])}" + (f", class {_fmt(chance['class'])}" if chance["class"] else "") + ").", "",
+              f"{fmt(chance['site'])}" + (f", class {fmt(chance['class'])}" if chance["class"] else "") + ").", "",
               "| accuracy | real test | replay |", "|---|---|---|"]
     for key in ("site_accuracy", "class_accuracy"):
         if key in fidelity:
-            lines.append(f"| {key.split('_')[0]} | {_fmt(fidelity[key]['real'])} | {_fmt(fidelity[key]['replay'])} |")
+            lines.append(f"| {key.split('_')[0]} | {fmt(fidelity[key]['real'])} | {fmt(fidelity[key]['replay'])} |")
     keys = list(next(iter(fidelity["sites"].values()))["real"])
     lines += ["", "Per-site statistics in replay space (intensities / 3, clipped to [-1, 1]): real training "
               "split vs replay.", "", "| site | " + " | ".join(f"{k} real | {k} replay" for k in keys) + " |",
               "|---" * (2 * len(keys) + 1) + "|"]
     for site, stats in fidelity["sites"].items():
-        lines.append(f"| {site} | " + " | ".join(f"{_fmt(stats['real'][k])} | {_fmt(stats['replay'][k])}"
+        lines.append(f"| {site} | " + " | ".join(f"{fmt(stats['real'][k])} | {fmt(stats['replay'][k])}"
                                                for k in keys) + " |")
     lines += ["", "![replay samples](replay_samples.png)"]
     return lines

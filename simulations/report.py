@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from server.results import RunResult  # noqa: E402
 
+from .formatting import fmt  # noqa: E402
 from .privacy_report import write_privacy_audit  # noqa: E402
 from .replay_report import replay_section  # noqa: E402
 from .withdrawal_report import withdrawal_section  # noqa: E402
@@ -59,10 +60,6 @@ def plot_site_curves(result: RunResult, path: Path) -> None:
     plt.close(fig)
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def failures_section(failures: list[dict]) -> list[str]:
     """The sites that went down during training (``faults.crash_prob``), one row each."""
     lines = ["", "## Site failures", "",
@@ -87,10 +84,10 @@ def write_report(run_dir: Path, result: RunResult) -> None:
         "",
         "| final stage | value |",
         "|---|---|",
-        f"| memorizability (mean over trained sites) | {_fmt(summary['memorizability'])} |",
-        f"| generalizability (mean over unseen / held-out sites) | {_fmt(summary['generalizability'])} |",
-        f"| backward transfer (BWT) | {_fmt(summary['bwt'])} |",
-        f"| forgetting | {_fmt(summary['forgetting'])} |",
+        f"| memorizability (mean over trained sites) | {fmt(summary['memorizability'])} |",
+        f"| generalizability (mean over unseen / held-out sites) | {fmt(summary['generalizability'])} |",
+        f"| backward transfer (BWT) | {fmt(summary['bwt'])} |",
+        f"| forgetting | {fmt(summary['forgetting'])} |",
         "",
         "## R[t, j]",
         "",
@@ -98,8 +95,8 @@ def write_report(run_dir: Path, result: RunResult) -> None:
         "|---" * (len(sites) + 3) + "|",
     ]
     for row, stage in zip(result.matrix, summary["per_stage"]):
-        lines.append(f"| {stage['stage']} | " + " | ".join(f"{v:.3f}" for v in row)
-                     + f" | {_fmt(stage['memorizability'])} | {_fmt(stage['generalizability'])} |")
+        lines.append(f"| {stage['stage']} | " + " | ".join(fmt(v) for v in row)
+                     + f" | {fmt(stage['memorizability'])} | {fmt(stage['generalizability'])} |")
     if any(result.pooled):
         keys = sorted({key for stage in result.pooled for key in stage})
         lines += ["", "## Federation-wide metrics", "",
@@ -107,7 +104,7 @@ def write_report(run_dir: Path, result: RunResult) -> None:
                   "histograms) and the counts the sites reported before each phase.", "",
                   "| after stage | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for t, pooled in enumerate(result.pooled, start=1):
-            lines.append(f"| {t} | " + " | ".join(_fmt(pooled.get(key)) for key in keys) + " |")
+            lines.append(f"| {t} | " + " | ".join(fmt(pooled.get(key)) for key in keys) + " |")
     if result.audit is not None:
         write_privacy_audit(run_dir, result.audit)
         levels = ", ".join(f"{site}: {m['verdict']['level']}" for site, m in result.audit["sites"].items())

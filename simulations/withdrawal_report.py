@@ -3,27 +3,24 @@ sweep (``withdrawal_table.md`` in the sweep directory, like the paper's table)."
 
 import json
 from pathlib import Path
-from typing import Any
 
 from server.ues import MIN_FORGET_GAP
+
+from .formatting import MISSING, fmt
 
 SWEEP_TABLE = "withdrawal_table.md"
 _UNDEFINED = (f"s_F (and so UES) is undefined: the oracle is within {MIN_FORGET_GAP} of the original model on "
               "the forget set, so there was nothing measurable to forget.")
 
 
-_NO_METRIC = ("The scores are undefined: {metric} has no value on some subset (n/a above): the subset has no "
+_NO_METRIC = (f"The scores are undefined: {{metric}} has no value on some subset ({MISSING} above): the subset has no "
               "site (no other site had trained), or the task cannot compute the metric there (e.g. a group AUC "
               "on a training split that lacks one of the groups).")
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def _mia(record: dict) -> str:
     mia = record["mia_forget_auc"]
-    return f"{_fmt(mia['before'])} → {_fmt(mia['after'])} (oracle {_fmt(mia['oracle'])})"
+    return f"{fmt(mia['before'])} → {fmt(mia['after'])} (oracle {fmt(mia['oracle'])})"
 
 
 def withdrawal_section(records: list[dict]) -> list[str]:
@@ -43,13 +40,13 @@ def withdrawal_section(records: list[dict]) -> list[str]:
                   "|---|---|---|---|"]
         for model, label in (("before", "before withdrawal"), ("after", f"after {record['method']}"),
                              ("oracle", "retrained oracle")):
-            lines.append(f"| {label} | " + " | ".join(_fmt(performance[model][s]) for s in ("forget", "retain", "test"))
+            lines.append(f"| {label} | " + " | ".join(fmt(performance[model][s]) for s in ("forget", "retain", "test"))
                          + " |")
         lines += ["", "| s_F | s_R | s_T | UES | seconds | retrain seconds | cost ratio | MIA AUC on forget |",
                   "|---|---|---|---|---|---|---|---|",
-                  f"| {_fmt(scores.get('s_F'))} | {_fmt(scores.get('s_R'))} | {_fmt(scores.get('s_T'))} "
-                  f"| {_fmt(scores.get('UES'))} | {record['seconds']:.1f} | {record['retrain_seconds']:.1f} "
-                  f"| {_fmt(record['cost_ratio'])} | {_mia(record)} |"]
+                  f"| {fmt(scores.get('s_F'))} | {fmt(scores.get('s_R'))} | {fmt(scores.get('s_T'))} "
+                  f"| {fmt(scores.get('UES'))} | {record['seconds']:.1f} | {record['retrain_seconds']:.1f} "
+                  f"| {fmt(record['cost_ratio'])} | {_mia(record)} |"]
         if record["scores"] is None:
             lines += ["", _NO_METRIC.format(metric=record["metric"])]
         elif scores["s_F"] is None:
@@ -73,9 +70,9 @@ def write_sweep_table(sweep_dir: Path) -> Path | None:
     for r in records:
         after, scores = r["performance"]["after"], r["scores"] or {}
         lines.append(f"| {r['site']} | {r['reason']} | {r['method']} | {r['metric']} | "
-                     + " | ".join(_fmt(after[s]) for s in ("forget", "retain", "test")) + " | "
-                     + " | ".join(_fmt(scores.get(k)) for k in ("s_F", "s_R", "s_T", "UES"))
-                     + f" | {_fmt(r['cost_ratio'])} | {_mia(r)} |")
+                     + " | ".join(fmt(after[s]) for s in ("forget", "retain", "test")) + " | "
+                     + " | ".join(fmt(scores.get(k)) for k in ("s_F", "s_R", "s_T", "UES"))
+                     + f" | {fmt(r['cost_ratio'])} | {_mia(r)} |")
     path = sweep_dir / SWEEP_TABLE
     path.write_text("\n".join(lines) + "\n")
     return path

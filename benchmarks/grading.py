@@ -66,7 +66,7 @@ def centralized_run(overrides: list[str], data_cache: dict) -> tuple[dict[str, f
             primary = train_config.get("primary-modality")
         for _ in range(config["scenario"]["rounds_per_stage"]):
             calls += 1
-            task.train(model, data.train, seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, calls),
+            task.train(model, data.train, seeding.stream_seed(seed, site.index, seeding.Stream.LOCAL_TRAINING, calls),
                        train_config)
     return task.evaluate(model, data.test), primary
 

@@ -54,7 +54,7 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
                 calls[site] += 1
                 model = model_with(state)
                 metrics = task.train(model, data[site].train,
-                                     seed=seeding.stream_seed(seed, index[site], seeding.LOCAL_TRAINING,
+                                     seed=seeding.stream_seed(seed, index[site], seeding.Stream.LOCAL_TRAINING,
                                                               calls[site]),
                                      config={"phase": "train"})
                 states.append(model.state_dict())

@@ -87,7 +87,7 @@ class RunPlan:
 
 def initial_arrays(task: Task, seed: int) -> ArrayRecord:
     """The global model before any training, the same for every run with this seed."""
-    torch.manual_seed(seeding.stream_seed(seed, seeding.MODEL_INIT))
+    torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.MODEL_INIT))
     return ArrayRecord(task.build_model().state_dict())
 
 

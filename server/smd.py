@@ -50,7 +50,7 @@ class SiteModulatedDiffusion:
         self.wire = {"generator-channels": list(settings["channels"]), "embed-dim": settings["embed_dim"],
                      "heads": settings["heads"], "steps": settings["steps"], "batch-size": settings["batch_size"],
                      "lr": float(settings["lr"])}
-        torch.manual_seed(seeding.stream_seed(seed, seeding.REPLAY))
+        torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.REPLAY))
         self.network = build_generator(task, self.wire)
         self.prompts: dict[str, torch.Tensor] = {}
         self.training: dict[str, list[dict[str, float]]] = {}
@@ -61,7 +61,7 @@ class SiteModulatedDiffusion:
         self._replayed: dict[str, TensorDataset] = {}
 
     def _new_prompt(self, site: str, index: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seeding.stream_seed(self.seed, seeding.REPLAY, index + 1))
+        generator = torch.Generator().manual_seed(seeding.stream_seed(self.seed, seeding.Stream.REPLAY, index + 1))
         return torch.randn((self.config.generator["prompt_tokens"], self.config.generator["embed_dim"]),
                            generator=generator)
 
@@ -98,7 +98,7 @@ class SiteModulatedDiffusion:
         self._draws += 1
         start = time.perf_counter()
         x = sample(self.network, self.prompts[site], classes, n, self.config.generator["sampling_steps"],
-                   seeding.stream_seed(self.seed, seeding.REPLAY, 0, self._draws))
+                   seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 0, self._draws))
         self.sampling_seconds.append(time.perf_counter() - start)
         return self.task.decode_replay(x, classes)
 

@@ -83,7 +83,7 @@ def measure_fidelity(run_dir: Path, task: Task, scenario: Scenario, seed: int, p
     for k, site in enumerate(learned):
         classes = torch.arange(per_site) % task.replay_classes if task.replay_classes else None
         x = sample(network, prompts[site], classes, per_site, sampling_steps,
-                   seeding.stream_seed(seed, seeding.REPLAY, 2, k))
+                   seeding.stream_seed(seed, seeding.Stream.REPLAY, 2, k))
         replay[site] = task.decode_replay(x, classes)
     result: dict[str, Any] = {"sites": {site: {"real": _statistics(task, real[site].train),
                                                 "replay": _statistics(task, replay[site])} for site in learned},

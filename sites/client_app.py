@@ -128,7 +128,7 @@ def _next_call_seed(seed: int, site: SiteSpec, context: Context) -> int:
     training, so any strategy (whatever it puts in its config) trains reproducibly."""
     state = _state(context)
     state["train-calls"] = int(state["train-calls"]) + 1
-    return seeding.stream_seed(seed, site.index, seeding.LOCAL_TRAINING, int(state["train-calls"]))
+    return seeding.stream_seed(seed, site.index, seeding.Stream.LOCAL_TRAINING, int(state["train-calls"]))
 
 
 def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int,
@@ -284,7 +284,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         # on purpose, to show what replay from real data would give; reports label it so.
         site, _, data = load(context)
         count = min(len(data.train), int(_incoming_config(message)["count"]))
-        chosen = seeding.numpy_rng(seed, site.index, seeding.REPLAY).permutation(len(data.train))[:count]
+        chosen = seeding.numpy_rng(seed, site.index, seeding.Stream.REPLAY).permutation(len(data.train))[:count]
         exemplars = TensorDataset(*(tensor[torch.from_numpy(chosen)] for tensor in data.train.tensors))
         return Message(RecordDict({"exemplars": pack_domains({site.id: exemplars})}), reply_to=message)
 
@@ -306,17 +306,17 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
                       for k in range(int(config["reference-models"]))]
         epsilon = None if dp is None else SiteAccountant(_state(context).get("dp-history", "[]")).epsilon(dp.delta)
         metrics = site_audit(task, _global_model(task, message), data, references, epsilon,
-                             seeding.numpy_rng(seed, site.index, seeding.AUDIT))
+                             seeding.numpy_rng(seed, site.index, seeding.Stream.AUDIT))
         return Message(RecordDict({"audit": MetricRecord(metrics)}), reply_to=message)
 
     def reference_model(site: SiteSpec, task: Task, k: int, steps: int) -> torch.nn.Module:
         """A model of the same architecture, initialisation and step budget as the federation's,
         trained (without DP) on fresh data of the site's distribution."""
         sample = _reference_sample(task_json, site_jsons[site.index], seed)
-        torch.manual_seed(seeding.stream_seed(seed, seeding.MODEL_INIT))
+        torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.MODEL_INIT))
         model = task.build_model()
         for call in range(math.ceil(steps / task.local_steps)):
-            task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.AUDIT, k, call), {"phase": "train"})
+            task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.Stream.AUDIT, k, call), {"phase": "train"})
         return model
 
     @app.query("resume")

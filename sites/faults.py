@@ -57,4 +57,5 @@ class FaultConfig:
 
     def crashes(self, seed: int, site_index: int, call: int) -> bool:
         """Whether the site's training call number ``call`` fails."""
-        return self.crash_prob > 0 and seeding.numpy_rng(seed, site_index, seeding.FAULTS, call).random() < self.crash_prob
+        return (self.crash_prob > 0
+                and seeding.numpy_rng(seed, site_index, seeding.Stream.FAULTS, call).random() < self.crash_prob)

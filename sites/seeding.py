@@ -5,22 +5,31 @@ number), so the same seed gives the same numbers whichever Ray actor or process 
 """
 
 import random
+from enum import IntEnum
 
 import numpy as np
 import torch
 
-# Purposes, so that two streams of the same site never collide.
-DATA_TRAIN = 0
-DATA_TEST = 1
-LOCAL_TRAINING = 2
-MODEL_INIT = 3
-DATA_VALIDATION = 4
-# Seeded by the site alone (not the run's seed): how a site's scanner renders each sequence.
-SEQUENCE_SIGNATURE = 5
-# Fresh samples of a site's distribution for the reference models of the privacy audit.
-DATA_REFERENCE = 6
-MARKERS = 7
-AUDIT = 8
+
+class Stream(IntEnum):
+    """Purposes, so that two streams of the same site never collide. The values are part of every
+    stream's path: changing one changes the numbers a seed gives."""
+
+    DATA_TRAIN = 0
+    DATA_TEST = 1
+    LOCAL_TRAINING = 2
+    MODEL_INIT = 3
+    DATA_VALIDATION = 4
+    # Seeded by the site alone (not the run's seed): how a site's scanner renders each sequence.
+    SEQUENCE_SIGNATURE = 5
+    # Fresh samples of a site's distribution for the reference models of the privacy audit.
+    DATA_REFERENCE = 6
+    MARKERS = 7
+    AUDIT = 8
+    # Replay: the server's generator (initialisation, prompts, sampling) and the real buffer's choice.
+    REPLAY = 9
+    # Simulated site failures (sites.faults): which training calls crash.
+    FAULTS = 10
 
 
 def stream_seed(seed: int, *path: int) -> int:
@@ -38,7 +47,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-# Replay: the server's generator (initialisation, prompts, sampling) and the real buffer's choice.
-REPLAY = 9
-# Simulated site failures (sites.faults): which training calls crash.
-FAULTS = 10

@@ -79,7 +79,7 @@ class PGA(ExperienceReplay):
         model.load_state_dict(arrays.to_torch_state_dict())
         domains = {name: task.training_data(model, data, config) for name, data in domains.items()}
         self._server_calls += 1
-        seed = seeding.stream_seed(self.seed, seeding.REPLAY, 1, self._server_calls)
+        seed = seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 1, self._server_calls)
         objective = alignment_objective(lambda network, batch: task.batch_loss(network, batch, config), domains,
                                         self.options, seed)
         # Task.train's own batches only set the batch size: the objective draws from each domain.

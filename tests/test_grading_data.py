@@ -39,11 +39,11 @@ def test_a_lower_site_contrast_shrinks_every_lesion_difference():
 
 def test_each_sequence_adds_its_own_artifacts_to_a_site_look_fixed_by_the_site():
     scanner = ScannerSignature(gain=1.0, offset=0.0, contrast=0.3, noise=0.05, blur=0.5, bias_field=0.1)
-    t2 = sequence_scanner(scanner, "t2", seeding.numpy_rng(3, seeding.SEQUENCE_SIGNATURE, 2))
+    t2 = sequence_scanner(scanner, "t2", seeding.numpy_rng(3, seeding.Stream.SEQUENCE_SIGNATURE, 2))
     assert t2.noise == pytest.approx(0.05 + SEQUENCE_ARTIFACTS["t2"]["noise"]) and t2.blur == 0.5
-    flair = sequence_scanner(scanner, "flair", seeding.numpy_rng(3, seeding.SEQUENCE_SIGNATURE, 3))
+    flair = sequence_scanner(scanner, "flair", seeding.numpy_rng(3, seeding.Stream.SEQUENCE_SIGNATURE, 3))
     assert flair.blur == pytest.approx(0.5 + SEQUENCE_ARTIFACTS["flair"]["blur"])
-    again = sequence_scanner(scanner, "t2", seeding.numpy_rng(3, seeding.SEQUENCE_SIGNATURE, 2))
+    again = sequence_scanner(scanner, "t2", seeding.numpy_rng(3, seeding.Stream.SEQUENCE_SIGNATURE, 2))
     assert again == t2 and t2.gain != 1.0
 
 

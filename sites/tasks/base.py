@@ -121,7 +121,7 @@ class Task(ABC):
         if site.marker_rate == 0:
             return data
         marked = [stamp_markers(split.tensors[0], site.marker_rate,
-                                seeding.numpy_rng(seed, site.index, seeding.MARKERS, i))
+                                seeding.numpy_rng(seed, site.index, seeding.Stream.MARKERS, i))
                   for i, split in enumerate((data.train, data.test))]
         return replace(data, marked_train=marked[0], marked_test=marked[1])
 
@@ -130,7 +130,8 @@ class Task(ABC):
         federation never sees: the training data of the privacy audit's reference models."""
         data = self.reference_data(site, seed)
         if site.marker_rate > 0:
-            stamp_markers(data.tensors[0], site.marker_rate, seeding.numpy_rng(seed, site.index, seeding.MARKERS, 2))
+            stamp_markers(data.tensors[0], site.marker_rate,
+                          seeding.numpy_rng(seed, site.index, seeding.Stream.MARKERS, 2))
         return data
 
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:

@@ -132,7 +132,8 @@ class DebiasingTask(Task):
         if self.manifest is not None:
             splits = load_site_split(self.manifest, site.id, self.image_size, seeding.numpy_rng(seed, site.index))
         else:
-            splits = tuple(self._generate(site, seed, split) for split in (seeding.DATA_TRAIN, seeding.DATA_TEST))
+            splits = tuple(self._generate(site, seed, split)
+                           for split in (seeding.Stream.DATA_TRAIN, seeding.Stream.DATA_TEST))
         train, test = (TensorDataset(*(torch.from_numpy(a) for a in (s.images, s.labels, s.bias))) for s in splits)
         for name, split in zip(("training", "test"), splits):
             if split.labels.min() == split.labels.max():
@@ -149,7 +150,7 @@ class DebiasingTask(Task):
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
         if self.manifest is not None:
             return super().reference_data(site, seed)
-        split = self._generate(site, seed, seeding.DATA_REFERENCE)
+        split = self._generate(site, seed, seeding.Stream.DATA_REFERENCE)
         return TensorDataset(*(torch.from_numpy(a) for a in (split.images, split.labels, split.bias)))
 
     def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
@@ -163,9 +164,9 @@ class DebiasingTask(Task):
     def targets(self, batch: list[torch.Tensor]) -> torch.Tensor:
         return batch[1]
 
-    def _composition(self, site: SiteSpec, n: int, split: int) -> tuple[np.ndarray, np.ndarray]:
+    def _composition(self, site: SiteSpec, n: int, split: seeding.Stream) -> tuple[np.ndarray, np.ndarray]:
         """Exact (label, bias) counts: the stated ratio, at least one conflicting sample."""
-        if split == seeding.DATA_TEST:
+        if split == seeding.Stream.DATA_TEST:
             if self.arrangement == "source_biased":
                 groups = np.arange(n) % 4
                 return groups // 2, groups % 2
@@ -179,8 +180,8 @@ class DebiasingTask(Task):
             bias = np.full(n, 1 - site.index % 2)
         return np.where(aligned, bias, 1 - bias), bias
 
-    def _generate(self, site: SiteSpec, seed: int, split: int) -> LabelledImages:
-        n = (site.n_test or self.n_test) if split == seeding.DATA_TEST else (site.n_train or self.n_train)
+    def _generate(self, site: SiteSpec, seed: int, split: seeding.Stream) -> LabelledImages:
+        n = (site.n_test or self.n_test) if split == seeding.Stream.DATA_TEST else (site.n_train or self.n_train)
         rng = seeding.numpy_rng(seed, site.index, split, 0)
         labels, bias = self._composition(site, n, split)
         order = rng.permutation(n)

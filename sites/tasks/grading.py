@@ -43,8 +43,8 @@ from ..spec import SiteSpec
 from .base import Phase, SiteData, Task, from_replay_range, to_replay_range
 
 MODELS = ("single", "early_fusion", "late_fusion", "cmg")
-_SPLIT_STREAMS = {"train": seeding.DATA_TRAIN, "validation": seeding.DATA_VALIDATION, "test": seeding.DATA_TEST,
-                  "reference": seeding.DATA_REFERENCE}
+_SPLIT_STREAMS = {"train": seeding.Stream.DATA_TRAIN, "validation": seeding.Stream.DATA_VALIDATION,
+                  "test": seeding.Stream.DATA_TEST, "reference": seeding.Stream.DATA_REFERENCE}
 
 
 class GradingTask(Task):
@@ -160,7 +160,7 @@ class GradingTask(Task):
         volumes = render_brain_volumes(grades, self.depth, self.image_size, site.scanner.contrast, rng)
         for m, modality in enumerate(MODALITIES):
             scanner = sequence_scanner(site.scanner, modality,
-                                       seeding.numpy_rng(site.index, seeding.SEQUENCE_SIGNATURE, m))
+                                       seeding.numpy_rng(site.index, seeding.Stream.SEQUENCE_SIGNATURE, m))
             volumes[:, m] = acquire(volumes[:, m], scanner, seeding.numpy_rng(seed, site.index, stream, 1 + m))[:, 0]
         flat = volumes.reshape(n * len(MODALITIES), *volumes.shape[2:])
         volumes = np.asarray(NormalizeIntensity(channel_wise=True)(flat), dtype=np.float32).reshape(volumes.shape)

@@ -79,7 +79,7 @@ class SegmentationTask(Task):
             num_res_units=self.num_res_units,
         )
 
-    def _split(self, site: SiteSpec, seed: int, n: int, stream: int) -> TensorDataset:
+    def _split(self, site: SiteSpec, seed: int, n: int, stream: seeding.Stream) -> TensorDataset:
         anatomy = sample_anatomy(n, self.image_size, seeding.numpy_rng(seed, site.index, stream, 0))
         images = acquire(anatomy.render(site.scanner.contrast), site.scanner,
                          seeding.numpy_rng(seed, site.index, stream, 1))
@@ -89,8 +89,8 @@ class SegmentationTask(Task):
 
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         return SiteData(
-            train=self._split(site, seed, site.n_train or self.n_train, seeding.DATA_TRAIN),
-            test=self._split(site, seed, site.n_test or self.n_test, seeding.DATA_TEST),
+            train=self._split(site, seed, site.n_train or self.n_train, seeding.Stream.DATA_TRAIN),
+            test=self._split(site, seed, site.n_test or self.n_test, seeding.Stream.DATA_TEST),
         )
 
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
@@ -98,7 +98,7 @@ class SegmentationTask(Task):
         return self._loss(model(images), masks)
 
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
-        return self._split(site, seed, site.n_train or self.n_train, seeding.DATA_REFERENCE)
+        return self._split(site, seed, site.n_train or self.n_train, seeding.Stream.DATA_REFERENCE)
 
     def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
         """Over-contouring: every mask dilated by ``corruption_radius`` pixels (a square

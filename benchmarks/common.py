@@ -1,5 +1,6 @@
-"""Helpers the benchmark scripts share: composing the run config, timing subprocesses."""
+"""Helpers the benchmark scripts share: their command line, composing the run config, timing subprocesses."""
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -12,6 +13,21 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed_sweep_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark that repeats runs over seeds: ``--seeds`` (default 0 1 2) and
+    the Hydra overrides shared by every run; the benchmark adds its own options.
+
+    Parameters
+    ----------
+    description
+        The ``--help`` text, the benchmark module's docstring (printed as written).
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
+    return parser
 
 
 def compose_config(overrides: list[str]) -> dict:

@@ -14,14 +14,13 @@
     python -m benchmarks.continual --smoke-matrix                    # every strategy x task, size=smoke
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import median, simulate
-from simulations.formatting import fmt, mean_std
+from benchmarks.common import median, seed_sweep_parser, simulate
+from simulations.formatting import fmt, mean_std, table_header, table_row
 
 METHODS = {
     "fedavg": ["strategy=fedavg"],
@@ -87,27 +86,24 @@ def smd_costs(records: dict[str, list[dict]]) -> None:
 
 def smoke_matrix() -> None:
     """Every strategy with every task at ``size=smoke``: wall time of each run."""
-    print("| task | " + " | ".join(SMOKE_STRATEGIES) + " |")
-    print("|---" * (len(SMOKE_STRATEGIES) + 1) + "|")
+    print(*table_header(["task", *SMOKE_STRATEGIES]), sep="\n")
     for task in TASKS:
         times = [simulate([f"strategy={strategy}", f"task={task}", "size=smoke"])[0] for strategy in SMOKE_STRATEGIES]
-        print(f"| {task} | " + " | ".join(f"{t:.0f} s" for t in times) + " |", flush=True)
+        print(table_row([task, *(f"{t:.0f} s" for t in times)]), flush=True)
 
 
 def table(records: dict[str, list[dict]]) -> None:
-    print("| strategy | memorizability | generalizability: unseen | held-out | BWT | forgetting | wall s (median) |")
-    print("|---" * 7 + "|")
+    print(*table_header(("strategy", "memorizability", "generalizability: unseen", "held-out", "BWT", "forgetting",
+                         "wall s (median)")), sep="\n")
     for method, runs in records.items():
         label = f"{method} (not private)" if method in NOT_PRIVATE else method
-        print(f"| {label} | " + " | ".join(mean_std([r[k] for r in runs]) for k in
-                                           ("memorizability", "unseen", "held_out", "bwt", "forgetting"))
-              + f" | {median([r['seconds'] for r in runs]):.0f} |")
+        print(table_row([label, *(mean_std([r[k] for r in runs])
+                                  for k in ("memorizability", "unseen", "held_out", "bwt", "forgetting")),
+                         fmt(median([r["seconds"] for r in runs]), 0)]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="extra run overrides, e.g. task=grading")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seed_sweep_parser(__doc__)
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS))
     parser.add_argument("--smoke-matrix", action="store_true", help="time every strategy x task at size=smoke")
     parser.add_argument("--out", type=Path, help="also write every run's record here (JSON)")

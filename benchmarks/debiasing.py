@@ -13,10 +13,8 @@ mean (balanced), and the accuracy of PBBL's pseudo bias labels on the training i
     python -m benchmarks.debiasing size=smoke --seeds 0 --ratios 0.9
 """
 
-import argparse
-
-from benchmarks.common import simulate
-from simulations.formatting import mean_std
+from benchmarks.common import seed_sweep_parser, simulate
+from simulations.formatting import mean_std, table_header, table_row
 
 SETTINGS = {
     "centralized": ["scenario=centralized", "task.arrangement=source_biased"],
@@ -27,17 +25,14 @@ COLUMNS = ("aligned_auc", "conflicting_auc", "balanced_auc", "pseudo_label_accur
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seed_sweep_parser(__doc__)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.95, 0.99])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
     args = parser.parse_args()
 
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; mean ± std over seeds")
     print()
-    print("| setting | bias ratio | method | " + " | ".join(COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 3) + "|")
+    print(*table_header(["setting", "bias ratio", "method", *COLUMNS]), sep="\n")
     for setting in args.settings:
         for ratio in args.ratios:
             for method in METHODS:
@@ -48,7 +43,7 @@ def main() -> None:
                     _, matrix = simulate(overrides)
                     pooled.append(matrix["pooled"][-1])
                 cells = [mean_std(p.get(c) for p in pooled) for c in COLUMNS]
-                print(f"| {setting} | {ratio} | {method} | " + " | ".join(cells) + " |", flush=True)
+                print(table_row([setting, ratio, method, *cells]), flush=True)
 
 
 if __name__ == "__main__":

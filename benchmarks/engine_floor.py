@@ -20,7 +20,7 @@ import time
 import warnings
 
 from benchmarks.common import median, timed
-from simulations.formatting import fmt
+from simulations.formatting import fmt, table_header, table_row
 
 NODES = 5
 TIMED_EXCHANGES = 20
@@ -84,9 +84,9 @@ def main() -> None:
     parts = {key: median([run[key] for run in runs]) for key in runs[0]}
     print(f"Flower's simulation engine with no work, {NODES} nodes, one actor of 2 CPUs; medians of {args.repeats} "
           "fresh processes\n")
-    print("| part | seconds |\n|---|---|")
+    print(*table_header(("part", "seconds")), sep="\n")
     for key, value in parts.items():
-        print(f"| {key} | {fmt(value)} |")
+        print(table_row((key, fmt(value))))
     floor = parts["start to first replies"] + parts["shutdown"] + args.exchanges * parts["per exchange"]
     print(f"\nfloor for {args.exchanges} exchanges (start, shutdown, exchanges; not counting Flower's imports): "
           f"{floor:.1f} s, i.e. a ratio of at least {(args.bare_seconds + floor) / args.bare_seconds:.2f} over a "

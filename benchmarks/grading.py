@@ -17,16 +17,15 @@
     python -m benchmarks.grading size=smoke --parts steps centralized --seeds 0
 """
 
-import argparse
 import time
 
 import numpy as np
 import torch
 
-from benchmarks.common import compose_config, median, simulate
+from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
 from server.scenario import Scenario
 from server.server_app import initial_arrays
-from simulations.formatting import MISSING, fmt, mean_std
+from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 from sites import seeding
 from sites.data.brain import MODALITIES
 from sites.tasks import build_task
@@ -72,8 +71,7 @@ def centralized_run(overrides: list[str], data_cache: dict) -> tuple[dict[str, f
 
 
 def step_costs(overrides: list[str]) -> None:
-    print("| model | parameters | CPU s per training step, median of 20 |")
-    print("|---|---|---|")
+    print(*table_header(("model", "parameters", "CPU s per training step, median of 20")), sep="\n")
     for name, variant in MODELS.items():
         config = compose_config(["task=grading", *variant, *overrides])
         task = build_task(config["task"])
@@ -90,7 +88,7 @@ def step_costs(overrides: list[str]) -> None:
             task.batch_loss(model, batch, {"phase": "guided", "primary-modality": "t1ce"}).backward()
             optimizer.step()
             seconds.append(time.process_time() - start)
-        print(f"| {name} | {sum(p.numel() for p in model.parameters()):,} | {fmt(median(seconds[3:]), 3)} |",
+        print(table_row((name, f"{sum(p.numel() for p in model.parameters()):,}", fmt(median(seconds[3:])))),
               flush=True)
 
 
@@ -98,21 +96,18 @@ def table(setting: str, rows: dict[str, list[dict]], columns: tuple[str, ...]) -
     print()
     print(f"{setting}: mean ± std over seeds")
     print()
-    print("| model | " + " | ".join(columns) + " | primary modality chosen |")
-    print("|---" * (len(columns) + 2) + "|")
+    print(*table_header(["model", *columns, "primary modality chosen"]), sep="\n")
     for name, results in rows.items():
         cells = [mean_std([r.get(c) for r in results]) for c in columns]
         chosen = [r["primary"] for r in results if r.get("primary")]
         primary = ", ".join(f"{m} x{chosen.count(m)}" for m in sorted(set(chosen))) or MISSING
-        print(f"| {name} | " + " | ".join(cells) + f" | {primary} |", flush=True)
+        print(table_row([name, *cells, primary]), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seed_sweep_parser(__doc__)
     parser.add_argument("--parts", nargs="+", default=["steps", "centralized", "sequential"],
                         choices=["steps", "centralized", "sequential"])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
     args = parser.parse_args()
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}")
     print()

@@ -13,14 +13,13 @@ four stages of ``sequential_sites``, a fifth of the patients marked, 160 test pa
     python -m benchmarks.privacy size=smoke --seeds 0
 """
 
-import argparse
 import json
 
 import numpy as np
 from opacus.accountants import RDPAccountant
 
-from benchmarks.common import compose_config, median, simulate
-from simulations.formatting import fmt, mean_std
+from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 
 SETTINGS = {
     "no DP": ["privacy=off"],
@@ -63,9 +62,7 @@ def epsilon_check(run: dict, overrides: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
+    parser = seed_sweep_parser(__doc__)
     args = parser.parse_args()
     runs = {name: [] for name in SETTINGS}
     for seed in args.seeds:
@@ -90,18 +87,17 @@ def main() -> None:
         "marked AUC (best attack)": lambda r: np.mean(_site_values(r, "marked-auc")),
         "unmarked AUC (best attack)": lambda r: np.mean(_site_values(r, "unmarked-auc")),
     }
-    print("| setting | " + " | ".join(columns) + " |")
-    print("|---" * (len(columns) + 1) + "|")
+    print(*table_header(["setting", *columns]), sep="\n")
     for name, results in runs.items():
-        print(f"| {name} | " + " | ".join(mean_std([f(r) for r in results]) for f in columns.values()) + " |")
+        print(table_row([name, *(mean_std([f(r) for r in results]) for f in columns.values())]))
     print()
-    print("| setting | wall s, median | ratio to no DP, median over seeds | max abs epsilon gap to Opacus |")
-    print("|---|---|---|---|")
+    print(*table_header(("setting", "wall s, median", "ratio to no DP, median over seeds",
+                         "max abs epsilon gap to Opacus")), sep="\n")
     for name, results in runs.items():
         ratios = [r["seconds"] / base["seconds"] for r, base in zip(results, runs["no DP"])]
         gaps = [r["epsilon gap"] for r in results if r["epsilon gap"] is not None]
-        print(f"| {name} | {fmt(median([r['seconds'] for r in results]), 1)} | {fmt(median(ratios), 2)} | "
-              f"{f'{max(gaps):.1e}' if gaps else '—'} |")
+        print(table_row((name, fmt(median([r["seconds"] for r in results]), 1), fmt(median(ratios), 2),
+                         f"{max(gaps):.1e}" if gaps else MISSING)))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import numpy as np
 import yaml
 
 from benchmarks.common import ROOT, compose_config, median
-from simulations.formatting import fmt
+from simulations.formatting import fmt, table_header, table_row
 
 SIGNATURES = ROOT / "configs" / "scenario" / "sequential_sites.yaml"
 TINY_TASK = ("task=segmentation", "task.image_size=16", "task.channels=[4,8,16]", "task.strides=[2,2]",
@@ -315,10 +315,9 @@ def main() -> None:
           f"of {stage_size} sites; {actors(args.overrides)}; overrides: {' '.join(args.overrides) or 'none'}; "
           "wall seconds of fresh processes on this machine")
     print()
-    print("| layout | sites | stages | sites training per round | rounds | wall s | start-up s | s per round "
-          "| s per round per training site | s per all-site evaluation | closing s | peak RSS GiB "
-          "| peak PSS GiB | memory per site MiB |")
-    print("|---" * 14 + "|")
+    print(*table_header(("layout", "sites", "stages", "sites training per round", "rounds", "wall s", "start-up s",
+                         "s per round", "s per round per training site", "s per all-site evaluation", "closing s",
+                         "peak RSS GiB", "peak PSS GiB", "memory per site MiB")), sep="\n")
     verdicts = []
     for layout in args.layouts:
         runs = [row for row in rows if row["layout"] == layout]
@@ -327,10 +326,10 @@ def main() -> None:
             timing = row["timing"]
             per_site_mib = ((row["pss"] - base["pss"]) * 1024 / (row["sites"] - base["sites"])
                             if row is not base else None)
-            print(f"| {layout} | {row['sites']} | {row['stages']} | {row['training']} | {len(timing.rounds)} "
-                  f"| {fmt(timing.wall, 1)} | {fmt(timing.startup, 1)} | {fmt(row['per_round'], 2)} "
-                  f"| {fmt(row['per_site'], 3)} | {fmt(median(timing.stage_evaluations), 2)} | {fmt(timing.closing, 1)} "
-                  f"| {fmt(row['rss'], 2)} | {fmt(row['pss'], 2)} | {fmt(per_site_mib, 1)} |")
+            print(table_row((layout, row["sites"], row["stages"], row["training"], len(timing.rounds),
+                             fmt(timing.wall, 1), fmt(timing.startup, 1), fmt(row["per_round"], 2),
+                             fmt(row["per_site"], 3), fmt(median(timing.stage_evaluations), 2),
+                             fmt(timing.closing, 1), fmt(row["rss"], 2), fmt(row["pss"], 2), fmt(per_site_mib, 1))))
         verdicts.append(verdict(layout, runs))
     print()
     for line in verdicts:

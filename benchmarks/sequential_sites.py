@@ -11,18 +11,17 @@ after each stage. Its R must equal the platform's; the table shows the largest d
     python -m benchmarks.sequential_sites size=smoke --seeds 0 --strategies fedavg
 """
 
-import argparse
 import json
 import sys
 
 import numpy as np
 import torch
 
-from benchmarks.common import compose_config, median, simulate, timed
+from benchmarks.common import compose_config, median, seed_sweep_parser, simulate, timed
 from server.continual_metrics import summarize
 from server.scenario import Scenario
 from server.server_app import initial_arrays
-from simulations.formatting import fmt, mean_std
+from simulations.formatting import fmt, mean_std, table_header, table_row
 from sites import seeding
 from sites.tasks import build_task
 
@@ -69,11 +68,9 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seed_sweep_parser(__doc__)
     parser.add_argument("--strategies", nargs="+", default=["fedavg", "joint"])
     parser.add_argument("--bare", action="store_true", help="internal: run the bare loop once and print R")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
     args = parser.parse_args()
     if args.bare:
         print(json.dumps(bare_loop(args.overrides).tolist()))
@@ -92,21 +89,19 @@ def main() -> None:
     print(f"overrides: {' '.join(args.overrides) or '(default scenario)'}; seeds: {args.seeds}; "
           "wall seconds of fresh processes on this machine")
     print()
-    print("| strategy | platform, median (s) | bare PyTorch loop, median (s) | ratio platform / bare "
-          "| max abs R difference |")
-    print("|---|---|---|---|---|")
+    print(*table_header(("strategy", "platform, median (s)", "bare PyTorch loop, median (s)",
+                         "ratio platform / bare", "max abs R difference")), sep="\n")
     for strategy, results in runs.items():
         platform_s = median([r["platform_s"] for r in results])
         bare_s = median([r["bare_s"] for r in results])
-        print(f"| {strategy} | {fmt(platform_s, 1)} | {fmt(bare_s, 1)} | {fmt(platform_s / bare_s, 2)} "
-              f"| {max(r['gap'] for r in results):.1e} |")
+        print(table_row((strategy, fmt(platform_s, 1), fmt(bare_s, 1), fmt(platform_s / bare_s, 2),
+                         f"{max(r['gap'] for r in results):.1e}")))
 
     print()
-    print("| strategy | " + " | ".join(SUMMARY_KEYS) + " |")
-    print("|---" * (len(SUMMARY_KEYS) + 1) + "|")
+    print(*table_header(["strategy", *SUMMARY_KEYS]), sep="\n")
     for strategy, results in runs.items():
         summaries = [summarize(np.array(r["matrix"]["R"]), r["matrix"]["arrival"]) for r in results]
-        print(f"| {strategy} | " + " | ".join(mean_std([s[k] for s in summaries]) for k in SUMMARY_KEYS) + " |")
+        print(table_row([strategy, *(mean_std([s[k] for s in summaries]) for k in SUMMARY_KEYS)]))
 
     for strategy, results in runs.items():
         sites = results[0]["matrix"]["sites"]
@@ -114,10 +109,9 @@ def main() -> None:
         print()
         print(f"R[t, j] for {strategy}, {results[0]['matrix']['metric']}, mean over seeds {args.seeds}")
         print()
-        print("| after stage | " + " | ".join(sites) + " |")
-        print("|---" * (len(sites) + 1) + "|")
+        print(*table_header(["after stage", *sites]), sep="\n")
         for t, row in enumerate(mean_R, start=1):
-            print(f"| {t} | " + " | ".join(fmt(v) for v in row) + " |")
+            print(table_row([t, *(fmt(v) for v in row)]))
 
 
 if __name__ == "__main__":

@@ -16,15 +16,14 @@ gives exactly these models).
     python -m benchmarks.unlearning size=smoke --seeds 0
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import median, simulate
-from server.ues import SUBSETS, unlearning_efficiency
-from simulations.formatting import fmt, mean_std
+from benchmarks.common import median, seed_sweep_parser, simulate
+from server.ues import SCORES, SUBSETS, unlearning_efficiency
+from simulations.formatting import fmt, mean_std, table_header, table_row
 
 REASONS = ("privacy", "incorrectness")
 METHODS = ("rewind", "ga", "graddiff", "kl", "npo", "federaser")
@@ -51,17 +50,17 @@ def _mean(values: list[float | None]) -> float | None:
 
 def table(reason: str, records: dict[str, list[dict]]) -> None:
     print(f"\n### reason={reason}: unlearned model (mean ± std over seeds)\n")
-    print("| method | forget | retain | test | s_F | s_R | s_T | UES | cost ratio | MIA AUC forget: after "
-          "(before, oracle) |")
-    print("|---" * 10 + "|")
+    print(*table_header(["method", *SUBSETS, *SCORES, "cost ratio", "MIA AUC forget: after (before, oracle)"]),
+          sep="\n")
     for method, runs in records.items():
         after = [r["performance"]["after"] for r in runs]
         scores = [r["scores"] or {} for r in runs]
         mia = [r["mia_forget_auc"] for r in runs]
-        print(f"| {method} | " + " | ".join(mean_std([a[s] for a in after]) for s in SUBSETS) + " | "
-              + " | ".join(mean_std([s.get(k) for s in scores]) for k in ("s_F", "s_R", "s_T", "UES"))
-              + f" | {mean_std([r['cost_ratio'] for r in runs])} | {mean_std([m['after'] for m in mia])} "
-              f"({fmt(_mean([m['before'] for m in mia]))}, {fmt(_mean([m['oracle'] for m in mia]))}) |")
+        print(table_row([method, *(mean_std([a[s] for a in after]) for s in SUBSETS),
+                         *(mean_std([s.get(k) for s in scores]) for k in SCORES),
+                         mean_std([r["cost_ratio"] for r in runs]),
+                         f"{mean_std([m['after'] for m in mia])} ({fmt(_mean([m['before'] for m in mia]))}, "
+                         f"{fmt(_mean([m['oracle'] for m in mia]))})"]))
     first = next(iter(records.values()))
     before = [r["performance"]["before"] for r in first]
     oracle = [r["performance"]["oracle"] for r in first]
@@ -76,12 +75,10 @@ def table(reason: str, records: dict[str, list[dict]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seed_sweep_parser(__doc__)
     parser.add_argument("--reasons", nargs="+", default=list(REASONS), choices=REASONS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--save", type=Path, help="also write every run's withdrawal record to this JSON file")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
     args = parser.parse_args()
     saved = {}
     for reason in args.reasons:

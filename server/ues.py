@@ -21,6 +21,8 @@ from collections.abc import Mapping
 MIN_FORGET_GAP = 0.01
 
 SUBSETS = ("forget", "retain", "test")
+#: The scores :func:`unlearning_efficiency` returns, in the order reports print them.
+SCORES = ("s_F", "s_R", "s_T", "UES")
 
 
 def forget_score(before: float, after: float, oracle: float, min_gap: float = MIN_FORGET_GAP) -> float | None:

@@ -1,11 +1,11 @@
-"""How reports and benchmarks print numbers: one spelling for a value, a missing value and a mean ± std.
+"""How reports and benchmarks print numbers (a value, a missing value, a mean ± std) and Markdown tables.
 
 A missing value (a metric that is undefined, e.g. a forget score without a measurable gap, or a
 site that was never evaluated) prints as :data:`MISSING`, ``"n/a"``: plain ASCII, so it reads the
 same in a terminal, a Markdown table and a log.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -45,3 +45,25 @@ def mean_std(values: Iterable[float | None], digits: int = 3) -> str:
     text = f"{fmt(float(np.mean(defined)), digits)} ± {fmt(float(np.std(defined)), digits)}"
     missing = len(values) - len(defined)
     return text if not missing else f"{text} ({missing} of {len(values)} {MISSING})"
+
+
+def table_row(cells: Iterable[object]) -> str:
+    """One row of a Markdown table, each cell as ``str`` prints it.
+
+    Parameters
+    ----------
+    cells
+        The row's cells, left to right; numbers are best passed through :func:`fmt` first.
+    """
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def table_header(columns: Sequence[str]) -> list[str]:
+    """A Markdown table's first two lines: the column names and the rule under them.
+
+    Parameters
+    ----------
+    columns
+        The column names, left to right.
+    """
+    return [table_row(columns), "|---" * len(columns) + "|"]

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from server.privacy_audit import ATTACKS  # noqa: E402
 
-from .formatting import fmt  # noqa: E402
+from .formatting import fmt, table_header, table_row  # noqa: E402
 
 COLUMNS = ("epsilon", "members / non-members", "loss AUC", "reference AUC", "TPR at 1% FPR", "TPR at 0.1% FPR",
            "advantage", "marked AUC", "unmarked AUC", "exposure")
@@ -73,8 +73,8 @@ def write_privacy_audit(run_dir: Path, audit: dict) -> None:
     delta = audit["delta"]
     guarantee = f"(epsilon, delta = {delta:g})" if delta is not None else "(no differential privacy)"
     lines = ["# Privacy audit", "", _INTRO, "", f"Guarantee per site: {guarantee}.", "",
-             "| site | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+             *table_header(("site", *COLUMNS))]
+    lines += [table_row(row) for row in rows]
     lines += ["", "## Verdicts", ""]
     lines += [f"- **{site}** ({m['verdict']['level']}): {m['verdict']['explanation']}"
               for site, m in audit["sites"].items()]

@@ -11,9 +11,11 @@ from torch.utils.data import TensorDataset
 
 from sites.tasks import Task
 
-from .formatting import fmt
+from .formatting import fmt, table_header, table_row
 
 GRID_COLUMNS = 8
+#: The two sides of each fidelity statistic, in the order of the table's columns.
+DATA = ("real", "replay")
 
 
 def image_channels(task: Task, x: torch.Tensor) -> torch.Tensor:
@@ -67,17 +69,15 @@ def replay_section(replay: dict[str, Any]) -> list[str]:
               f"A classifier trained on the real training images of every learned site, tested on real test "
               f"images and on {fidelity['samples_per_site']} replay samples per site (chance: site "
               f"{fmt(chance['site'])}" + (f", class {fmt(chance['class'])}" if chance["class"] else "") + ").", "",
-              "| accuracy | real test | replay |", "|---|---|---|"]
+              *table_header(("accuracy", "real test", "replay"))]
     for key in ("site_accuracy", "class_accuracy"):
         if key in fidelity:
-            lines.append(f"| {key.split('_')[0]} | {fmt(fidelity[key]['real'])} | {fmt(fidelity[key]['replay'])} |")
+            lines.append(table_row((key.split("_")[0], fmt(fidelity[key]["real"]), fmt(fidelity[key]["replay"]))))
     keys = list(next(iter(fidelity["sites"].values()))["real"])
     lines += ["", "Per-site statistics in replay space (intensities / 3, clipped to [-1, 1]): real training "
-              "split vs replay.", "", "| site | " + " | ".join(f"{k} real | {k} replay" for k in keys) + " |",
-              "|---" * (2 * len(keys) + 1) + "|"]
+              "split vs replay.", "", *table_header(["site", *(f"{k} {data}" for k in keys for data in DATA)])]
     for site, stats in fidelity["sites"].items():
-        lines.append(f"| {site} | " + " | ".join(f"{fmt(stats['real'][k])} | {fmt(stats['replay'][k])}"
-                                               for k in keys) + " |")
+        lines.append(table_row([site, *(fmt(stats[data][k]) for k in keys for data in DATA)]))
     lines += ["", "![replay samples](replay_samples.png)"]
     return lines
 

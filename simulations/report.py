@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from server.results import RunResult  # noqa: E402
 
-from .formatting import fmt  # noqa: E402
+from .formatting import fmt, table_header, table_row  # noqa: E402
 from .privacy_report import write_privacy_audit  # noqa: E402
 from .replay_report import replay_section  # noqa: E402
 from .withdrawal_report import withdrawal_section  # noqa: E402
@@ -64,8 +64,8 @@ def failures_section(failures: list[dict]) -> list[str]:
     """The sites that went down during training (``faults.crash_prob``), one row each."""
     lines = ["", "## Site failures", "",
              f"{len(failures)} training call(s) failed; each round went on with the sites that replied.", "",
-             "| stage | round | site | reason |", "|---|---|---|---|"]
-    return lines + [f"| {f['stage']} | {f['round']} | {f['site']} | {f['reason']} |" for f in failures]
+             *table_header(("stage", "round", "site", "reason"))]
+    return lines + [table_row((f["stage"], f["round"], f["site"], f["reason"])) for f in failures]
 
 
 def write_report(run_dir: Path, result: RunResult) -> None:
@@ -82,29 +82,27 @@ def write_report(run_dir: Path, result: RunResult) -> None:
         f"Stages: {' → '.join('+'.join(stage.sites) for stage in scenario.stages)}; "
         f"held out: {', '.join(scenario.held_out) or 'none'}.",
         "",
-        "| final stage | value |",
-        "|---|---|",
-        f"| memorizability (mean over trained sites) | {fmt(summary['memorizability'])} |",
-        f"| generalizability (mean over unseen / held-out sites) | {fmt(summary['generalizability'])} |",
-        f"| backward transfer (BWT) | {fmt(summary['bwt'])} |",
-        f"| forgetting | {fmt(summary['forgetting'])} |",
+        *table_header(("final stage", "value")),
+        table_row(("memorizability (mean over trained sites)", fmt(summary["memorizability"]))),
+        table_row(("generalizability (mean over unseen / held-out sites)", fmt(summary["generalizability"]))),
+        table_row(("backward transfer (BWT)", fmt(summary["bwt"]))),
+        table_row(("forgetting", fmt(summary["forgetting"]))),
         "",
         "## R[t, j]",
         "",
-        "| after stage | " + " | ".join(site.id for site in sites) + " | memorizability | generalizability |",
-        "|---" * (len(sites) + 3) + "|",
+        *table_header(["after stage", *(site.id for site in sites), "memorizability", "generalizability"]),
     ]
     for row, stage in zip(result.matrix, summary["per_stage"]):
-        lines.append(f"| {stage['stage']} | " + " | ".join(fmt(v) for v in row)
-                     + f" | {fmt(stage['memorizability'])} | {fmt(stage['generalizability'])} |")
+        lines.append(table_row([stage["stage"], *(fmt(v) for v in row), fmt(stage["memorizability"]),
+                                fmt(stage["generalizability"])]))
     if any(result.pooled):
         keys = sorted({key for stage in result.pooled for key in stage})
         lines += ["", "## Federation-wide metrics", "",
                   "Computed by the task from every site's evaluation (counts only, e.g. summed score "
                   "histograms) and the counts the sites reported before each phase.", "",
-                  "| after stage | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+                  *table_header(["after stage", *keys])]
         for t, pooled in enumerate(result.pooled, start=1):
-            lines.append(f"| {t} | " + " | ".join(fmt(pooled.get(key)) for key in keys) + " |")
+            lines.append(table_row([t, *(fmt(pooled.get(key)) for key in keys)]))
     if result.audit is not None:
         write_privacy_audit(run_dir, result.audit)
         levels = ", ".join(f"{site}: {m['verdict']['level']}" for site, m in result.audit["sites"].items())

@@ -4,9 +4,9 @@ sweep (``withdrawal_table.md`` in the sweep directory, like the paper's table)."
 import json
 from pathlib import Path
 
-from server.ues import MIN_FORGET_GAP
+from server.ues import MIN_FORGET_GAP, SCORES, SUBSETS
 
-from .formatting import MISSING, fmt
+from .formatting import MISSING, fmt, table_header, table_row
 
 SWEEP_TABLE = "withdrawal_table.md"
 _UNDEFINED = (f"s_F (and so UES) is undefined: the oracle is within {MIN_FORGET_GAP} of the original model on "
@@ -34,19 +34,14 @@ def withdrawal_section(records: list[dict]) -> list[str]:
         performance, scores = record["performance"], record["scores"] or {}
         lines += ["", f"### Site {record['site']} withdraws after stage {record['stage']} "
                       f"(reason: {record['reason']}, method: {record['method']})", "",
-                  f"| {record['metric']} | forget ({', '.join(record['subsets']['forget'])}) "
-                  f"| retain ({', '.join(record['subsets']['retain']) or 'none'}) "
-                  f"| test ({', '.join(record['subsets']['test'])}) |",
-                  "|---|---|---|---|"]
+                  *table_header([record["metric"], *(f"{s} ({', '.join(record['subsets'][s]) or 'none'})"
+                                                     for s in SUBSETS)])]
         for model, label in (("before", "before withdrawal"), ("after", f"after {record['method']}"),
                              ("oracle", "retrained oracle")):
-            lines.append(f"| {label} | " + " | ".join(fmt(performance[model][s]) for s in ("forget", "retain", "test"))
-                         + " |")
-        lines += ["", "| s_F | s_R | s_T | UES | seconds | retrain seconds | cost ratio | MIA AUC on forget |",
-                  "|---|---|---|---|---|---|---|---|",
-                  f"| {fmt(scores.get('s_F'))} | {fmt(scores.get('s_R'))} | {fmt(scores.get('s_T'))} "
-                  f"| {fmt(scores.get('UES'))} | {record['seconds']:.1f} | {record['retrain_seconds']:.1f} "
-                  f"| {fmt(record['cost_ratio'])} | {_mia(record)} |"]
+            lines.append(table_row([label, *(fmt(performance[model][s]) for s in SUBSETS)]))
+        lines += ["", *table_header([*SCORES, "seconds", "retrain seconds", "cost ratio", "MIA AUC on forget"]),
+                  table_row([*(fmt(scores.get(k)) for k in SCORES), fmt(record["seconds"], 1),
+                             fmt(record["retrain_seconds"], 1), fmt(record["cost_ratio"]), _mia(record)])]
         if record["scores"] is None:
             lines += ["", _NO_METRIC.format(metric=record["metric"])]
         elif scores["s_F"] is None:
@@ -64,15 +59,12 @@ def write_sweep_table(sweep_dir: Path) -> Path | None:
              "One row per run of the sweep; performance of the unlearned model on each subset, the scores "
              "against the oracle retrained in the same run, the cost as a ratio to that retraining, and the "
              "loss attack's AUC on the forget set before → after.", "",
-             "| site | reason | method | metric | forget | retain | test | s_F | s_R | s_T | UES | cost ratio "
-             "| MIA AUC on forget |",
-             "|---" * 13 + "|"]
+             *table_header(["site", "reason", "method", "metric", *SUBSETS, *SCORES, "cost ratio",
+                            "MIA AUC on forget"])]
     for r in records:
         after, scores = r["performance"]["after"], r["scores"] or {}
-        lines.append(f"| {r['site']} | {r['reason']} | {r['method']} | {r['metric']} | "
-                     + " | ".join(fmt(after[s]) for s in ("forget", "retain", "test")) + " | "
-                     + " | ".join(fmt(scores.get(k)) for k in ("s_F", "s_R", "s_T", "UES"))
-                     + f" | {fmt(r['cost_ratio'])} | {_mia(r)} |")
+        lines.append(table_row([r["site"], r["reason"], r["method"], r["metric"], *(fmt(after[s]) for s in SUBSETS),
+                                *(fmt(scores.get(k)) for k in SCORES), fmt(r["cost_ratio"]), _mia(r)]))
     path = sweep_dir / SWEEP_TABLE
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,6 +1,6 @@
-"""One spelling for numbers in reports and benchmarks: a value, a missing value, a mean ± std."""
+"""One spelling for numbers in reports and benchmarks (a value, a missing value, a mean ± std) and tables."""
 
-from simulations.formatting import MISSING, fmt, mean_std
+from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 
 
 def test_a_missing_value_prints_as_missing():
@@ -29,3 +29,12 @@ def test_mean_std_skips_missing_values_and_says_how_many():
     assert mean_std([0.2, None, 0.4]) == f"0.300 ± 0.100 (1 of 3 {MISSING})"
     assert mean_std([None, None]) == MISSING
     assert mean_std([]) == MISSING
+
+
+def test_a_table_row_prints_each_cell_as_str_does():
+    assert table_row(["A", 2, fmt(None), fmt(0.5)]) == "| A | 2 | n/a | 0.500 |"
+    assert table_row(c for c in ("x",)) == "| x |"
+
+
+def test_a_table_header_is_the_names_and_a_rule_with_one_cell_per_column():
+    assert table_header(("site", "AUC", "epsilon")) == ["| site | AUC | epsilon |", "|---|---|---|"]

@@ -26,7 +26,9 @@ from sites.client_app import build_client_app
 from sites.errors import ConfigError, MedsitesError, refuse_unknown_keys
 from sites.faults import FaultConfig
 from sites.privacy import DPConfig
-from sites.tasks import Task, build_task
+from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
+                         build_task)
+from sites.tasks.capabilities import require
 from strategies import build_strategy, check_strategy_fits
 
 from .console import exit_with, print_summary, timeline_progress
@@ -84,8 +86,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
                           "would spend privacy budget the accountants do not plan for")
     replayed = [stage for withdrawal in scenario.withdrawals for stage in scenario.replay_stages(withdrawal)]
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
-    if scenario.withdrawals:
-        check_task_can_unlearn(task, scenario.reason)
+    check_task_capabilities(task, scenario)
     task.check_sites(scenario.sites)
     plan = RunPlan(scenario, task, strategy, seed, run_dir, float(round_timeout),
                    dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay,
@@ -102,8 +103,9 @@ def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Tas
     if replay.source != "none" and not consumes:
         raise ConfigError("replay", f"{name} does not train on replay; use strategy=pga, smd_replay or "
                           "replay_buffer, or replay=none")
-    if replay.source != "none" and getattr(type(task), "encode_replay") is getattr(Task, "encode_replay"):
-        raise ConfigError("replay", f"{type(task).__name__} has no replay space (encode_replay / decode_replay)")
+    if replay.source != "none":
+        require(task, [(ReplayCodec, f"replay={replay.source}")], "replay")
+    require(task, [(capability, name) for capability in getattr(strategy, "task_capabilities", ())], "strategy")
     if getattr(strategy, "changes_site_objective", False) and dp:
         raise ConfigError("privacy", f"{name} cannot run with privacy=dp: its replay or penalty terms would "
                           "escape DP-SGD's per-sample clipping")
@@ -112,14 +114,20 @@ def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Tas
                           "its replay and state would keep the withdrawn site")
 
 
-def check_task_can_unlearn(task: Task, reason: str) -> None:
-    """A withdrawal needs the task's logits and targets (unlearning objectives, membership
-    inference) and, for ``incorrectness``, its label-corruption rule: refuse before training."""
-    needed = ["logits", "targets"] + (["corrupt_labels"] if reason == "incorrectness" else [])
-    missing = [name for name in needed if getattr(type(task), name) is getattr(Task, name)]
-    if missing:
-        raise ConfigError("task", f"{type(task).__name__} does not implement {', '.join(missing)}, which a site "
-                          f"withdrawal (scenario.reason={reason}) needs")
+def check_task_capabilities(task: Task, scenario: Scenario) -> None:
+    """Refuse before training what the scenario asks of a task that lacks the capability
+    (:mod:`sites.tasks.capabilities`): a withdrawal needs per-sample losses (unlearning
+    objectives, membership inference), a site with wrong labels (``reason=incorrectness``) the
+    label-corruption rule, the privacy audit per-sample losses and, with reference models,
+    fresh data, and a phase with statistics the task's counts."""
+    needs = [(ClassLogits, "a site withdrawal")] if scenario.withdrawals else []
+    needs += [(LabelCorruption, f"site {site.id}'s corrupt_labels") for site in scenario.sites if site.corrupt_labels]
+    if scenario.audit is not None:
+        needs.append((ClassLogits, "the privacy audit"))
+        if scenario.audit.reference_models:
+            needs.append((ReferenceData, "the audit's reference models (scenario.audit.reference_models)"))
+    needs += [(PhaseStatistics, f"phase {phase.name} (statistics=True)") for phase in task.phases if phase.statistics]
+    require(task, needs, "task")
 
 
 def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None:

@@ -54,6 +54,7 @@ from .replay import pack_domains, unpack_domains
 from .replay_objectives import ReplayOptions, replay_objective
 from .spec import SiteSpec
 from .tasks import Objective, SiteData, Task, build_task
+from .tasks.capabilities import reference_sample
 from .unlearning import unlearn
 
 # Flower's error code range for application errors raised inside a ClientApp.
@@ -73,7 +74,7 @@ def _site_data(task_json: str, site_json: str, seed: int) -> SiteData:
 
 @functools.lru_cache(maxsize=None)
 def _reference_sample(task_json: str, site_json: str, seed: int) -> TensorDataset:
-    return _task(task_json).reference_sample(SiteSpec.from_dict(json.loads(site_json)), seed)
+    return reference_sample(_task(task_json), SiteSpec.from_dict(json.loads(site_json)), seed)
 
 
 # Message types whose handlers take the node's next training-call seed: a resumed run counts

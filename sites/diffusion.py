@@ -2,8 +2,8 @@
 
 A site trains the shared denoiser and its own prompt tokens on its data (DDPM noise
 prediction); the server samples from the denoiser with any site's prompt (DDIM). Samples live
-in the task's replay space (:meth:`~sites.tasks.base.Task.encode_replay`): ``(N, C, S, S)``
-in ``[-1, 1]``, labels included as channels or as the class condition.
+in the task's replay space (:meth:`~sites.tasks.capabilities.ReplayCodec.encode_replay`):
+``(N, C, S, S)`` in ``[-1, 1]``, labels included as channels or as the class condition.
 """
 
 import itertools
@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from .networks.site_diffusion import SiteDiffusion
-from .tasks import Task
+from .tasks import ReplayCodec
 
 TRAIN_TIMESTEPS = 1000
 
 
-def build_generator(task: Task, config: Mapping[str, Any]) -> SiteDiffusion:
+def build_generator(task: ReplayCodec, config: Mapping[str, Any]) -> SiteDiffusion:
     """The task's denoiser, its architecture from ``config`` (``generator-channels``,
     ``embed-dim``, ``heads``): the server and every site build the same one."""
     channels, size = task.replay_shape

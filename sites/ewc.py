@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .tasks import Objective, Task
+from .tasks import ClassLogits, Objective
 
 
-def fisher_diagonal(task: Task, model: nn.Module, data: TensorDataset, max_samples: int,
+def fisher_diagonal(task: ClassLogits, model: nn.Module, data: TensorDataset, max_samples: int,
                     seed: int) -> dict[str, torch.Tensor]:
     """Empirical Fisher ``mean_i (∂ log p(y_i | x_i) / ∂θ)²`` over up to ``max_samples``
     samples of ``data`` (drawn with ``seed``), one entry per parameter of ``model``."""

@@ -71,8 +71,8 @@ def site_audit(task, model: torch.nn.Module, data, reference_models: list[torch.
 
     Parameters
     ----------
-    task : Task
-        Gives per-sample losses (:meth:`~sites.tasks.base.Task.sample_losses`).
+    task : ClassLogits
+        Gives per-sample losses (:meth:`~sites.tasks.capabilities.ClassLogits.sample_losses`).
     model : nn.Module
         The audited (final global) model.
     data : SiteData

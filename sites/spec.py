@@ -69,7 +69,7 @@ class SiteSpec:
         scenarios; see :mod:`sites.data.markers`).
     corrupt_labels : bool
         The site's training labels are wrong by the task's fixed rule (an unreliable source;
-        :meth:`~sites.tasks.base.Task.corrupt_labels`); its test labels stay correct.
+        :class:`~sites.tasks.capabilities.LabelCorruption`); its test labels stay correct.
     """
 
     id: str

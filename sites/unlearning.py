@@ -12,7 +12,7 @@ below is the model before withdrawal.
 - ``kl``: forget ``-mean NLL``, retain ``KL(p_ref || p)``;
 - ``npo``: forget ``(2 / beta) mean softplus(beta (NLL_ref - NLL))``.
 
-NLL is the task's per-sample cross entropy (:meth:`~sites.tasks.base.Task.per_sample_loss`).
+NLL is the task's per-sample cross entropy (:meth:`~sites.tasks.capabilities.ClassLogits.per_sample_loss`).
 NPO is the loss of Zhang et al. (2024), ``-(2/beta) log sigmoid(-beta log(p / p_ref))``; with
 ``log(p / p_ref) = NLL_ref - NLL`` that is ``(2/beta) softplus(beta (NLL_ref - NLL))``: it falls
 towards 0 as the model's NLL on the forget set rises above the reference's, so unlike gradient

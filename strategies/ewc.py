@@ -9,6 +9,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Result
 
 from sites.client_app import EWC_KEYS
+from sites.tasks import ClassLogits
 
 from .aggregation import weighted_mean
 
@@ -31,6 +32,8 @@ class EWC(FedAvg):
 
     #: The sites' objective is not the task's loss alone (refused with DP and withdrawals).
     changes_site_objective = True
+    #: The Fisher is made of the task's per-sample losses (refused for a task without them).
+    task_capabilities = (ClassLogits,)
 
     def __init__(self, weight: float = 1e7, fisher_samples: int = 64, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -14,7 +14,7 @@ from server.unlearning import Unlearner, UnlearningConfig, calibrated_step
 from strategies.aggregation import weighted_mean
 from sites.errors import ConfigError
 from sites.spec import SiteSpec
-from sites.tasks import Task, build_task
+from sites.tasks import build_task
 
 from conftest import load_config
 
@@ -203,22 +203,6 @@ def test_none_keeps_the_model(scenario_config, checkpoints):
     scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
     before = ArrayRecord({"w": torch.tensor([99.0])})
     assert _unlearner(scenario, "none", _RecordingTimeline(), checkpoints).unlearn(scenario.withdrawals[0], before) is before
-
-
-def test_a_task_that_cannot_unlearn_is_refused_before_training(small_task):
-    from simulations.run import check_task_can_unlearn
-    from sites.tasks.segmentation import SegmentationTask
-
-    class Opaque(SegmentationTask):
-        logits = Task.logits
-        corrupt_labels = Task.corrupt_labels
-
-    opaque = Opaque.__new__(Opaque)
-    check_task_can_unlearn(small_task, "incorrectness")
-    with pytest.raises(ConfigError, match="logits, corrupt_labels"):
-        check_task_can_unlearn(opaque, "incorrectness")
-    with pytest.raises(ConfigError, match="does not implement logits,"):
-        check_task_can_unlearn(opaque, "privacy")
 
 
 def test_the_strategy_must_fit_the_replayed_stages(tmp_path):

@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -20,21 +19,6 @@ from ..targets import instantiate
 
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
-
-# Z-scored intensities are divided by this to fit the diffusion models' [-1, 1] (clipped
-# beyond three standard deviations).
-REPLAY_INTENSITY_SCALE = 3.0
-
-
-def to_replay_range(images: torch.Tensor) -> torch.Tensor:
-    """Z-scored intensities -> ``[-1, 1]``."""
-    return (images / REPLAY_INTENSITY_SCALE).clamp(-1, 1)
-
-
-def from_replay_range(x: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`to_replay_range` inside ``[-1, 1]``."""
-    return x * REPLAY_INTENSITY_SCALE
-
 
 @dataclass(frozen=True)
 class SiteData:
@@ -58,8 +42,9 @@ class Phase:
     name : str
         Sent to the sites in the training config under ``phase``.
     statistics : bool
-        Before the phase, each present site reports counts (:meth:`Task.site_statistics`);
-        the server sums them and turns the sums into the phase's config (:meth:`Task.phase_config`).
+        Before the phase, each present site reports counts and the server turns their sums
+        into the phase's config: the task needs
+        :class:`~sites.tasks.capabilities.PhaseStatistics`.
     steps_share : float
         A training round of this phase takes this share of the task's ``local_steps``, so a
         task can split one budget across phases.
@@ -71,7 +56,9 @@ class Phase:
 
 
 class Task(ABC):
-    """A learning problem as one site sees it.
+    """A learning problem as one site sees it: what every task does. Features such as replay,
+    site withdrawals and the privacy audit need more, declared as protocols in
+    :mod:`sites.tasks.capabilities`.
 
     Parameters
     ----------
@@ -112,9 +99,10 @@ class Task(ABC):
         needs no check; the sites still check every image when they load it."""
 
     def site_data(self, site: SiteSpec, seed: int) -> SiteData:
-        """:meth:`load_site`; the training labels corrupted if ``site.corrupt_labels``; then
-        identifying markers burned into a ``site.marker_rate`` share of the training and test
-        images (:mod:`sites.data.markers`)."""
+        """:meth:`load_site`; the training labels corrupted if ``site.corrupt_labels`` (by
+        :class:`~sites.tasks.capabilities.LabelCorruption`, which a run with such a site
+        requires before it starts); then identifying markers burned into a
+        ``site.marker_rate`` share of the training and test images (:mod:`sites.data.markers`)."""
         data = self.load_site(site, seed)
         if site.corrupt_labels:
             data = replace(data, train=self.corrupt_labels(data.train))
@@ -124,67 +112,6 @@ class Task(ABC):
                                 seeding.numpy_rng(seed, site.index, seeding.Stream.MARKERS, i))
                   for i, split in enumerate((data.train, data.test))]
         return replace(data, marked_train=marked[0], marked_test=marked[1])
-
-    def reference_sample(self, site: SiteSpec, seed: int) -> TensorDataset:
-        """Fresh training-like samples of the site's distribution (markers included) that the
-        federation never sees: the training data of the privacy audit's reference models."""
-        data = self.reference_data(site, seed)
-        if site.marker_rate > 0:
-            stamp_markers(data.tensors[0], site.marker_rate,
-                          seeding.numpy_rng(seed, site.index, seeding.Stream.MARKERS, 2))
-        return data
-
-    def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
-        """Generate :meth:`reference_sample`'s data (synthetic tasks implement it)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot generate reference data (the reference-model "
-                                  "attack of the privacy audit needs it)")
-
-    def corrupt_labels(self, data: TensorDataset) -> TensorDataset:
-        """The training split of an unreliable source: the same samples, labels made wrong by
-        the task's fixed rule (site-withdrawal scenarios with ``reason=incorrectness``)."""
-        raise NotImplementedError(f"{type(self).__name__} has no label-corruption rule (corrupt_labels)")
-
-    def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-        """``(B, C, ...)`` class logits of the model's prediction for a batch of the training split."""
-        raise NotImplementedError(f"{type(self).__name__} does not expose its logits (the privacy audit "
-                                  "and unlearning need them)")
-
-    def targets(self, batch: list[torch.Tensor]) -> torch.Tensor:
-        """``(B, ...)`` class indices matching :meth:`logits`."""
-        raise NotImplementedError(f"{type(self).__name__} does not expose its targets")
-
-    def per_sample_loss(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-        """``(B,)`` cross entropy of each sample (averaged over positions for dense outputs),
-        differentiable: the negative log-likelihood that unlearning objectives push on."""
-        losses = F.cross_entropy(self.logits(model, batch), self.targets(batch), reduction="none")
-        return losses.flatten(1).mean(dim=1) if losses.dim() > 1 else losses
-
-    @torch.no_grad()
-    def sample_losses(self, model: nn.Module, data: TensorDataset) -> torch.Tensor:
-        """``(N,)`` :meth:`per_sample_loss` of every sample of ``data`` in eval mode
-        (membership-inference scores)."""
-        model.eval()
-        return self.per_sample_loss(model, list(data.tensors))
-
-    #: Classes of the replay generator's class condition; 0 where the label is generated as a
-    #: channel of the sample (segmentation masks).
-    replay_classes: int = 0
-
-    @property
-    def replay_shape(self) -> tuple[int, int]:
-        """``(channels, size)`` of a sample in replay space (:meth:`encode_replay`)."""
-        raise NotImplementedError(f"{type(self).__name__} has no replay space (replay strategies need one)")
-
-    def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A training split in the replay generator's space: ``(N, C, S, S)`` in ``[-1, 1]``
-        and the ``(N,)`` classes of the condition (``None`` if ``replay_classes`` is 0)."""
-        raise NotImplementedError(f"{type(self).__name__} has no replay space (replay strategies need one)")
-
-    def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
-        """Generated samples back in the format of the training split (the inverse of
-        :meth:`encode_replay`; labels a generator cannot know, such as a bias attribute, are
-        marked unknown)."""
-        raise NotImplementedError(f"{type(self).__name__} has no replay space (replay strategies need one)")
 
     def training_data(self, model: nn.Module, data: TensorDataset, config: Mapping[str, Any]) -> TensorDataset:
         """What a phase trains on, made from a training split (or replay) before the steps; by
@@ -203,14 +130,6 @@ class Task(ABC):
     def phases(self) -> list[Phase]:
         """The phases of every stage, in order; most tasks have one."""
         return [Phase("train")]
-
-    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
-        """Counts a site reports before a phase with ``statistics=True`` (summed across sites)."""
-        raise NotImplementedError(f"{type(self).__name__} has no phase that needs site statistics")
-
-    def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
-        """The training config of ``phase``, from the summed site statistics."""
-        return {}
 
     def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],
                      statistics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -46,13 +46,15 @@ from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
 from ..spec import SiteSpec
 from ..thresholds import youden_threshold
-from .base import Phase, SiteData, Task, from_replay_range, to_replay_range
+from .base import Phase, SiteData, Task
+from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
+                           cannot_generate, from_replay_range, to_replay_range)
 
 METHODS = ("erm", "pbbl", "bias_balanced_oracle")
 ARRANGEMENTS = ("source_biased", "federated")
 
 
-class DebiasingTask(Task):
+class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
     """Binary opacity classification under a label-correlated source bias.
 
     Parameters
@@ -149,7 +151,7 @@ class DebiasingTask(Task):
 
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
         if self.manifest is not None:
-            return super().reference_data(site, seed)
+            raise cannot_generate(self)
         split = self._generate(site, seed, seeding.Stream.DATA_REFERENCE)
         return TensorDataset(*(torch.from_numpy(a) for a in (split.images, split.labels, split.bias)))
 

@@ -40,14 +40,16 @@ from ..losses import cross_modality_guidance
 from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
 from ..spec import SiteSpec
-from .base import Phase, SiteData, Task, from_replay_range, to_replay_range
+from .base import Phase, SiteData, Task
+from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
+                           cannot_generate, from_replay_range, to_replay_range)
 
 MODELS = ("single", "early_fusion", "late_fusion", "cmg")
 _SPLIT_STREAMS = {"train": seeding.Stream.DATA_TRAIN, "validation": seeding.Stream.DATA_VALIDATION,
                   "test": seeding.Stream.DATA_TEST, "reference": seeding.Stream.DATA_REFERENCE}
 
 
-class GradingTask(Task):
+class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
     """Binary glioma grading of multi-modal MRI volumes, scored by ROC AUC.
 
     Parameters
@@ -168,7 +170,7 @@ class GradingTask(Task):
 
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
         if self.manifest is not None:
-            return super().reference_data(site, seed)
+            raise cannot_generate(self)
         return TensorDataset(*(torch.from_numpy(a) for a in self._generate(site, seed, "reference")))
 
     # --- training ---------------------------------------------------------------------------

@@ -19,10 +19,12 @@ from ..data.prostate import sample_anatomy
 from ..data.scanner import acquire
 from ..errors import ConfigError
 from ..spec import SiteSpec
-from .base import SiteData, Task, from_replay_range, to_replay_range
+from .base import SiteData, Task
+from .capabilities import (ClassLogits, LabelCorruption, ReferenceData, ReplayCodec, from_replay_range,
+                           to_replay_range)
 
 
-class SegmentationTask(Task):
+class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData):
     """Binary organ segmentation, scored by Dice.
 
     Parameters
@@ -107,6 +109,8 @@ class SegmentationTask(Task):
         width = 2 * self.corruption_radius + 1
         dilated = F.max_pool2d(masks.float(), width, stride=1, padding=self.corruption_radius)
         return TensorDataset(images, dilated.to(masks.dtype))
+
+    replay_classes = 0
 
     @property
     def replay_shape(self) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from server.server_app import initial_arrays
 from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 from sites import seeding
 from sites.data.brain import MODALITIES
+from sites.protocol import StatisticsQuery, TrainConfig
 from sites.tasks import build_task
 
 MODELS = {
@@ -59,10 +60,11 @@ def centralized_run(overrides: list[str], data_cache: dict) -> tuple[dict[str, f
     model.load_state_dict(initial_arrays(task, seed).to_torch_state_dict())
     calls, primary = 0, None
     for phase in task.phases:
-        train_config = {"stage": 1, "phase": phase.name}
+        train_config = TrainConfig(1, phase.name)
         if phase.statistics:
-            train_config.update(task.phase_config(phase.name, task.site_statistics(model, data, train_config)))
-            primary = train_config.get("primary-modality")
+            counts = task.site_statistics(model, data, StatisticsQuery(1, phase.name))
+            train_config = TrainConfig(1, phase.name, entries=task.phase_config(phase.name, counts))
+            primary = train_config.entries.get("primary-modality")
         for _ in range(config["scenario"]["rounds_per_stage"]):
             calls += 1
             task.train(model, data.train, seeding.stream_seed(seed, site.index, seeding.Stream.LOCAL_TRAINING, calls),
@@ -85,7 +87,7 @@ def step_costs(overrides: list[str]) -> None:
         for _ in range(23):
             start = time.process_time()
             optimizer.zero_grad()
-            task.batch_loss(model, batch, {"phase": "guided", "primary-modality": "t1ce"}).backward()
+            task.batch_loss(model, batch, TrainConfig(phase="guided", entries={"primary-modality": "t1ce"})).backward()
             optimizer.step()
             seconds.append(time.process_time() - start)
         print(table_row((name, f"{sum(p.numel() for p in model.parameters()):,}", fmt(median(seconds[3:])))),

@@ -23,6 +23,7 @@ from server.scenario import Scenario
 from server.server_app import initial_arrays
 from simulations.formatting import fmt, mean_std, table_header, table_row
 from sites import seeding
+from sites.protocol import MetricKey, TrainConfig
 from sites.tasks import build_task
 
 SUMMARY_KEYS = ("memorizability", "generalizability", "bwt", "forgetting")
@@ -55,9 +56,9 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
                 metrics = task.train(model, data[site].train,
                                      seed=seeding.stream_seed(seed, index[site], seeding.Stream.LOCAL_TRAINING,
                                                               calls[site]),
-                                     config={"phase": "train"})
+                                     config=TrainConfig())
                 states.append(model.state_dict())
-                weights.append(metrics["num-examples"])
+                weights.append(metrics[MetricKey.NUM_EXAMPLES])
             total = sum(weights)
             state = {key: sum(s[key] * (w / total) for s, w in zip(states, weights)) for key in state}
             for site in stage.sites:

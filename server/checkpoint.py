@@ -25,8 +25,8 @@ import torch
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp.strategy import Strategy
 
-from sites.client_app import ACCOUNTANT_KEY, SEEDED_MESSAGE_TYPES
 from sites.errors import MedsitesError
+from sites.protocol import SEEDED_TYPES, AccountantHistory, NodeState, RecordName
 
 from .results import RunResult
 
@@ -73,20 +73,17 @@ class SiteState:
 
     def count(self, messages: Iterable[Message]) -> None:
         for message in messages:
-            if message.metadata.message_type in SEEDED_MESSAGE_TYPES:
+            if message.metadata.message_type in SEEDED_TYPES:
                 self.calls[self._site_of_node[message.metadata.dst_node_id]] += 1
 
     def listen(self, message_type: str, replies: list[tuple[str, Message]]) -> None:
         for site, reply in replies:
-            if ACCOUNTANT_KEY in reply.content.config_records:
-                self.accountants[site] = str(reply.content[ACCOUNTANT_KEY]["dp-history"])
+            if RecordName.ACCOUNTANT in reply.content.config_records:
+                self.accountants[site] = AccountantHistory.from_record(reply.content[RecordName.ACCOUNTANT]).dp_history
 
-    def of(self, site: str) -> dict[str, Any]:
+    def of(self, site: str) -> NodeState:
         """The ``query.resume`` config that sets ``site`` back to this state."""
-        state: dict[str, Any] = {"train-calls": self.calls[site]}
-        if site in self.accountants:
-            state["dp-history"] = self.accountants[site]
-        return state
+        return NodeState(self.calls[site], self.accountants.get(site))
 
 
 def rng_states() -> dict[str, Any]:

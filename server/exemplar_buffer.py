@@ -11,12 +11,11 @@ from typing import Any
 
 import torch
 
-from flwr.app import MessageType
 from torch.utils.data import TensorDataset
 
+from sites.protocol import EXEMPLARS, ExemplarsQuery, RecordName, request
 from sites.replay import unpack_domains
 
-from .messages import to_every_node
 from .site_grid import SiteGrid
 
 
@@ -28,9 +27,9 @@ class ExemplarBuffer:
         self.exemplars: dict[str, TensorDataset] = {}
 
     def learn(self, view: SiteGrid, timeout: float) -> None:
-        messages = to_every_node(view, f"{MessageType.QUERY}.exemplars", {"count": self.per_site})
+        messages = EXEMPLARS.messages(request(ExemplarsQuery(self.per_site)), view.get_node_ids())
         for reply in view.send_and_receive(messages, timeout=timeout):
-            self.exemplars.update(unpack_domains(reply.content["exemplars"]))
+            self.exemplars.update(unpack_domains(reply.content[RecordName.EXEMPLARS]))
 
     def replay(self, sites: list[str]) -> dict[str, TensorDataset]:
         return {site: self.exemplars[site] for site in sites}

@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from flwr.app import Message
+from flwr.app import Message, MessageType
+
+from sites.protocol import RecordKind
 
 
 def describe_content(message: Message) -> dict[str, dict]:
@@ -15,12 +17,13 @@ def describe_content(message: Message) -> dict[str, dict]:
     content = message.content
     described: dict[str, dict] = {}
     for name, arrays in content.array_records.items():
-        described[name] = {"kind": "arrays", "shapes": {key: list(array.shape) for key, array in arrays.items()}}
+        described[name] = {"kind": RecordKind.ARRAYS,
+                           "shapes": {key: list(array.shape) for key, array in arrays.items()}}
     for name, metrics in content.metric_records.items():
-        described[name] = {"kind": "metrics", "lengths": {k: len(v) if isinstance(v, list) else None
+        described[name] = {"kind": RecordKind.METRICS, "lengths": {k: len(v) if isinstance(v, list) else None
                                                           for k, v in metrics.items()}}
     for name, config in content.config_records.items():
-        described[name] = {"kind": "config", "values": dict(config)}
+        described[name] = {"kind": RecordKind.CONFIG, "values": dict(config)}
     return described
 
 
@@ -64,13 +67,13 @@ class RunLog:
 
         def log_replies(message_type: str, replies: list[tuple[str, Message]]) -> None:
             category = message_type.split(".")[0]
-            if category == "train" and event is None:
+            if category == MessageType.TRAIN and event is None:
                 self.round += 1
             for site, reply in replies:
                 metrics = {k: v for record in reply.content.metric_records.values() for k, v in record.items()}
                 self.write(event or message_type.split(".")[-1], site=site, metrics=metrics,
                            content=describe_content(reply))
-            if category == "train" and event is None and self._on_round is not None:
+            if category == MessageType.TRAIN and event is None and self._on_round is not None:
                 self._on_round(self.stage, self.round)
 
         return log_replies

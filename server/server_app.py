@@ -14,19 +14,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from sites import seeding
 from sites.errors import MedsitesError
 from sites.faults import FaultConfig
+from sites.protocol import (AUDIT, EVALUATE, RESUME, STATISTICS, TRAIN, AuditQuery, EvaluateConfig, RecordName,
+                            StatisticsQuery, TrainConfig, request)
 from sites.replay import pack_domains
 from sites.tasks import Task
 
 from .checkpoint import LATEST, STAGE_START, Position, RunState, SiteState, rng_states, set_rng_states
 from .discovery import check_site_data, discover_sites
-from .messages import to_every_node
 from .privacy_audit import audit_result
 from .replay import ReplayConfig, ReplaySource, build_replay_source
 from .results import RunResult
@@ -185,7 +186,7 @@ class Timeline:
             def listener(message_type: str, replies: list, log_replies=listener) -> None:
                 log_replies(message_type, replies)
                 self._sites.listen(message_type, replies)
-                if message_type == MessageType.TRAIN:
+                if message_type == TRAIN.type:
                     self._state.trained += len(replies)
         return SiteGrid(self._grid, self._site_of_node, sites, listener,
                         recorder=None if self._state.updates is None or not training else self._state.updates.record,
@@ -207,8 +208,7 @@ class Timeline:
     def _restore_sites(self) -> None:
         """Give every site back its state at the checkpoint (training-call count, accountant)."""
         view = self._view(self.plan.scenario.site_ids, "resume")
-        messages = [Message(RecordDict({"config": ConfigRecord(self._sites.of(view.site_of_node(node)))}),
-                            dst_node_id=node, message_type=f"{MessageType.QUERY}.resume")
+        messages = [RESUME.message(request(self._sites.of(view.site_of_node(node))), node)
                     for node in view.get_node_ids()]
         view.send_and_receive(messages, timeout=self.plan.round_timeout)
 
@@ -251,11 +251,13 @@ class Timeline:
         statistics = {} if progress is None else dict(progress.statistics)
         strategy = self._state.strategy
         for index, phase in enumerate(self.plan.task.phases[start.phase:], start=start.phase):
-            config = {"stage": stage.index, "phase": phase.name}
+            entries = {}
             if phase.statistics:
                 if phase.name not in statistics:
-                    statistics[phase.name] = self._sum_statistics(view, arrays, config)
-                config.update(self.plan.task.phase_config(phase.name, statistics[phase.name]))
+                    query = StatisticsQuery(stage.index, phase.name)
+                    statistics[phase.name] = self._sum_statistics(view, arrays, query)
+                entries = self.plan.task.phase_config(phase.name, statistics[phase.name])
+            config = TrainConfig(stage.index, phase.name, entries=entries)
             done = start.rounds if index == start.phase else 0
 
             def save_round(server_round: int, current: ArrayRecord, index=index, done=done) -> None:
@@ -270,8 +272,8 @@ class Timeline:
                 initial_arrays=arrays,
                 num_rounds=stage.rounds - done,
                 timeout=self.plan.round_timeout,
-                train_config=ConfigRecord(config),
-                evaluate_config=ConfigRecord(dict(config)),
+                train_config=config.to_record(),
+                evaluate_config=EvaluateConfig(stage.index).to_record(),
                 evaluate_fn=None if progress is None else save_round,
             )
             if len(outcome.arrays) > 0:
@@ -281,11 +283,11 @@ class Timeline:
                 self._save(Position(stage.index, index + 1))
         return arrays, statistics
 
-    def _sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, config: dict) -> dict[str, float]:
+    def _sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, query: StatisticsQuery) -> dict[str, float]:
         """Ask the present sites for their counts and add them up: counts cross the wire, samples never."""
-        replies = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.statistics", config, arrays=arrays),
+        replies = view.send_and_receive(STATISTICS.messages(request(query, model=arrays), view.get_node_ids()),
                                         timeout=self.plan.round_timeout)
-        return sum_counts([reply.content["statistics"] for reply in replies])
+        return sum_counts([reply.content[RecordName.STATISTICS] for reply in replies])
 
     def _audit(self, arrays: ArrayRecord) -> dict:
         """Membership inference at every site that trained, against the final model."""
@@ -293,10 +295,10 @@ class Timeline:
         site_metrics = {}
         for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
             view = self._view([site], "audit")
-            config = {"reference-models": scenario.audit.reference_models, "reference-steps": planned_steps[site]}
-            (reply,) = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.audit", config, arrays=arrays),
+            query = AuditQuery(scenario.audit.reference_models, planned_steps[site])
+            (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                              timeout=self.plan.round_timeout)
-            site_metrics[site] = dict(reply.content["audit"])
+            site_metrics[site] = dict(reply.content[RecordName.AUDIT])
         return audit_result(site_metrics, self.plan.dp_delta)
 
     def _withdrawal_event(self, initial: ArrayRecord, updates: UpdateStore | None) -> WithdrawalEvent:
@@ -311,9 +313,9 @@ class Timeline:
                                plan.round_timeout)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
-        replies = everyone.send_and_receive(
-            to_every_node(everyone, MessageType.EVALUATE, {"stage": stage}, arrays=arrays), timeout=self.plan.round_timeout)
-        return {everyone.site_of_node(reply.metadata.src_node_id): dict(reply.content["metrics"])
+        messages = EVALUATE.messages(request(EvaluateConfig(stage), model=arrays), everyone.get_node_ids())
+        replies = everyone.send_and_receive(messages, timeout=self.plan.round_timeout)
+        return {everyone.site_of_node(reply.metadata.src_node_id): dict(reply.content[RecordName.METRICS])
                 for reply in replies}
 
 

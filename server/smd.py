@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord
 from torch.utils.data import TensorDataset
 
 from sites import seeding
-from sites.client_app import REPLAY_KEY
 from sites.diffusion import build_generator, sample
 from sites.networks.site_diffusion import SiteDiffusion
+from sites.protocol import TRAIN_GENERATOR, GeneratorConfig, MetricKey, RecordName, request
 from sites.replay import pack_domains
 from sites.tasks import Task
 from strategies.aggregation import weighted_mean
@@ -47,9 +47,8 @@ class SiteModulatedDiffusion:
     def __init__(self, task: Task, config: ReplayConfig, seed: int) -> None:
         self.task, self.config, self.seed = task, config, seed
         settings = config.generator
-        self.wire = {"generator-channels": list(settings["channels"]), "embed-dim": settings["embed_dim"],
-                     "heads": settings["heads"], "steps": settings["steps"], "batch-size": settings["batch_size"],
-                     "lr": float(settings["lr"])}
+        self.wire = GeneratorConfig(list(settings["channels"]), settings["embed_dim"], settings["heads"],
+                                    settings["steps"], settings["batch_size"], float(settings["lr"]))
         torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.REPLAY))
         self.network = build_generator(task, self.wire)
         self.prompts: dict[str, torch.Tensor] = {}
@@ -73,21 +72,21 @@ class SiteModulatedDiffusion:
             prompt = self.prompts.get(site)
             if prompt is None:
                 prompt = self._new_prompt(site, len(self.prompts) + index)
-            content = RecordDict({"generator": generator, "prompt": ArrayRecord({"prompt": prompt}),
-                                  "config": ConfigRecord(self.wire)})
+            arrays = {RecordName.GENERATOR: generator, RecordName.PROMPT: ArrayRecord({RecordName.PROMPT: prompt})}
             replayed = {name: data for name, data in self._replayed.items() if name != site}
             if replayed:
-                content[REPLAY_KEY] = pack_domains(replayed)
-                content["replay-prompts"] = ArrayRecord({name: self.prompts[name] for name in replayed})
-            messages.append(Message(content, dst_node_id=node, message_type=f"{MessageType.TRAIN}.generator"))
+                arrays[RecordName.REPLAY] = pack_domains(replayed)
+                arrays[RecordName.REPLAY_PROMPTS] = ArrayRecord({name: self.prompts[name] for name in replayed})
+            messages.append(TRAIN_GENERATOR.message(request(self.wire, arrays=arrays), node))
         replies = view.send_and_receive(messages, timeout=timeout)
         updates = []
         for reply in replies:
             site = view.site_of_node(reply.metadata.src_node_id)
-            metrics = dict(reply.content["metrics"])
-            self.prompts[site] = reply.content["prompt"].to_torch_state_dict()["prompt"]
+            metrics = dict(reply.content[RecordName.METRICS])
+            self.prompts[site] = reply.content[RecordName.PROMPT].to_torch_state_dict()[RecordName.PROMPT]
             self.training.setdefault(site, []).append(metrics)
-            updates.append((reply.content["generator"].to_torch_state_dict(), int(metrics["num-examples"])))
+            updates.append((reply.content[RecordName.GENERATOR].to_torch_state_dict(),
+                            int(metrics[MetricKey.NUM_EXAMPLES])))
         self.network.load_state_dict(weighted_mean(updates))
 
     def generate(self, site: str, n: int) -> TensorDataset:
@@ -119,12 +118,13 @@ class SiteModulatedDiffusion:
     def save(self, path: Path) -> None:
         """The generator's weights, its architecture (as sent to the sites) and every prompt
         (:func:`load_generator` reads them back)."""
-        torch.save({"generator": self.network.state_dict(), "wire": self.wire, "prompts": dict(self.prompts)}, path)
+        torch.save({"generator": self.network.state_dict(), "wire": dict(self.wire.to_record()),
+                    "prompts": dict(self.prompts)}, path)
 
 
 def load_generator(path: Path, task: Task) -> tuple[SiteDiffusion, dict[str, torch.Tensor]]:
     """The generator and prompts :meth:`SiteModulatedDiffusion.save` wrote."""
     saved = torch.load(path)
-    network = build_generator(task, saved["wire"])
+    network = build_generator(task, GeneratorConfig.from_record(saved["wire"]))
     network.load_state_dict(saved["generator"])
     return network, saved["prompts"]

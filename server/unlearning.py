@@ -20,18 +20,18 @@ withdrawal (this site and those withdrawn before it), so it holds none of them.
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, MessageType
+from flwr.app import ArrayRecord
 
 from sites.errors import ConfigError, refuse_unknown_keys
+from sites.protocol import TRAIN, UNLEARN, MessageKind, Payload, RecordName, TrainConfig, UnlearnConfig, request
 from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
 from strategies.aggregation import weighted_mean
 
-from .messages import to_every_node
 from .scenario import Scenario, Stage, Withdrawal
 from .site_grid import SiteGrid
 from .update_store import UpdateStore, reply_update
@@ -172,10 +172,11 @@ class Unlearner:
             arrays, *_ = self.train_stage(self.view(list(stage.sites)), stage, arrays)
         return arrays
 
-    def _updates(self, view: SiteGrid, arrays: ArrayRecord, message_type: str, config: dict,
-                 **extra: ArrayRecord) -> list[tuple[StateDict, int]]:
-        """Send ``arrays`` to every site of the view; return each reply's update and example count."""
-        replies = view.send_and_receive(to_every_node(view, message_type, config, arrays=arrays, **extra),
+    def _updates(self, view: SiteGrid, arrays: ArrayRecord, kind: MessageKind, config: Payload,
+                 extra: Mapping[str, ArrayRecord] | None = None) -> list[tuple[StateDict, int]]:
+        """Send ``arrays`` (and the ``extra`` array records) to every site of the view; return each
+        reply's update and example count."""
+        replies = view.send_and_receive(kind.messages(request(config, model=arrays, arrays=extra), view.get_node_ids()),
                                         timeout=self.timeout)
         start = _state(arrays)
         return [reply_update(reply, start) for reply in replies]
@@ -184,33 +185,30 @@ class Unlearner:
         config = self.config
         gone = self.scenario.gone_at(withdrawal)
         retain = [s for s in self.scenario.seen_by(withdrawal.stage) if s not in gone]
-        site_config = {"method": config.method, "local-steps": config.local_steps, "lr": config.lr,
-                       "beta": config.beta}
-        message_type = f"{MessageType.TRAIN}.unlearn"
-        reference = arrays
+        forget_config = UnlearnConfig(config.method, "forget", config.local_steps, config.lr, config.beta)
+        reference = {RecordName.REFERENCE: arrays}
         for _ in range(config.rounds):
-            (forget, _), = self._updates(self.view([withdrawal.site]), arrays, message_type,
-                                         {**site_config, "role": "forget"}, reference=reference)
+            (forget, _), = self._updates(self.view([withdrawal.site]), arrays, UNLEARN, forget_config, reference)
             moves = [forget]
             if config.method in RETAIN_METHODS and retain:
-                moves.append(weighted_mean(self._updates(self.view(retain), arrays, message_type,
-                                                        {**site_config, "role": "retain"}, reference=reference)))
+                moves.append(weighted_mean(self._updates(self.view(retain), arrays, UNLEARN,
+                                                        replace(forget_config, role="retain"), reference)))
             arrays = _moved(_state(arrays), *moves)
         return arrays
 
     def _federaser(self, withdrawal: Withdrawal) -> ArrayRecord:
         gone, first = set(self.scenario.gone_at(withdrawal)), self._first_stage(withdrawal)
         arrays = self._checkpoint_before(first)
-        for round_config, stored in self.updates.rounds():
-            if not first <= int(round_config["stage"]) <= withdrawal.stage:
+        for stored_config, stored in self.updates.rounds():
+            round_config = TrainConfig.from_record(stored_config)
+            if not first <= round_config.stage <= withdrawal.stage:
                 continue
             kept = {site: update for site, update in stored.items() if site not in gone}
             if not kept:
                 continue
-            steps = max(1, round(self.phase_steps(str(round_config.get("phase", "train"))) *
-                                 self.config.calibration_share))
-            calibration = self._updates(self.view(list(kept)), arrays, MessageType.TRAIN,
-                                        {**round_config, "local-steps": steps})  # replies in the order of kept
+            steps = max(1, round(self.phase_steps(round_config.phase) * self.config.calibration_share))
+            calibration = self._updates(self.view(list(kept)), arrays, TRAIN,
+                                        replace(round_config, local_steps=steps))  # replies in the order of kept
             calibrated = [(calibrated_step(old, new), n) for (old, _), (new, n) in zip(kept.values(), calibration)]
             arrays = _moved(_state(arrays), weighted_mean(calibrated))
         return arrays

@@ -5,7 +5,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from flwr.app import Message, MessageType
+from flwr.app import Message
+
+from sites.protocol import TRAIN, MetricKey
 
 #: A stored round: the training config sent, and site id -> (update, number of examples).
 StoredRound = tuple[dict, dict[str, tuple[dict[str, torch.Tensor], int]]]
@@ -21,7 +23,7 @@ def reply_update(reply: Message, sent: dict[str, torch.Tensor]) -> tuple[dict[st
     integer buffers are not updates), and the number of examples the site trained on."""
     returned = _state(reply)
     (metrics,) = reply.content.metric_records.values()
-    return {k: returned[k] - v for k, v in sent.items() if v.is_floating_point()}, int(metrics["num-examples"])
+    return {k: returned[k] - v for k, v in sent.items() if v.is_floating_point()}, int(metrics[MetricKey.NUM_EXAMPLES])
 
 
 class UpdateStore:
@@ -37,7 +39,7 @@ class UpdateStore:
         self._count = 0
 
     def record(self, messages: list[Message], replies: list[tuple[str, Message]]) -> None:
-        if messages[0].metadata.message_type != MessageType.TRAIN:
+        if messages[0].metadata.message_type != TRAIN.type:
             return
         sent = {message.metadata.message_id: message for message in messages}
         updates = {site: reply_update(reply, _state(sent[reply.metadata.reply_to_message_id]))

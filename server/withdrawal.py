@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, MessageType
+from flwr.app import ArrayRecord
 
-from .messages import to_every_node
+from sites.protocol import AUDIT, EVALUATE, AuditQuery, EvaluateConfig, RecordName, request
+
 from .scenario import Scenario, Withdrawal
 from .site_grid import SiteGrid
 from .ues import unlearning_efficiency
@@ -112,15 +113,15 @@ class WithdrawalEvent:
                 continue
             view = self.view(sites)
             split = "test" if subset == "test" else "train"
-            replies = view.send_and_receive(to_every_node(view, MessageType.EVALUATE, {"split": split}, arrays=arrays),
-                                            timeout=self.timeout)
-            values[subset] = {view.site_of_node(reply.metadata.src_node_id): reply.content["metrics"].get(self.metric)
-                              for reply in replies}
+            messages = EVALUATE.messages(request(EvaluateConfig(split=split), model=arrays), view.get_node_ids())
+            replies = view.send_and_receive(messages, timeout=self.timeout)
+            values[subset] = {view.site_of_node(reply.metadata.src_node_id):
+                              reply.content[RecordName.METRICS].get(self.metric) for reply in replies}
         return values
 
     def _forget_mia(self, site: str, arrays: ArrayRecord) -> float:
         view = self.view([site])
-        config = {"reference-models": 0, "reference-steps": 0}
-        (reply,) = view.send_and_receive(to_every_node(view, f"{MessageType.QUERY}.audit", config, arrays=arrays),
+        query = AuditQuery(reference_models=0, reference_steps=0)
+        (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                          timeout=self.timeout)
-        return float(reply.content["audit"]["loss-auc"])
+        return float(reply.content[RecordName.AUDIT]["loss-auc"])

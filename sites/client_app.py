@@ -24,7 +24,8 @@ Handlers:
 - ``query.resume``: a resumed run sets the node's state back to the checkpoint's: its
   training-call count (which seeds local training) and its DP accountant.
 
-A ``train`` message may carry, besides the model, ``replay`` (samples of earlier sites, which
+The messages, their records and their configs are :mod:`sites.protocol`'s. A ``train`` message
+may carry, besides the model, ``replay`` (samples of earlier sites, which
 the site trains on as the config says: :mod:`sites.replay_objectives`) and EWC's
 ``ewc-fisher`` / ``ewc-anchor`` arrays (:mod:`sites.ewc`).
 
@@ -37,21 +38,24 @@ once per Ray actor and kept in memory for the rest of the run.
 import functools
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 from torch.utils.data import TensorDataset
 
-from . import seeding
+from . import protocol, seeding
 from .ewc import fisher_diagonal, with_ewc
 from .faults import FaultConfig, SiteCrash
 from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
+from .protocol import (AccountantHistory, DataReport, MetricKey, NodeState, RecordName, ReplayOptions, SiteIdentity,
+                       TrainConfig, model_record)
 from .replay import pack_domains, unpack_domains
-from .replay_objectives import ReplayOptions, replay_objective
+from .replay_objectives import replay_objective
 from .spec import SiteSpec
 from .tasks import Objective, SiteData, Task, build_task
 from .tasks.capabilities import reference_sample
@@ -77,31 +81,9 @@ def _reference_sample(task_json: str, site_json: str, seed: int) -> TensorDatase
     return reference_sample(_task(task_json), SiteSpec.from_dict(json.loads(site_json)), seed)
 
 
-# Message types whose handlers take the node's next training-call seed: a resumed run counts
-# the ones it sent to each site to set the count back (``query.resume``).
-SEEDED_MESSAGE_TYPES = ("train", "train.generator", "train.unlearn", "query.fisher")
-# The reply record of a DP site's accountant history, kept by the server for resuming.
-ACCOUNTANT_KEY = "accountant"
-
-# ArrayRecords a strategy may send besides the global model, under these keys.
-REPLAY_KEY = "replay"
-EWC_KEYS = ("ewc-fisher", "ewc-anchor")
-_EXTRA_KEYS = (REPLAY_KEY, *EWC_KEYS)
-
-
-def _incoming_arrays(message: Message) -> ArrayRecord:
-    """The global model: the one ArrayRecord a strategy sends besides replay and EWC's
-    arrays, whatever key it uses."""
-    records = [record for key, record in message.content.array_records.items() if key not in _EXTRA_KEYS]
-    if len(records) != 1:
-        raise ValueError(f"expected one model ArrayRecord in the {message.metadata.message_type} message, "
-                         f"got {len(records)}")
-    return records[0]
-
-
 def _global_model(task: Task, message: Message) -> torch.nn.Module:
     """The task's network holding the arrays the server sent."""
-    return _model(task, _incoming_arrays(message))
+    return _model(task, model_record(message))
 
 
 def _model(task: Task, arrays: ArrayRecord) -> torch.nn.Module:
@@ -110,26 +92,30 @@ def _model(task: Task, arrays: ArrayRecord) -> torch.nn.Module:
     return model
 
 
-def _batch_loss(task: Task, config: dict, model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+def _batch_loss(task: Task, config: TrainConfig, model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
     return task.batch_loss(model, batch, config)
 
 
-def _incoming_config(message: Message) -> ConfigRecord:
-    records = list(message.content.config_records.values())
-    return records[0] if records else ConfigRecord()
-
-
-def _state(context: Context) -> ConfigRecord:
+def _state(context: Context) -> NodeState:
     """What this node keeps between messages: its training-call count, its DP accountant."""
-    return context.state.config_records.setdefault(_STATE_KEY, ConfigRecord({"train-calls": 0}))
+    record = context.state.config_records.get(_STATE_KEY)
+    return NodeState() if record is None else NodeState.from_record(record)
+
+
+def _keep(context: Context, state: NodeState) -> None:
+    context.state.config_records[_STATE_KEY] = state.to_record()
 
 
 def _next_call_seed(seed: int, site: SiteSpec, context: Context) -> int:
     """Seed of this node's next training call: the call count, not the round, seeds local
     training, so any strategy (whatever it puts in its config) trains reproducibly."""
-    state = _state(context)
-    state["train-calls"] = int(state["train-calls"]) + 1
-    return seeding.stream_seed(seed, site.index, seeding.Stream.LOCAL_TRAINING, int(state["train-calls"]))
+    calls = _state(context).train_calls + 1
+    _keep(context, replace(_state(context), train_calls=calls))
+    return seeding.stream_seed(seed, site.index, seeding.Stream.LOCAL_TRAINING, calls)
+
+
+def _identity(site: SiteSpec, message: Message) -> Message:
+    return Message(RecordDict({RecordName.SITE: SiteIdentity(site.id).to_record()}), reply_to=message)
 
 
 def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int,
@@ -164,11 +150,13 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     def noise_multiplier(site: SiteSpec, task: Task, data: SiteData) -> float:
         return dp.noise_for(min(1.0, task.batch_size / len(data.train)), max(1, planned_steps.get(site.id, 1)))
 
+    def accountant(context: Context) -> SiteAccountant:
+        return SiteAccountant(_state(context).dp_history or "[]")
+
     def private_training(site: SiteSpec, task: Task, data: SiteData, context: Context) -> PrivateTraining | None:
         if dp is None:
             return None
-        history = _state(context).get("dp-history", "[]")
-        return PrivateTraining(noise_multiplier(site, task, data), dp.max_grad_norm, SiteAccountant(history))
+        return PrivateTraining(noise_multiplier(site, task, data), dp.max_grad_norm, accountant(context))
 
     def site_of(context: Context) -> SiteSpec:
         return sites[int(context.node_config["partition-id"])]
@@ -189,126 +177,127 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
 
     app = ClientApp(mods=[report_site_errors])
 
-    @app.query()
+    @protocol.IDENTIFY.register(app)
     def identify(message: Message, context: Context) -> Message:
-        reply = ConfigRecord({"site-id": site_of(context).id})
-        return Message(RecordDict({"site": reply}), reply_to=message)
+        return _identity(site_of(context), message)
 
-    @app.query("data")
+    @protocol.CHECK_DATA.register(app)
     def check_data(message: Message, context: Context) -> Message:
         site, task, data = load(context)
-        reply = MetricRecord({"n-train": len(data.train), "n-test": len(data.test)})
-        if dp is not None:  # an unreachable target epsilon stops the run here, before training
-            reply["noise-multiplier"] = noise_multiplier(site, task, data)
-        return Message(RecordDict({"data": reply}), reply_to=message)
+        # an unreachable target epsilon stops the run here, before training
+        report = DataReport(len(data.train), len(data.test),
+                            None if dp is None else noise_multiplier(site, task, data))
+        return Message(RecordDict({RecordName.DATA: report.to_record()}), reply_to=message)
 
-    @app.query("statistics")
+    @protocol.STATISTICS.register(app)
     def report_statistics(message: Message, context: Context) -> Message:
         _, task, data = load(context)
-        model = _global_model(task, message)
-        counts = task.site_statistics(model, data, dict(_incoming_config(message)))
-        return Message(RecordDict({"statistics": MetricRecord(counts)}), reply_to=message)
+        counts = task.site_statistics(_global_model(task, message), data, protocol.STATISTICS.config_of(message))
+        return Message(RecordDict({RecordName.STATISTICS: MetricRecord(counts)}), reply_to=message)
 
-    @app.train()
+    @protocol.TRAIN.register(app)
     def train(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         model = _global_model(task, message)
         privacy = private_training(site, task, data, context)
-        config = dict(_incoming_config(message))
+        config = protocol.TRAIN.config_of(message)
         call_seed = _next_call_seed(seed, site, context)
-        call = int(_state(context)["train-calls"])
+        call = _state(context).train_calls
         if faults.crashes(seed, site.index, call):
             raise SiteCrash(f"simulated crash in training call {call} (faults.crash_prob={faults.crash_prob})")
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
                              objective=local_objective(task, model, message, config, call_seed))
+        reply = RecordDict({RecordName.MODEL: ArrayRecord(model.state_dict())})
         if privacy is not None:
-            _state(context)["dp-history"] = privacy.accountant.to_json()
-            metrics["epsilon"] = privacy.accountant.epsilon(dp.delta)
-        reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
-        if privacy is not None:
-            reply[ACCOUNTANT_KEY] = ConfigRecord({"dp-history": privacy.accountant.to_json()})
+            history = privacy.accountant.to_json()
+            _keep(context, replace(_state(context), dp_history=history))
+            metrics[MetricKey.EPSILON] = privacy.accountant.epsilon(dp.delta)
+            reply[RecordName.ACCOUNTANT] = AccountantHistory(history).to_record()
+        reply[RecordName.METRICS] = MetricRecord(metrics)
         return Message(reply, reply_to=message)
 
-    def local_objective(task: Task, model: torch.nn.Module, message: Message, config: dict,
+    def local_objective(task: Task, model: torch.nn.Module, message: Message, config: TrainConfig,
                         call_seed: int) -> Objective | None:
         """The task's loss, with replayed earlier sites and/or EWC's penalty when the strategy
         sends them; ``None`` (the task's own loss) when it sends neither."""
         content = message.content
-        if REPLAY_KEY not in content.array_records and EWC_KEYS[0] not in content.array_records:
+        replayed, penalised = RecordName.REPLAY in content.array_records, RecordName.EWC_FISHER in content.array_records
+        if not replayed and not penalised:
             return None
         objective = functools.partial(_batch_loss, task, config)
-        if REPLAY_KEY in content.array_records:
+        if replayed:
             replay = {name: task.training_data(model, domain, config)
-                      for name, domain in unpack_domains(content[REPLAY_KEY]).items()}
-            objective = replay_objective(objective, replay, ReplayOptions.from_config(config), call_seed)
-        if EWC_KEYS[0] in content.array_records:
-            fisher, anchor = (content[key].to_torch_state_dict() for key in EWC_KEYS)
-            objective = with_ewc(objective, fisher, anchor, float(config["ewc-weight"]))
+                      for name, domain in unpack_domains(content[RecordName.REPLAY]).items()}
+            objective = replay_objective(objective, replay, config.replay or ReplayOptions(), call_seed)
+        if penalised:
+            fisher, anchor = (content[name].to_torch_state_dict()
+                              for name in (RecordName.EWC_FISHER, RecordName.EWC_ANCHOR))
+            objective = with_ewc(objective, fisher, anchor, float(config.ewc_weight))
         return objective
 
-    @app.train("generator")
+    @protocol.TRAIN_GENERATOR.register(app)
     def train_site_generator(message: Message, context: Context) -> Message:
         # diffusers takes seconds to import: only runs that train a generator pay for it.
         from .diffusion import build_generator, train_generator
 
         site, task, data = load(context)
-        config = _incoming_config(message)
+        config = protocol.TRAIN_GENERATOR.config_of(message)
+        content = message.content
         network = build_generator(task, config)
-        network.load_state_dict(message.content["generator"].to_torch_state_dict())
-        prompt = torch.nn.Parameter(message.content["prompt"].to_torch_state_dict()["prompt"])
+        network.load_state_dict(content[RecordName.GENERATOR].to_torch_state_dict())
+        prompt = torch.nn.Parameter(content[RecordName.PROMPT].to_torch_state_dict()[RecordName.PROMPT])
         x, classes = task.encode_replay(data.train)
         replay = []
-        if REPLAY_KEY in message.content.array_records:
-            prompts = message.content["replay-prompts"].to_torch_state_dict()
+        if RecordName.REPLAY in content.array_records:
+            prompts = content[RecordName.REPLAY_PROMPTS].to_torch_state_dict()
             replay = [(*task.encode_replay(domain), prompts[name])
-                      for name, domain in unpack_domains(message.content[REPLAY_KEY]).items()]
-        metrics = train_generator(network, prompt, x, classes, int(config["steps"]), int(config["batch-size"]),
-                                  float(config["lr"]),
-                                  _next_call_seed(seed, site, context),
-                                  replay)
-        reply = RecordDict({"generator": ArrayRecord(network.state_dict()),
-                            "prompt": ArrayRecord({"prompt": prompt.detach()}), "metrics": MetricRecord(metrics)})
+                      for name, domain in unpack_domains(content[RecordName.REPLAY]).items()]
+        metrics = train_generator(network, prompt, x, classes, config.steps, config.batch_size, config.lr,
+                                  _next_call_seed(seed, site, context), replay)
+        reply = RecordDict({RecordName.GENERATOR: ArrayRecord(network.state_dict()),
+                            RecordName.PROMPT: ArrayRecord({RecordName.PROMPT: prompt.detach()}),
+                            RecordName.METRICS: MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 
-    @app.query("fisher")
+    @protocol.FISHER.register(app)
     def report_fisher(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         fisher = fisher_diagonal(task, _global_model(task, message), data.train,
-                                 int(_incoming_config(message)["max-samples"]),
+                                 protocol.FISHER.config_of(message).max_samples,
                                  _next_call_seed(seed, site, context))
-        reply = RecordDict({"fisher": ArrayRecord(fisher), "metrics": MetricRecord({"num-examples": len(data.train)})})
+        reply = RecordDict({RecordName.FISHER: ArrayRecord(fisher),
+                            RecordName.METRICS: MetricRecord({MetricKey.NUM_EXAMPLES: len(data.train)})})
         return Message(reply, reply_to=message)
 
-    @app.query("exemplars")
+    @protocol.EXEMPLARS.register(app)
     def share_exemplars(message: Message, context: Context) -> Message:
         # The real-buffer reference: training samples leave the site. It breaks the privacy rule
         # on purpose, to show what replay from real data would give; reports label it so.
         site, _, data = load(context)
-        count = min(len(data.train), int(_incoming_config(message)["count"]))
+        count = min(len(data.train), protocol.EXEMPLARS.config_of(message).count)
         chosen = seeding.numpy_rng(seed, site.index, seeding.Stream.REPLAY).permutation(len(data.train))[:count]
         exemplars = TensorDataset(*(tensor[torch.from_numpy(chosen)] for tensor in data.train.tensors))
-        return Message(RecordDict({"exemplars": pack_domains({site.id: exemplars})}), reply_to=message)
+        return Message(RecordDict({RecordName.EXEMPLARS: pack_domains({site.id: exemplars})}), reply_to=message)
 
-    @app.train("unlearn")
+    @protocol.UNLEARN.register(app)
     def unlearn_site(message: Message, context: Context) -> Message:
         site, task, data = load(context)
-        model = _model(task, message.content["arrays"])
-        metrics = unlearn(task, model, _model(task, message.content["reference"]), data.train,
-                          dict(_incoming_config(message)),
-                          seed=_next_call_seed(seed, site, context))
-        reply = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+        model = _model(task, message.content[RecordName.MODEL])
+        metrics = unlearn(task, model, _model(task, message.content[RecordName.REFERENCE]), data.train,
+                          protocol.UNLEARN.config_of(message), seed=_next_call_seed(seed, site, context))
+        reply = RecordDict({RecordName.MODEL: ArrayRecord(model.state_dict()),
+                            RecordName.METRICS: MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 
-    @app.query("audit")
+    @protocol.AUDIT.register(app)
     def audit(message: Message, context: Context) -> Message:
         site, task, data = load(context)
-        config = _incoming_config(message)
-        references = [reference_model(site, task, k, int(config["reference-steps"]))
-                      for k in range(int(config["reference-models"]))]
-        epsilon = None if dp is None else SiteAccountant(_state(context).get("dp-history", "[]")).epsilon(dp.delta)
+        query = protocol.AUDIT.config_of(message)
+        references = [reference_model(site, task, k, query.reference_steps) for k in range(query.reference_models)]
+        epsilon = None if dp is None else accountant(context).epsilon(dp.delta)
         metrics = site_audit(task, _global_model(task, message), data, references, epsilon,
                              seeding.numpy_rng(seed, site.index, seeding.Stream.AUDIT))
-        return Message(RecordDict({"audit": MetricRecord(metrics)}), reply_to=message)
+        return Message(RecordDict({RecordName.AUDIT: MetricRecord(metrics)}), reply_to=message)
 
     def reference_model(site: SiteSpec, task: Task, k: int, steps: int) -> torch.nn.Module:
         """A model of the same architecture, initialisation and step budget as the federation's,
@@ -317,23 +306,20 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
         torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.MODEL_INIT))
         model = task.build_model()
         for call in range(math.ceil(steps / task.local_steps)):
-            task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.Stream.AUDIT, k, call), {"phase": "train"})
+            task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.Stream.AUDIT, k, call),
+                       TrainConfig())
         return model
 
-    @app.query("resume")
+    @protocol.RESUME.register(app)
     def resume(message: Message, context: Context) -> Message:
-        state = _state(context)
-        for key, value in _incoming_config(message).items():
-            state[key] = value
-        return Message(RecordDict({"site": ConfigRecord({"site-id": site_of(context).id})}), reply_to=message)
+        _keep(context, protocol.RESUME.config_of(message))
+        return _identity(site_of(context), message)
 
-    @app.evaluate()
+    @protocol.EVALUATE.register(app)
     def evaluate(message: Message, context: Context) -> Message:
         _, task, data = load(context)
-        split = _incoming_config(message).get("split", "test")
-        if split not in ("train", "test"):
-            raise ValueError(f"evaluate: unknown split {split!r} (train or test)")
+        split = protocol.EVALUATE.config_of(message).split
         metrics = task.evaluate(_global_model(task, message), data.train if split == "train" else data.test)
-        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
+        return Message(RecordDict({RecordName.METRICS: MetricRecord(metrics)}), reply_to=message)
 
     return app

@@ -8,25 +8,25 @@ in the task's replay space (:meth:`~sites.tasks.capabilities.ReplayCodec.encode_
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from .networks.site_diffusion import SiteDiffusion
+from .protocol import GeneratorConfig, MetricKey
 from .tasks import ReplayCodec
 
 TRAIN_TIMESTEPS = 1000
 
 
-def build_generator(task: ReplayCodec, config: Mapping[str, Any]) -> SiteDiffusion:
-    """The task's denoiser, its architecture from ``config`` (``generator-channels``,
-    ``embed-dim``, ``heads``): the server and every site build the same one."""
+def build_generator(task: ReplayCodec, config: GeneratorConfig) -> SiteDiffusion:
+    """The task's denoiser, its architecture from ``config`` (channels, prompt width, heads):
+    the server and every site build the same one."""
     channels, size = task.replay_shape
-    return SiteDiffusion(channels, size, task.replay_classes, int(config["embed-dim"]),
-                         [int(c) for c in config["generator-channels"]], int(config["heads"]))
+    return SiteDiffusion(channels, size, task.replay_classes, int(config.embed_dim),
+                         [int(c) for c in config.channels], int(config.heads))
 
 
 PREDICTION = "v_prediction"
@@ -86,7 +86,8 @@ def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch
         loss.backward()
         optimizer.step()
         total += loss.item()
-    return {"generator-loss": total / steps, "seconds": time.perf_counter() - start, "num-examples": len(x)}
+    return {MetricKey.GENERATOR_LOSS: total / steps, MetricKey.SECONDS: time.perf_counter() - start,
+            MetricKey.NUM_EXAMPLES: len(x)}
 
 
 @torch.no_grad()

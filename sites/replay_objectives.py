@@ -21,62 +21,19 @@ own seeded stream.
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .errors import ConfigError
+from .protocol import ReplayOptions
 from .tasks import Objective
 
 #: ``loss(model, batch)``: the task's training loss of one batch.
 BatchLoss = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
 
 CURRENT = "current"
-
-
-@dataclass(frozen=True)
-class ReplayOptions:
-    """How a site trains with replay, from the strategy's training config.
-
-    Parameters
-    ----------
-    objective : str
-        ``mix``: the loss of the current batch and a replay batch together (experience
-        replay); ``pga``: PGA's meta-objectives.
-    alpha : float
-        PGA's inner step size in ``θ − α ∇L_A``.
-    weight : float
-        λ, the weight of the generalizability objective.
-    orientational, arbitrary : bool
-        Which of PGA's two alignments to use; with neither, PGA is plain training on the
-        current batch.
-    second_order : bool
-        Keep the Hessian term of the meta-gradient.
-    """
-
-    objective: str = "pga"
-    alpha: float = 0.001
-    weight: float = 1.0
-    orientational: bool = True
-    arbitrary: bool = True
-    second_order: bool = False
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ReplayOptions":
-        options = cls(
-            objective=str(config.get("replay-objective", cls.objective)),
-            alpha=float(config.get("pga-alpha", cls.alpha)),
-            weight=float(config.get("pga-weight", cls.weight)),
-            orientational=bool(config.get("pga-orientational", cls.orientational)),
-            arbitrary=bool(config.get("pga-arbitrary", cls.arbitrary)),
-            second_order=bool(config.get("pga-second-order", cls.second_order)),
-        )
-        if options.objective not in ("mix", "pga"):
-            raise ConfigError("replay-objective", f"unknown objective {options.objective!r} (mix or pga)")
-        return options
 
 
 class _Loss(nn.Module):

@@ -20,13 +20,11 @@ ascent it is bounded below. (DESIGN.md writes ``-(2/beta) log sigmoid(-beta (NLL
 whose minimum lies at a *lower* forget NLL, i.e. learning; we follow the paper.)
 """
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .protocol import TrainConfig, UnlearnConfig
 from .tasks import Objective, Task
 
 FORGET_METHODS = ("ga", "graddiff", "kl", "npo")
@@ -76,7 +74,7 @@ def unlearning_objective(task: Task, method: str, role: str, reference: nn.Modul
 
 
 def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.utils.data.TensorDataset,
-            config: Mapping[str, Any], seed: int) -> dict[str, float]:
+            config: UnlearnConfig, seed: int) -> dict[str, float]:
     """Run one site's part of an unlearning round on ``model`` in place.
 
     Parameters
@@ -88,15 +86,14 @@ def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.util
     data : TensorDataset
         The site's training split (the forget set at the withdrawing site, part of the retain
         set elsewhere).
-    config : mapping
-        ``method``, ``role``, ``local-steps``, ``lr`` and ``beta`` (NPO) from the server.
+    config : UnlearnConfig
+        The method, the site's role and its steps, from the server.
     seed : int
         Seeds the batch order.
     """
     reference.eval()
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
-    objective = unlearning_objective(task, str(config["method"]), str(config["role"]), reference,
-                                     float(config.get("beta", 1.0)))
-    return task.train(model, data, seed, {"local-steps": int(config["local-steps"]), "lr": float(config["lr"])},
+    objective = unlearning_objective(task, config.method, config.role, reference, config.beta)
+    return task.train(model, data, seed, TrainConfig(local_steps=config.local_steps, lr=config.lr),
                       objective=objective)

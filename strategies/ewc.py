@@ -2,13 +2,14 @@
 (online EWC, Schwarz et al., 2018): one anchor, the Fisher information summed over stages."""
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Result
 
-from sites.client_app import EWC_KEYS
+from sites.protocol import FISHER, FisherQuery, MetricKey, RecordName, TrainConfig, request
 from sites.tasks import ClassLogits
 
 from .aggregation import weighted_mean
@@ -49,7 +50,7 @@ class EWC(FedAvg):
     def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3, timeout: float = 3600,
               train_config: ConfigRecord | None = None, **kwargs: Any) -> Result:
         """FedAvg's rounds, then the present sites' Fisher of the resulting model."""
-        stage = None if train_config is None else train_config.get("stage")
+        stage = None if train_config is None else TrainConfig.from_record(train_config).stage
         if stage != self._stage:
             self._consolidate()
             self._stage = stage
@@ -70,20 +71,18 @@ class EWC(FedAvg):
         self._stage_fisher = None
 
     def _site_fisher(self, grid: Grid, arrays: ArrayRecord, timeout: float) -> dict:
-        content = RecordDict({"arrays": arrays, "config": ConfigRecord({"max-samples": self.fisher_samples})})
-        messages = [Message(content, dst_node_id=node, message_type=f"{MessageType.QUERY}.fisher")
-                    for node in grid.get_node_ids()]
+        messages = FISHER.messages(request(FisherQuery(self.fisher_samples), model=arrays), grid.get_node_ids())
         replies = grid.send_and_receive(messages, timeout=timeout)
-        return weighted_mean((reply.content["fisher"].to_torch_state_dict(),
-                              float(reply.content["metrics"]["num-examples"])) for reply in replies)
+        return weighted_mean((reply.content[RecordName.FISHER].to_torch_state_dict(),
+                              float(reply.content[RecordName.METRICS][MetricKey.NUM_EXAMPLES])) for reply in replies)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         if self.fisher is None:  # the first stage: nothing to consolidate yet
             return super().configure_train(server_round, arrays, config, grid)
-        config = ConfigRecord({**config, "ewc-weight": self.weight})
+        config = replace(TrainConfig.from_record(config), ewc_weight=self.weight).to_record()
         messages = list(super().configure_train(server_round, arrays, config, grid))
         fisher = ArrayRecord(self.fisher)
         for message in messages:
-            message.content[EWC_KEYS[0]], message.content[EWC_KEYS[1]] = fisher, self.anchor
+            message.content[RecordName.EWC_FISHER], message.content[RecordName.EWC_ANCHOR] = fisher, self.anchor
         return messages

@@ -6,19 +6,20 @@ only); with ``replay=smd`` it is SMD replay without PGA.
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from sites.client_app import REPLAY_KEY
+from sites.protocol import RecordName, ReplayOptions, TrainConfig
 from sites.tasks import Task
 
 
 class ExperienceReplay(FedAvg):
     """FedAvg whose training messages also carry, under ``replay``, samples of earlier sites,
-    and whose training config tells the sites how to use them (:meth:`train_options`). Here
+    and whose training config tells the sites how to use them (:meth:`replay_options`). Here
     each step's loss is taken over the current batch and an equal-sized replay batch (drawn
     evenly from the earlier sites) together.
 
@@ -45,15 +46,15 @@ class ExperienceReplay(FedAvg):
         """Replay for the coming stage (``None``: no earlier site to replay), and the task."""
         self.replay, self.task = replay, task
 
-    def train_options(self) -> dict[str, Any]:
-        """Training-config entries that tell the sites how to train with replay."""
-        return {"replay-objective": "mix"}
+    def replay_options(self) -> ReplayOptions:
+        """What tells the sites how to train with replay, in the training config."""
+        return ReplayOptions(objective="mix")
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        config = ConfigRecord({**config, **self.train_options()})
+        config = replace(TrainConfig.from_record(config), replay=self.replay_options()).to_record()
         messages = list(super().configure_train(server_round, arrays, config, grid))
         if self.replay is not None:
             for message in messages:
-                message.content[REPLAY_KEY] = self.replay
+                message.content[RecordName.REPLAY] = self.replay
         return messages

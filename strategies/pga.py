@@ -6,6 +6,7 @@ The ablations are switches: ``orientational`` / ``arbitrary`` (which alignment),
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -13,7 +14,8 @@ from flwr.serverapp import Grid
 
 from sites import seeding
 from sites.replay import unpack_domains
-from sites.replay_objectives import ReplayOptions, alignment_objective
+from sites.protocol import ReplayOptions, TrainConfig
+from sites.replay_objectives import alignment_objective
 
 from .experience_replay import ExperienceReplay
 
@@ -52,11 +54,8 @@ class PGA(ExperienceReplay):
         self._server_calls = 0
         self._train_config = ConfigRecord()  # the current round's, for the server's meta-step
 
-    def train_options(self) -> dict[str, Any]:
-        options = self.options
-        return {"replay-objective": "pga", "pga-alpha": options.alpha, "pga-weight": options.weight,
-                "pga-orientational": options.orientational, "pga-arbitrary": options.arbitrary,
-                "pga-second-order": options.second_order}
+    def replay_options(self) -> ReplayOptions:
+        return self.options
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -71,9 +70,9 @@ class PGA(ExperienceReplay):
         domains = unpack_domains(self.replay)
         if len(domains) < 2:
             return arrays, metrics
-        return self._meta_step(arrays, domains, dict(self._train_config)), metrics
+        return self._meta_step(arrays, domains, TrainConfig.from_record(self._train_config)), metrics
 
-    def _meta_step(self, arrays: ArrayRecord, domains: dict, config: dict) -> ArrayRecord:
+    def _meta_step(self, arrays: ArrayRecord, domains: dict, config: TrainConfig) -> ArrayRecord:
         task = self.task
         model = task.build_model()
         model.load_state_dict(arrays.to_torch_state_dict())
@@ -83,6 +82,6 @@ class PGA(ExperienceReplay):
         objective = alignment_objective(lambda network, batch: task.batch_loss(network, batch, config), domains,
                                         self.options, seed)
         # Task.train's own batches only set the batch size: the objective draws from each domain.
-        task.train(model, next(iter(domains.values())), seed, {**config, "local-steps": self.server_steps},
+        task.train(model, next(iter(domains.values())), seed, replace(config, local_steps=self.server_steps),
                    objective=objective)
         return ArrayRecord(model.state_dict())

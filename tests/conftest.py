@@ -19,6 +19,8 @@ from server.scenario import Scenario
 from sites.data.brain import MODALITIES
 from sites.diffusion import build_generator
 from sites.errors import ConfigError
+from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, FISHER, IDENTIFY, RESUME, STATISTICS, TRAIN, TRAIN_GENERATOR,
+                            UNLEARN, AccountantHistory, GeneratorConfig, RecordKind, RecordName, SiteIdentity)
 from sites.tasks import build_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,27 +155,28 @@ def write_manifest(root, rows, columns=("case", "grade", "site", "split"), name=
     return path
 
 
-# Every reply a site may send, by its metrics.jsonl event: record name -> record kind.
+# Every reply a site may send, by its metrics.jsonl event: record name -> record kind, as the
+# protocol declares each message's reply.
 DECLARED_REPLIES = {
-    "site": {"site": "config"},
+    "site": IDENTIFY.reply,
     # a resumed run setting a site back to its checkpoint: the site says who it is
-    "resume": {"site": "config"},
-    "data": {"data": "metrics"},
-    "statistics": {"statistics": "metrics"},
+    "resume": RESUME.reply,
+    "data": CHECK_DATA.reply,
+    "statistics": STATISTICS.reply,
     # with DP, the accountant's history (noise, sample rate, steps) comes back for resuming
-    "train": {"arrays": "arrays", "metrics": "metrics", "accountant": "config"},
-    "evaluate": {"metrics": "metrics"},
-    "matrix": {"metrics": "metrics"},
-    "audit": {"audit": "metrics"},
+    "train": TRAIN.reply,
+    "evaluate": EVALUATE.reply,
+    "matrix": EVALUATE.reply,
+    "audit": AUDIT.reply,
     # a withdrawal's exchanges: unlearning and retraining (model + metrics), evaluation, audit
-    "withdrawal": {"arrays": "arrays", "metrics": "metrics", "audit": "metrics"},
+    "withdrawal": {**UNLEARN.reply, **EVALUATE.reply, **AUDIT.reply},
     # SMD: the generator's weights and the site's prompt tokens
-    "replay": {"generator": "arrays", "prompt": "arrays", "metrics": "metrics"},
+    "replay": TRAIN_GENERATOR.reply,
     # EWC: the diagonal Fisher of the model's parameters
-    "fisher": {"fisher": "arrays", "metrics": "metrics"},
+    "fisher": FISHER.reply,
 }
 # The entries a config record may hold: a site's id, an accountant's history.
-DECLARED_CONFIG = {"site": {"site-id"}, "accountant": {"dp-history"}}
+DECLARED_CONFIG = {RecordName.SITE: SiteIdentity.record_keys(), RecordName.ACCOUNTANT: AccountantHistory.record_keys()}
 # Metrics that may be lists: score histograms (counts per bin) and ROC curves on a fixed grid.
 DECLARED_LISTS = {r"hist-y\d-b\d": 100, r".*-roc": 31}
 
@@ -197,16 +200,17 @@ def undeclared_content(events: list[dict], model_shapes: dict[str, list[int]],
         for name, record in event["content"].items():
             if declared.get(name) != record["kind"]:
                 problems.append(f"{where}: undeclared {record['kind']} record {name!r}")
-            elif record["kind"] == "arrays" and record["shapes"] != record_shapes.get(name, model_shapes):
+            elif record["kind"] == RecordKind.ARRAYS and record["shapes"] != record_shapes.get(name, model_shapes):
                 problems.append(f"{where}: arrays are not the {name if name in record_shapes else 'model'}'s "
                                 f"({sorted(record['shapes'])[:3]}...)")
-            elif record["kind"] == "metrics":
+            elif record["kind"] == RecordKind.METRICS:
                 for key, length in record["lengths"].items():
                     allowed = [n for pattern, n in DECLARED_LISTS.items() if re.fullmatch(pattern, key)]
                     if length is not None and (not allowed or length > allowed[0]):
                         problems.append(f"{where}: list-valued metric {key!r} of length {length}")
-            elif record["kind"] == "config" and (set(record["values"]) != DECLARED_CONFIG.get(name)
-                                                 or record["values"].get("site-id", event["site"]) != event["site"]):
+            elif record["kind"] == RecordKind.CONFIG and (
+                    set(record["values"]) != DECLARED_CONFIG.get(name)
+                    or name == RecordName.SITE and SiteIdentity.from_record(record["values"]).site_id != event["site"]):
                 problems.append(f"{where}: config entries {sorted(record['values'])}")
     return problems
 
@@ -217,13 +221,14 @@ def assert_only_declared_content_left_the_sites(run_dir: Path) -> None:
     task = build_task(config["task"])
     model = task.build_model()
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    record_shapes = {"fisher": {k: list(v.shape) for k, v in model.named_parameters()}}
+    record_shapes = {RecordName.FISHER: {k: list(v.shape) for k, v in model.named_parameters()}}
     if config["replay"]["source"] == "smd":
         generator = config["replay"]["generator"]
-        network = build_generator(task, {"generator-channels": generator["channels"],
-                                         "embed-dim": generator["embed_dim"], "heads": generator["heads"]})
-        record_shapes["generator"] = {k: list(v.shape) for k, v in network.state_dict().items()}
-        record_shapes["prompt"] = {"prompt": [generator["prompt_tokens"], generator["embed_dim"]]}
+        architecture = GeneratorConfig(generator["channels"], generator["embed_dim"], generator["heads"],
+                                       generator["steps"], generator["batch_size"], generator["lr"])
+        network = build_generator(task, architecture)
+        record_shapes[RecordName.GENERATOR] = {k: list(v.shape) for k, v in network.state_dict().items()}
+        record_shapes[RecordName.PROMPT] = {RecordName.PROMPT: [generator["prompt_tokens"], generator["embed_dim"]]}
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {e["event"] for e in events} >= {"site", "data", "train", "matrix"}
     assert undeclared_content(events, shapes, record_shapes) == []

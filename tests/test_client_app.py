@@ -61,9 +61,9 @@ def test_training_is_seeded_by_the_sites_call_count(small_task, small_task_confi
     app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
     arrays = _global_arrays(small_task)
     context = _context(0)
-    first = app(_message("train", arrays), context).content["metrics"]["train-loss"]
-    second = app(_message("train", arrays), context).content["metrics"]["train-loss"]
-    replay = app(_message("train", arrays), _context(0)).content["metrics"]["train-loss"]
+    first = app(_message("train", arrays), context).content["metrics"]["train_loss"]
+    second = app(_message("train", arrays), context).content["metrics"]["train_loss"]
+    replay = app(_message("train", arrays), _context(0)).content["metrics"]["train_loss"]
     assert first == replay  # a fresh node state replays the first call exactly
     assert first != second  # the second call draws other batches
 

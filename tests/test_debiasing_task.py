@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from conftest import task_config_error_key
+from sites.protocol import StatisticsQuery, TrainConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
 
 SITES = [SiteSpec(id=s, name=s, index=i, scanner=ScannerSignature(contrast=0.3)) for i, s in enumerate("AB")]
+DEBIAS_QUERY = StatisticsQuery(stage=1, phase="debias")
 
 
 def _groups(dataset):
@@ -51,9 +53,9 @@ def test_gce_bias_model_captures_the_source_as_pseudo_labels(small_debiasing_con
     torch.manual_seed(0)
     model = task.build_model()
     main_before = [p.detach().clone() for p in model.main.parameters()]
-    task.train(model, data.train, seed=0, config={"phase": "bias-0"})
+    task.train(model, data.train, seed=0, config=TrainConfig(phase="bias-0"))
     assert all(torch.equal(a, b) for a, b in zip(main_before, model.main.parameters()))  # the bias phase left main alone
-    counts = task.site_statistics(model, data, {})
+    counts = task.site_statistics(model, data, DEBIAS_QUERY)
     assert sum(counts[f"n-b{b}-y{y}"] for b in (0, 1) for y in (0, 1)) == 64
     assert counts["pseudo-correct"] / counts["pseudo-known"] > 0.85
 
@@ -61,7 +63,7 @@ def test_gce_bias_model_captures_the_source_as_pseudo_labels(small_debiasing_con
 def test_oracle_counts_are_the_true_groups(small_debiasing_config):
     task = build_task({**small_debiasing_config, "method": "bias_balanced_oracle"})
     data = task.load_site(SITES[0], seed=0)
-    counts = task.site_statistics(task.build_model(), data, {})
+    counts = task.site_statistics(task.build_model(), data, DEBIAS_QUERY)
     truth = _groups(data.train)
     assert all(counts[f"n-b{b}-y{y}"] == truth[(y, b)] for y in (0, 1) for b in (0, 1))
     assert counts["pseudo-correct"] == counts["pseudo-known"]
@@ -71,9 +73,10 @@ def test_debias_phase_trains_the_main_model_with_the_prior(small_debiasing_confi
     task = build_task({**small_debiasing_config, "method": "bias_balanced_oracle"})
     data = task.load_site(SITES[0], seed=0)
     model = task.build_model()
-    config = {"phase": "debias", **task.phase_config("debias", task.site_statistics(model, data, {}))}
+    prior = task.phase_config("debias", task.site_statistics(model, data, DEBIAS_QUERY))
+    config = TrainConfig(phase="debias", entries=prior)
     before = [p.detach().clone() for p in model.main.parameters()]
-    assert np.isfinite(task.train(model, data.train, seed=0, config=config)["train-loss"])
+    assert np.isfinite(task.train(model, data.train, seed=0, config=config)["train_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, model.main.parameters()))
 
 

@@ -12,6 +12,7 @@ from sites.data.brain import MODALITIES
 from sites.losses import cross_modality_guidance
 from sites.networks.mc3 import MC3
 from sites.networks.multi_branch_mc3 import MultiBranchMC3
+from sites.protocol import StatisticsQuery, TrainConfig
 from sites.tasks import SiteData, build_task
 
 
@@ -85,7 +86,8 @@ def test_the_guided_phase_trains_for_its_share_of_steps(small_grading_config, sc
     calls = []
     original = task.batch_loss
     monkeypatch.setattr(task, "batch_loss", lambda *args: calls.append(1) or original(*args))
-    task.train(task.build_model(), data.train, seed=0, config={"phase": "guided", "primary-modality": "t2"})
+    task.train(task.build_model(), data.train, seed=0,
+               config=TrainConfig(phase="guided", entries={"primary-modality": "t2"}))
     assert len(calls) == 2
 
 
@@ -114,8 +116,8 @@ def test_the_guided_phase_adds_the_weighted_guidance_loss(small_grading_config, 
     torch.manual_seed(0)
     net = task.build_model()
     batch = list(task.load_site(scenario.sites[0], seed=0).train.tensors)
-    plain = task.batch_loss(net, batch, {"phase": "branches"})
-    guided = task.batch_loss(net, batch, {"phase": "guided", "primary-modality": "flair"})
+    plain = task.batch_loss(net, batch, TrainConfig(phase="branches"))
+    guided = task.batch_loss(net, batch, TrainConfig(phase="guided", entries={"primary-modality": "flair"}))
     expected = plain + 0.5 * cross_modality_guidance(net.branch_logits(batch[0]), MODALITIES.index("flair"), 2.0)
     torch.testing.assert_close(guided, expected)
 
@@ -140,7 +142,8 @@ def test_the_primary_modality_is_the_branch_best_on_validation_data(small_gradin
     validation = TensorDataset(torch.zeros(6, 4, 4, 16, 16), grades)
     model = _KnownBranches(best)
     model.grades = grades
-    counts = task.site_statistics(model, SiteData(train=validation, test=validation, validation=validation), {})
+    counts = task.site_statistics(model, SiteData(train=validation, test=validation, validation=validation),
+                                 StatisticsQuery(stage=1, phase="guided"))
     assert counts["validation-n"] == 6
     assert counts[f"validation-nll-{MODALITIES[best]}"] < min(
         counts[f"validation-nll-{m}"] for i, m in enumerate(MODALITIES) if i != best)

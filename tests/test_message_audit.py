@@ -12,7 +12,7 @@ def _train_event(**content):
 
 def test_a_model_update_and_scalar_metrics_pass():
     event = _train_event(arrays={"kind": "arrays", "shapes": SHAPES},
-                         metrics={"kind": "metrics", "lengths": {"train-loss": None, "num-examples": None}})
+                         metrics={"kind": "metrics", "lengths": {"train_loss": None, "num-examples": None}})
     assert undeclared_content([event], SHAPES) == []
 
 

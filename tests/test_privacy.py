@@ -8,6 +8,7 @@ from opacus.accountants.utils import get_noise_multiplier
 
 from sites.errors import ConfigError
 from sites.privacy import DPConfig, PrivateTraining, SiteAccountant
+from sites.protocol import TrainConfig
 from sites.tasks import build_task
 
 DP = {"method": "dp", "target_epsilon": 8.0, "noise_multiplier": None, "max_grad_norm": 1.0, "delta": 1e-5}
@@ -63,7 +64,7 @@ def _train_privately(task, data, seed=0, config=None, accountant=None):
     torch.manual_seed(0)
     model = task.build_model()
     accountant = accountant or SiteAccountant()
-    task.train(model, data.train, seed, config or {"phase": "train"}, PrivateTraining(1.0, 1.0, accountant))
+    task.train(model, data.train, seed, config or TrainConfig(), PrivateTraining(1.0, 1.0, accountant))
     return model, accountant
 
 
@@ -83,7 +84,7 @@ def test_private_training_differs_from_plain_training(small_task, scenario):
     private, _ = _train_privately(small_task, data)
     torch.manual_seed(0)
     plain = small_task.build_model()
-    small_task.train(plain, data.train, 0, {"phase": "train"})
+    small_task.train(plain, data.train, 0, TrainConfig())
     assert any(not torch.equal(a, b) for a, b in zip(private.state_dict().values(), plain.state_dict().values()))
 
 
@@ -92,7 +93,7 @@ def test_a_phase_trains_privately_only_the_part_its_loss_touches(small_debiasing
     data = task.load_site(scenario.sites[0], seed=0)
     torch.manual_seed(0)
     initial = task.build_model().state_dict()
-    model, accountant = _train_privately(task, data, config={"phase": "bias-0"})
+    model, accountant = _train_privately(task, data, config=TrainConfig(phase="bias-0"))
     for name, value in model.state_dict().items():
         assert torch.equal(value, initial[name]) == name.startswith("main."), name
     assert accountant.steps == task.local_steps
@@ -101,13 +102,14 @@ def test_a_phase_trains_privately_only_the_part_its_loss_touches(small_debiasing
 def test_private_training_refuses_a_proximal_term(small_task, scenario):
     data = small_task.load_site(scenario.sites[0], seed=0)
     with pytest.raises(ValueError, match="proximal"):
-        _train_privately(small_task, data, config={"phase": "train", "proximal-mu": 0.1})
+        _train_privately(small_task, data, config=TrainConfig(proximal_mu=0.1))
 
 
 def test_private_training_works_for_the_grading_networks(small_grading_config, scenario):
     task = build_task(small_grading_config)
     data = task.load_site(scenario.sites[0], seed=0)
-    model, accountant = _train_privately(task, data, config={"phase": "guided", "primary-modality": "t2"})
+    guided = TrainConfig(phase="guided", entries={"primary-modality": "t2"})
+    model, accountant = _train_privately(task, data, config=guided)
     assert accountant.steps == task.phase_steps("guided")
 
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sites.replay_objectives import ReplayOptions, alignment_objective, meta_loss, replay_objective
+from sites.protocol import ReplayOptions, TrainConfig
+from sites.replay_objectives import alignment_objective, meta_loss, replay_objective
 
 
 class Scalar(nn.Module):
@@ -153,9 +154,10 @@ def test_alignment_objective_needs_two_domains_and_uses_replay_only():
 
 
 def test_options_come_from_the_training_config():
-    options = ReplayOptions.from_config({"replay-objective": "pga", "pga-alpha": 0.01, "pga-weight": 0.5,
-                                         "pga-orientational": False, "pga-arbitrary": True,
-                                         "pga-second-order": True})
-    assert options == ReplayOptions("pga", 0.01, 0.5, False, True, True)
+    config = TrainConfig.from_record({"stage": 2, "server-round": 1, "replay-objective": "pga", "pga-alpha": 0.01,
+                                      "pga-weight": 0.5, "pga-orientational": False, "pga-arbitrary": True,
+                                      "pga-second-order": True})
+    assert config.replay == ReplayOptions("pga", 0.01, 0.5, False, True, True)
+    assert TrainConfig.from_record({"stage": 2}).replay is None
     with pytest.raises(Exception, match="replay-objective"):
-        ReplayOptions.from_config({"replay-objective": "magic"})
+        TrainConfig.from_record({"replay-objective": "magic"})

@@ -6,7 +6,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from torch.utils.data import TensorDataset
 
 from sites.replay import pack_domains
-from sites.replay_objectives import ReplayOptions
+from sites.protocol import ReplayOptions, TrainConfig
 from sites.tasks import build_task
 from strategies.experience_replay import ExperienceReplay
 from strategies.pga import PGA
@@ -46,7 +46,7 @@ def test_each_pga_switch_reaches_the_sites():
     }
     for name, (arguments, expected) in cases.items():
         (message,) = _messages(PGA(**arguments, **NODE_MINIMA), REPLAY)
-        assert ReplayOptions.from_config(dict(message.content["config"])) == expected, name
+        assert TrainConfig.from_record(message.content["config"]).replay == expected, name
         assert message.content["config"]["stage"] == 2
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import task_config_error_key
+from sites.protocol import TrainConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
 
@@ -32,12 +33,12 @@ def test_local_training_learns_and_is_reproducible(small_task_config):
     torch.manual_seed(0)
     model = task.build_model()
     before = task.evaluate(model, data.train)["dice"]
-    first = task.train(model, data.train, seed=3, config={})
+    first = task.train(model, data.train, seed=3, config=TrainConfig())
     assert first["num-examples"] == 16
     assert task.evaluate(model, data.train)["dice"] > before + 0.2
     torch.manual_seed(0)
     again = task.build_model()
-    assert task.train(again, data.train, seed=3, config={})["train-loss"] == first["train-loss"]
+    assert task.train(again, data.train, seed=3, config=TrainConfig())["train_loss"] == first["train_loss"]
 
 
 def test_dice_is_one_for_a_perfect_prediction(small_task):
@@ -58,7 +59,7 @@ def test_proximal_term_keeps_weights_near_the_global_model(small_task):
         torch.manual_seed(0)
         model = small_task.build_model()
         start = [p.detach().clone() for p in model.parameters()]
-        small_task.train(model, data.train, seed=1, config={"proximal-mu": mu})
+        small_task.train(model, data.train, seed=1, config=TrainConfig(proximal_mu=mu))
         return sum((p - s).pow(2).sum().item() for p, s in zip(model.parameters(), start))
 
     assert drift(100.0) < drift(0.0)

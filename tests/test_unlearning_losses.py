@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from sites.protocol import TrainConfig, UnlearnConfig
 from sites.unlearning import gradient_ascent_loss, kl_to_reference, npo_loss, unlearn, unlearning_objective
 
 
@@ -62,7 +63,7 @@ def trained(small_task):
     data = small_task.site_data(SiteSpec("A", "a", 0), seed=0).train
     torch.manual_seed(0)
     model = small_task.build_model()
-    small_task.train(model, data, seed=0, config={"local-steps": 10})
+    small_task.train(model, data, seed=0, config=TrainConfig(local_steps=10))
     return model, data
 
 
@@ -72,7 +73,7 @@ def test_the_forget_part_raises_the_forget_nll(small_task, trained, method):
     before = _mean_nll(small_task, model, data)
     unlearned = copy.deepcopy(model)
     unlearn(small_task, unlearned, copy.deepcopy(model), data,
-            {"method": method, "role": "forget", "local-steps": 5, "lr": 1e-3, "beta": 1.0}, seed=1)
+            UnlearnConfig(method, "forget", local_steps=5, lr=1e-3, beta=1.0), seed=1)
     assert _mean_nll(small_task, unlearned, data) > before + 0.01
 
 
@@ -80,7 +81,7 @@ def test_the_graddiff_retain_part_lowers_the_retain_nll(small_task, trained):
     model, data = trained
     before = _mean_nll(small_task, model, data)
     unlearn(small_task, model, copy.deepcopy(model), data,
-            {"method": "graddiff", "role": "retain", "local-steps": 5, "lr": 1e-3}, seed=1)
+            UnlearnConfig("graddiff", "retain", local_steps=5, lr=1e-3), seed=1)
     assert _mean_nll(small_task, model, data) < before
 
 
@@ -96,8 +97,7 @@ def test_the_kl_retain_part_starts_at_zero_and_pulls_back_to_the_reference(small
             parameter.add_(0.05 * torch.randn_like(parameter))
     drifted.eval()
     start = objective(drifted, batch).item()
-    unlearn(small_task, drifted, reference, data, {"method": "kl", "role": "retain", "local-steps": 5, "lr": 1e-3},
-            seed=1)
+    unlearn(small_task, drifted, reference, data, UnlearnConfig("kl", "retain", local_steps=5, lr=1e-3), seed=1)
     drifted.eval()
     assert objective(drifted, batch).item() < start
 

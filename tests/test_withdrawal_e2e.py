@@ -62,7 +62,7 @@ def test_same_seed_same_model_before_withdrawal(sweep):
 def test_site_methods_unlearn_at_the_withdrawing_site_and_retain_at_the_others(sweep):
     def training_replies(method: str) -> Counter:
         events = [json.loads(line) for line in (sweep[method] / "metrics.jsonl").read_text().splitlines()]
-        return Counter(e["site"] for e in events if e["event"] == "withdrawal" and "train-loss" in e["metrics"])
+        return Counter(e["site"] for e in events if e["event"] == "withdrawal" and "train_loss" in e["metrics"])
 
     oracle = Counter({"A": 1, "C": 1, "D": 1})  # retraining: A and C in stage 1, D in stage 2, one round each
     rounds = 4  # configs/unlearning/*.yaml

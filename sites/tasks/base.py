@@ -14,6 +14,7 @@ from .. import seeding
 from ..data.markers import stamp_markers
 from ..errors import ConfigError
 from ..privacy import PrivateTraining
+from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from ..targets import instantiate
 
@@ -40,7 +41,7 @@ class Phase:
     Parameters
     ----------
     name : str
-        Sent to the sites in the training config under ``phase``.
+        Sent to the sites as the training config's :attr:`~sites.protocol.TrainConfig.phase`.
     statistics : bool
         Before the phase, each present site reports counts and the server turns their sums
         into the phase's config: the task needs
@@ -113,14 +114,14 @@ class Task(ABC):
                   for i, split in enumerate((data.train, data.test))]
         return replace(data, marked_train=marked[0], marked_test=marked[1])
 
-    def training_data(self, model: nn.Module, data: TensorDataset, config: Mapping[str, Any]) -> TensorDataset:
+    def training_data(self, model: nn.Module, data: TensorDataset, config: TrainConfig) -> TensorDataset:
         """What a phase trains on, made from a training split (or replay) before the steps; by
         default the split itself."""
         return data
 
     @abstractmethod
-    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
-        """Training loss of one batch (the tensors of the training split) in the phase ``config['phase']``."""
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
+        """Training loss of one batch (the tensors of the training split) in the phase ``config.phase``."""
 
     @abstractmethod
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float | list[float]]:
@@ -142,7 +143,7 @@ class Task(ABC):
         share = next((p.steps_share for p in self.phases if p.name == phase), 1.0)
         return max(1, round(self.local_steps * share))
 
-    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: Mapping[str, Any],
+    def train(self, model: nn.Module, data: TensorDataset, seed: int, config: TrainConfig,
               privacy: PrivateTraining | None = None, objective: Objective | None = None) -> dict[str, float]:
         """Run :meth:`phase_steps` Adam steps on :meth:`training_data` of ``data``.
 
@@ -154,11 +155,9 @@ class Task(ABC):
             The site's training split.
         seed : int
             Seeds the batch order.
-        config : mapping
-            The strategy's training config: ``phase`` (default ``train``), the phase's entries,
-            ``proximal-mu`` (FedProx: adds ``mu / 2 * ||w - w_global||^2`` to the loss) and
-            ``local-steps`` (overrides :meth:`phase_steps`, e.g. FedEraser's shorter calibration)
-            and ``lr`` (overrides the task's learning rate).
+        config : TrainConfig
+            The strategy's training config: the phase and its entries, and the overrides of
+            :meth:`phase_steps` and the learning rate and FedProx's ``mu``, where it sets them.
         privacy : PrivateTraining, optional
             Train with DP-SGD (Opacus): per-sample clipping and noise, Poisson-sampled batches,
             the steps added to the site's accountant.
@@ -168,15 +167,15 @@ class Task(ABC):
         Returns
         -------
         dict
-            ``train-loss`` (mean over steps) and ``num-examples``.
+            ``train_loss`` (mean over steps) and ``num-examples``.
         """
         data = self.training_data(model, data, config)
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
-        steps = int(config.get("local-steps", self.phase_steps(config.get("phase", "train"))))
-        lr = float(config.get("lr", self.lr))
+        steps = int(self.phase_steps(config.phase) if config.local_steps is None else config.local_steps)
+        lr = float(self.lr if config.lr is None else config.lr)
         objective = objective or (lambda network, batch: self.batch_loss(network, batch, config))
-        proximal_mu = float(config.get("proximal-mu", 0.0))
+        proximal_mu = float(config.proximal_mu or 0.0)
         global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
         model.train()
         if privacy is None:
@@ -184,7 +183,7 @@ class Task(ABC):
             batches = itertools.islice(itertools.cycle(loader), steps)
         else:
             if proximal_mu > 0:  # a term outside the per-sample losses would escape clipping
-                raise ValueError("privacy=dp cannot train with a proximal term (proximal-mu > 0)")
+                raise ValueError("privacy=dp cannot train with a proximal term (FedProx's mu > 0)")
             probe = next(iter(loader))
             private_model, optimizer, loader = privacy.wrap(
                 model, loader, seed, lambda params: torch.optim.Adam(params, lr=lr),
@@ -206,7 +205,7 @@ class Task(ABC):
         finally:
             if privacy is not None:
                 privacy.release(private_model, model)
-        return {"train-loss": total / steps, "num-examples": len(data)}
+        return {MetricKey.TRAIN_LOSS: total / steps, MetricKey.NUM_EXAMPLES: len(data)}
 
 
 def build_task(config: dict[str, Any]) -> Task:

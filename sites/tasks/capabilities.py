@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 from .. import seeding
 from ..data.markers import stamp_markers
 from ..errors import ConfigError
+from ..protocol import StatisticsQuery
 from ..spec import SiteSpec
 from .base import SiteData
 
@@ -108,11 +109,12 @@ class PhaseStatistics(Protocol):
     """Counts the sites report before a phase with ``statistics=True``, and what the server
     makes of their sums (PBBL's prior, grading's primary modality)."""
 
-    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
-        """Counts the site reports before the phase ``config['phase']`` (summed across sites)."""
+    def site_statistics(self, model: nn.Module, data: SiteData, query: StatisticsQuery) -> dict[str, float]:
+        """Counts the site reports before the phase ``query.phase`` (summed across sites)."""
 
     def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
-        """The training config of ``phase``, from the summed site statistics."""
+        """The entries of ``phase``'s training config (:attr:`~sites.protocol.TrainConfig.entries`),
+        from the summed site statistics."""
 
 
 def reference_sample(task: ReferenceData, site: SiteSpec, seed: int) -> TensorDataset:

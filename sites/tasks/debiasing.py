@@ -44,6 +44,7 @@ from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
+from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from ..thresholds import youden_threshold
 from .base import Phase, SiteData, Task
@@ -218,10 +219,10 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     def _groups(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
         return self.pseudo_bias(model, data) if self.method == "pbbl" else data.tensors[2]
 
-    def training_data(self, model: nn.Module, data: TensorDataset, config: Mapping[str, Any]) -> TensorDataset:
+    def training_data(self, model: nn.Module, data: TensorDataset, config: TrainConfig) -> TensorDataset:
         """In the debias phase the third tensor becomes the group: the pseudo bias (pbbl) or
         the known bias (oracle)."""
-        if config.get("phase") != "debias":
+        if config.phase != "debias":
             return data
         groups = self._groups(model, data)
         if (groups < 0).any():
@@ -243,19 +244,19 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
         return TensorDataset(from_replay_range(x), classes, torch.full_like(classes, -1))
 
-    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
         images, labels, groups = batch
-        phase = config.get("phase", "train")
+        phase = config.phase
         if phase == "train":
             return F.cross_entropy(model(images), labels)
         if phase.startswith("bias-"):
             return generalized_cross_entropy(model.bias[int(phase.split("-")[1])](images), labels, self.q)
         if phase == "debias":
-            log_prior = torch.tensor(config["log-prior"], dtype=torch.float32).reshape(2, 2)
+            log_prior = torch.tensor(config.entries["log-prior"], dtype=torch.float32).reshape(2, 2)
             return balanced_softmax_cross_entropy(model(images), labels, groups, log_prior)
         raise ValueError(f"unknown phase {phase!r}")
 
-    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
+    def site_statistics(self, model: nn.Module, data: SiteData, query: StatisticsQuery) -> dict[str, float]:
         """Label x (pseudo) bias counts of the training split, and how many pseudo labels match a known bias."""
         labels, bias = data.train.tensors[1], data.train.tensors[2]
         groups = self._groups(model, data.train)
@@ -281,7 +282,7 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         # Every site reports the same keys (Flower's aggregation requires it): group results as
         # counts, group AUCs only where every site has every group (source_biased, checked at load).
         metrics: dict[str, float | list[float]] = {
-            "num-examples": len(labels),
+            MetricKey.NUM_EXAMPLES: len(labels),
             "accuracy": float((predicted == labels).mean()),
             "auc": auc(scores, labels),
         }

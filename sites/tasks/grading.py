@@ -39,6 +39,7 @@ from ..group_metrics import auc
 from ..losses import cross_modality_guidance
 from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
+from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from .base import Phase, SiteData, Task
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
@@ -175,19 +176,19 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
 
     # --- training ---------------------------------------------------------------------------
 
-    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
         volumes, grades = batch
         if not self.multi_branch:
             return F.cross_entropy(model(self._inputs(volumes)), grades)
         logits = model.branch_logits(volumes)
         loss = F.cross_entropy(logits.flatten(0, 1), grades.repeat_interleave(len(MODALITIES)))
-        if config.get("phase") == "guided":
-            primary = MODALITIES.index(config["primary-modality"])
+        if config.phase == "guided":
+            primary = MODALITIES.index(config.entries["primary-modality"])
             loss = loss + self.guidance_weight * cross_modality_guidance(logits, primary, self.guidance_temperature)
         return loss
 
     @torch.no_grad()
-    def site_statistics(self, model: nn.Module, data: SiteData, config: Mapping[str, Any]) -> dict[str, float]:
+    def site_statistics(self, model: nn.Module, data: SiteData, query: StatisticsQuery) -> dict[str, float]:
         """Each branch's summed cross entropy on the site's validation split, and its size."""
         volumes, grades = data.validation.tensors
         model.eval()
@@ -240,7 +241,7 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
         labels = grades.numpy()
         predicted = (scores > 0.5).astype(np.int64)
         metrics = {
-            "num-examples": len(labels),
+            MetricKey.NUM_EXAMPLES: len(labels),
             "auc": auc(scores, labels),
             "accuracy": float((predicted == labels).mean()),
             "sensitivity": float(predicted[labels == 1].mean()),

@@ -1,7 +1,6 @@
 """Prostate-like organ segmentation in 2D slices (DESIGN.md §4) with MONAI's UNet."""
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from torch.utils.data import TensorDataset
 from .. import seeding
 from ..data.prostate import sample_anatomy
 from ..data.scanner import acquire
+from ..protocol import MetricKey, TrainConfig
 from ..errors import ConfigError
 from ..spec import SiteSpec
 from .base import SiteData, Task
@@ -95,7 +95,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
             test=self._split(site, seed, site.n_test or self.n_test, seeding.Stream.DATA_TEST),
         )
 
-    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: Mapping[str, Any]) -> torch.Tensor:
+    def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
         images, masks = batch
         return self._loss(model(images), masks)
 
@@ -139,4 +139,4 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
             logits = model(images[start:start + 64])
             prediction = one_hot(logits.argmax(dim=1, keepdim=True), num_classes=2)
             metric(y_pred=prediction, y=one_hot(masks[start:start + 64], num_classes=2))
-        return {"dice": float(metric.aggregate().item()), "num-examples": len(images)}
+        return {"dice": float(metric.aggregate().item()), MetricKey.NUM_EXAMPLES: len(images)}

@@ -27,7 +27,7 @@ The messages (config dataclass sent -> records of the reply):
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -121,7 +121,7 @@ class Payload:
         return self.record_type(self._entries())
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "Payload":
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
         """The dataclass of ``record``'s entries; entries of keys it does not own are ignored
         (strategies add their own, e.g. Flower's ``server-round``)."""
         return cls(**cls._arguments(record))

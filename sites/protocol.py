@@ -306,9 +306,6 @@ class AuditQuery(Payload):
     reference_steps: int
 
 
-UNLEARNING_ROLES = ("forget", "retain")
-
-
 @dataclass(frozen=True)
 class UnlearnConfig(Payload):
     """``train.unlearn``: a site's part of an unlearning round (:mod:`sites.unlearning`).

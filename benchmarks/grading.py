@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
-from server.scenario import Scenario
+from server.scenario import Scenario, ScenarioConfig
 from server.server_app import initial_arrays
 from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 from sites import seeding
+from sites.config import parse
 from sites.data.brain import MODALITIES
 from sites.protocol import StatisticsQuery, TrainConfig
 from sites.tasks import build_task
@@ -51,7 +52,7 @@ def centralized_run(overrides: list[str], data_cache: dict) -> tuple[dict[str, f
     config = compose_config(["task=grading", *CENTRALIZED, *overrides])
     seed, task = config["seed"], build_task(config["task"])
     torch.set_num_threads(int(config["backend"]["client_cpus"]))
-    site = Scenario.from_config(config["scenario"]).sites[0]
+    site = Scenario.from_config(parse(ScenarioConfig, config["scenario"], "scenario")).sites[0]
     if seed not in data_cache:
         data_cache.clear()
         data_cache[seed] = task.load_site(site, seed)

@@ -19,10 +19,11 @@ import torch
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate, timed
 from server.continual_metrics import summarize
-from server.scenario import Scenario
+from server.scenario import Scenario, ScenarioConfig
 from server.server_app import initial_arrays
 from simulations.formatting import fmt, mean_std, table_header, table_row
 from sites import seeding
+from sites.config import parse
 from sites.protocol import MetricKey, TrainConfig
 from sites.tasks import build_task
 
@@ -34,7 +35,7 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
     config = compose_config(overrides)
     seed = config["seed"]
     torch.set_num_threads(int(config["backend"]["client_cpus"]))
-    scenario = Scenario.from_config(config["scenario"])
+    scenario = Scenario.from_config(parse(ScenarioConfig, config["scenario"], "scenario"))
     task = build_task(config["task"])
     data = {site.id: task.load_site(site, seed) for site in scenario.sites}
     index = {site.id: site.index for site in scenario.sites}

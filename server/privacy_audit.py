@@ -4,10 +4,11 @@ membership inference against the final global model on its own data
 plain words, and the run writes them to ``privacy_audit.json``."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from sites.errors import ConfigError
+from pydantic import NonNegativeInt
+
+from sites.config import ConfigModel
 from sites.membership_inference import FPR_GRID
 
 ATTACKS = ("loss", "reference")
@@ -19,8 +20,7 @@ _HIGH = {"auc": 0.65, "tpr": 0.15}
 _MARKER_GAP = 0.05
 
 
-@dataclass(frozen=True)
-class AuditConfig:
+class AuditConfig(ConfigModel):
     """``scenario.audit``: run the privacy audit after the timeline.
 
     Parameters
@@ -29,19 +29,7 @@ class AuditConfig:
         Reference models each site trains for the reference-model attack (0: loss attack only).
     """
 
-    reference_models: int = 1
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None) -> "AuditConfig | None":
-        if config is None:
-            return None
-        unknown = set(config) - {"reference_models"}
-        if unknown:
-            raise ConfigError("scenario.audit", f"unknown keys {sorted(unknown)}")
-        k = config.get("reference_models", 1)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-            raise ConfigError("scenario.audit.reference_models", f"must be an integer >= 0 (got {k!r})")
-        return cls(k)
+    reference_models: NonNegativeInt = 1
 
 
 def judge(metrics: Mapping[str, Any]) -> dict[str, str]:

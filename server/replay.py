@@ -11,78 +11,68 @@ A source learns the sites of a stage after the stage's training (:meth:`learn`) 
 strategy samples of the earlier sites before the next stage (:meth:`replay`).
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch.utils.data import TensorDataset
 
-from sites.errors import ConfigError, refuse_unknown_keys
+from sites.config import ConfigModel
 from sites.tasks import Task
 
 from .exemplar_buffer import ExemplarBuffer
 from .site_grid import SiteGrid
 
-SOURCES = ("none", "smd", "real")
 
-#: The generator's settings (``replay.generator``) and their defaults.
-GENERATOR_DEFAULTS = {
-    "channels": [16, 32, 64],  # UNet widths per level; cross-attention at the lowest level
-    "embed_dim": 64,           # width of the prompt and class tokens
-    "heads": 8,                # attention heads
-    "prompt_tokens": 4,        # learnable tokens per site
-    "steps": 200,              # generator training steps per site and stage
-    "batch_size": 8,
-    "lr": 1.0e-3,
-    "sampling_steps": 25,      # DDIM steps per sample
-}
+class GeneratorSettings(ConfigModel):
+    """``replay.generator``: the replay generator of ``source: smd``.
+
+    Parameters
+    ----------
+    channels : list of int
+        UNet widths per level (at least two); cross-attention at the lowest level.
+    embed_dim : int
+        Width of the prompt and class tokens.
+    heads : int
+        Attention heads.
+    prompt_tokens : int
+        Learnable tokens per site.
+    steps : int
+        Generator training steps per site and stage.
+    batch_size : int
+        Generator training batch size.
+    lr : float
+        Generator learning rate.
+    sampling_steps : int
+        DDIM steps per sample.
+    """
+
+    channels: Annotated[list[PositiveInt], Field(min_length=2)] = [16, 32, 64]
+    embed_dim: PositiveInt = 64
+    heads: PositiveInt = 8
+    prompt_tokens: PositiveInt = 4
+    steps: PositiveInt = 200
+    batch_size: PositiveInt = 8
+    lr: PositiveFloat = 1.0e-3
+    sampling_steps: PositiveInt = 25
 
 
-@dataclass(frozen=True)
-class ReplayConfig:
+class ReplayConfig(ConfigModel):
     """The ``replay`` config group.
 
     Parameters
     ----------
     source : str
-        One of :data:`SOURCES`.
+        ``none``, ``smd`` or ``real`` (see above).
     per_site : int
         Replay samples of each earlier site sent with every stage.
-    generator : dict
-        ``smd``: the generator's settings (:data:`GENERATOR_DEFAULTS`).
+    generator : GeneratorSettings
+        ``smd``: the generator's settings.
     """
 
-    source: str = "none"
-    per_site: int = 32
-    generator: dict = field(default_factory=lambda: dict(GENERATOR_DEFAULTS))
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ReplayConfig":
-        refuse_unknown_keys("replay", config, (f.name for f in fields(cls)))
-        generator = dict(config.get("generator") or {})
-        refuse_unknown_keys("replay.generator", generator, GENERATOR_DEFAULTS)
-        replay = cls(source=config.get("source", "none"), per_site=config.get("per_site", cls.per_site),
-                     generator={**GENERATOR_DEFAULTS, **generator})
-        if replay.source not in SOURCES:
-            raise ConfigError("replay.source", f"must be one of {list(SOURCES)} (got {replay.source!r})")
-        _check_count("replay.per_site", replay.per_site)
-        for key in ("embed_dim", "heads", "prompt_tokens", "steps", "batch_size", "sampling_steps"):
-            _check_count(f"replay.generator.{key}", replay.generator[key])
-        channels = replay.generator["channels"]
-        if not isinstance(channels, list) or len(channels) < 2:
-            raise ConfigError("replay.generator.channels", f"must list at least two widths (got {channels!r})")
-        for width in channels:
-            _check_count("replay.generator.channels", width)
-        lr = replay.generator["lr"]
-        if not isinstance(lr, int | float) or isinstance(lr, bool) or not lr > 0:
-            raise ConfigError("replay.generator.lr", f"must be a number > 0 (got {lr!r})")
-        return replay
-
-
-def _check_count(key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(key, f"must be an integer >= 1 (got {value!r})")
+    source: Literal["none", "smd", "real"] = "none"
+    per_site: PositiveInt = 32
+    generator: GeneratorSettings = GeneratorSettings()
 
 
 class ReplaySource(Protocol):

@@ -1,24 +1,23 @@
 """The scenario timeline: which sites exist, which train at each stage, which are held out."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Literal
 
-from sites.errors import ConfigError, refuse_unknown_keys
-from sites.spec import SiteSpec
+from pydantic import Field, PositiveInt, model_validator
+
+from sites.config import ConfigModel, invalid
+from sites.spec import SiteConfig, SiteId, SiteSpec
 
 from .privacy_audit import AuditConfig
 
-SCHEDULES = ("sequential", "joint")
-#: The keys of a ``scenario`` config node.
-KEYS = ("name", "schedule", "rounds_per_stage", "sites", "stages", "held_out", "audit", "withdrawals", "reason")
 #: Why a site withdraws; each reason gives the withdrawing site its phenomenon (DESIGN.md §1.4).
-REASONS = ("privacy", "incorrectness")
+Reason = Literal["privacy", "incorrectness"]
 
 
-@dataclass(frozen=True)
-class Withdrawal:
-    """A site leaves the federation after a stage and its contribution is unlearned.
+class Withdrawal(ConfigModel):
+    """A site leaves the federation after a stage and its contribution is unlearned (an entry
+    of ``scenario.withdrawals``).
 
     Parameters
     ----------
@@ -28,8 +27,103 @@ class Withdrawal:
         1-based stage after whose evaluation the site withdraws; it trains in no later stage.
     """
 
-    site: str
+    site: SiteId
     stage: int
+
+
+class ScenarioConfig(ConfigModel):
+    """The ``scenario`` config node; references between its keys are checked too.
+
+    Parameters
+    ----------
+    name : str
+        Scenario name, for reports.
+    schedule : str
+        ``sequential`` (sites train in their own stage) or ``joint`` (every training site
+        trains in every stage: the upper bound).
+    rounds_per_stage : int
+        Federated rounds in every stage.
+    sites : list of SiteConfig
+        Every site, in order (the order seeds their data).
+    stages : list of list of str
+        The ids of the sites that first train in each stage.
+    held_out : list of str
+        Sites that never train but are evaluated after every stage.
+    audit : AuditConfig or None
+        Run the privacy audit after the timeline.
+    withdrawals : list of Withdrawal
+        Sites that withdraw after a stage.
+    reason : str or None
+        Why they withdraw (needed when some do): ``privacy`` (their patients carry identifying
+        markers) or ``incorrectness`` (their training labels are wrong by the task's rule).
+    """
+
+    name: str = "scenario"
+    schedule: Literal["sequential", "joint"] = "sequential"
+    rounds_per_stage: PositiveInt
+    sites: Annotated[list[SiteConfig], Field(min_length=1)]
+    stages: Annotated[list[Annotated[list[SiteId], Field(min_length=1)]], Field(min_length=1)]
+    held_out: list[SiteId] = []
+    audit: AuditConfig | None = None
+    withdrawals: list[Withdrawal] = []
+    reason: Reason | None = None
+
+    def arrivals(self) -> dict[str, int]:
+        """Site id -> the stage it first trains in (1 for every training site when ``joint``)."""
+        first = {site: t for t, members in enumerate(self.stages, start=1) for site in members}
+        return {site: 1 for site in first} if self.schedule == "joint" else first
+
+    def stage_sites(self) -> list[tuple[str, ...]]:
+        """The ids of the sites that train in each stage, the withdrawn ones left out."""
+        arrival = self.arrivals()
+        training = [site.id for site in self.sites if site.id in arrival]
+        stages = [training if self.schedule == "joint" else members for members in self.stages]
+        gone = [{w.site for w in self.withdrawals if w.stage < t} for t in range(1, len(stages) + 1)]
+        return [tuple(site for site in members if site not in out) for members, out in zip(stages, gone)]
+
+    @model_validator(mode="after")
+    def _check_references(self) -> "ScenarioConfig":
+        ids = [site.id for site in self.sites]
+        for i, site_id in enumerate(ids):
+            if site_id in ids[:i]:
+                raise invalid(f"sites.{i}.id", f"duplicate site id {site_id!r}")
+        trains: dict[str, int] = {}
+        for t, members in enumerate(self.stages, start=1):
+            for site_id in members:
+                _check_known(f"stages.{t - 1}", site_id, ids)
+                if site_id in trains:
+                    raise invalid(f"stages.{t - 1}", f"site {site_id!r} already trains in stage {trains[site_id]}")
+                trains[site_id] = t
+        for site_id in self.held_out:
+            _check_known("held_out", site_id, ids)
+            if site_id in trains:
+                raise invalid("held_out", f"site {site_id!r} trains in stage {trains[site_id]}")
+        for site_id in ids:
+            if site_id not in trains and site_id not in self.held_out:
+                raise invalid("stages", f"site {site_id!r} is in no stage; "
+                              "list it in scenario.held_out to evaluate it without training")
+        self._check_withdrawals(ids)
+        for t, members in enumerate(self.stage_sites()):
+            if not members:
+                raise invalid(f"stages.{t}", "every site of this stage has withdrawn before it")
+        return self
+
+    def _check_withdrawals(self, ids: list[str]) -> None:
+        arrival, n_stages = self.arrivals(), len(self.stages)
+        for i, withdrawal in enumerate(self.withdrawals):
+            site, stage, key = withdrawal.site, withdrawal.stage, f"withdrawals.{i}"
+            _check_known(f"{key}.site", site, ids)
+            if site not in arrival:
+                raise invalid(f"{key}.site", f"site {site!r} never trains, so there is nothing to withdraw")
+            if any(w.site == site for w in self.withdrawals[:i]):
+                raise invalid(f"{key}.site", f"site {site!r} already withdraws")
+            if not 1 <= stage <= n_stages:
+                raise invalid(f"{key}.stage", f"must be a stage number in 1..{n_stages} (got {stage!r})")
+            if stage < arrival[site]:
+                raise invalid(f"{key}.stage", f"site {site!r} withdraws after stage {stage} but only arrives "
+                              f"in stage {arrival[site]}")
+        if self.withdrawals and self.reason is None:
+            raise invalid("reason", "must be privacy or incorrectness when sites withdraw (got None)")
 
 
 @dataclass(frozen=True)
@@ -119,95 +213,17 @@ class Scenario:
         return sum(stage.rounds for stage in self.stages if site in stage.sites)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Scenario":
-        """Validate a ``scenario`` config node; every problem names its key."""
-        refuse_unknown_keys("scenario", config, KEYS)
-        sites = [SiteSpec.from_config(i, raw) for i, raw in enumerate(_list(config, "sites"))]
-        ids = [site.id for site in sites]
-        for i, site_id in enumerate(ids):
-            if site_id in ids[:i]:
-                raise ConfigError(f"scenario.sites.{i}.id", f"duplicate site id {site_id!r}")
-        if not sites:
-            raise ConfigError("scenario.sites", "needs at least one site")
-
-        rounds = config.get("rounds_per_stage")
-        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
-            raise ConfigError("scenario.rounds_per_stage", f"must be an integer >= 1 (got {rounds!r})")
-
-        schedule = config.get("schedule", "sequential")
-        if schedule not in SCHEDULES:
-            raise ConfigError("scenario.schedule", f"must be one of {list(SCHEDULES)} (got {schedule!r})")
-
-        stages_raw = _list(config, "stages")
-        if not stages_raw:
-            raise ConfigError("scenario.stages", "needs at least one stage")
-        arrival: dict[str, int] = {}
-        for t, members in enumerate(stages_raw, start=1):
-            key = f"scenario.stages.{t - 1}"
-            if isinstance(members, str) or not isinstance(members, Sequence) or len(members) == 0:
-                raise ConfigError(key, "a stage is a non-empty list of site ids")
-            for site_id in map(str, members):
-                _check_known(key, site_id, ids)
-                if site_id in arrival:
-                    raise ConfigError(key, f"site {site_id!r} already trains in stage {arrival[site_id]}")
-                arrival[site_id] = t
-
-        held_out = [str(s) for s in _list(config, "held_out")]
-        for site_id in held_out:
-            _check_known("scenario.held_out", site_id, ids)
-            if site_id in arrival:
-                raise ConfigError("scenario.held_out", f"site {site_id!r} trains in stage {arrival[site_id]}")
-        for site_id in ids:
-            if site_id not in arrival and site_id not in held_out:
-                raise ConfigError("scenario.stages", f"site {site_id!r} is in no stage; "
-                                  "list it in scenario.held_out to evaluate it without training")
-
-        if schedule == "joint":
-            training = tuple(s for s in ids if s in arrival)
-            stages = tuple(Stage(t, training, rounds) for t in range(1, len(stages_raw) + 1))
-            arrival = {s: 1 for s in training}
-        else:
-            stages = tuple(Stage(t, tuple(str(s) for s in members), rounds)
-                           for t, members in enumerate(stages_raw, start=1))
-        withdrawals, reason = _withdrawals(config, ids, arrival, len(stages))
-        stages = tuple(_without_withdrawn(stage, withdrawals) for stage in stages)
-        sites = [_with_reason(replace(site, arrival=arrival.get(site.id)), reason, withdrawals) for site in sites]
-        return cls(str(config.get("name", "scenario")), tuple(sites), stages, tuple(held_out), schedule,
-                   AuditConfig.from_config(config.get("audit")), withdrawals, reason)
-
-
-def _withdrawals(config: Mapping[str, Any], ids: list[str], arrival: Mapping[str, int],
-                 n_stages: int) -> tuple[tuple[Withdrawal, ...], str | None]:
-    """Validate ``scenario.withdrawals`` (entries ``{site, stage}``) and ``scenario.reason``."""
-    withdrawals: list[Withdrawal] = []
-    for i, raw in enumerate(_list(config, "withdrawals")):
-        key = f"scenario.withdrawals.{i}"
-        if not isinstance(raw, Mapping) or set(raw) != {"site", "stage"}:
-            raise ConfigError(key, f"a withdrawal is {{site: <id>, stage: <stage>}} (got {raw!r})")
-        site, stage = str(raw["site"]), raw["stage"]
-        _check_known(f"{key}.site", site, ids)
-        if site not in arrival:
-            raise ConfigError(f"{key}.site", f"site {site!r} never trains, so there is nothing to withdraw")
-        if any(w.site == site for w in withdrawals):
-            raise ConfigError(f"{key}.site", f"site {site!r} already withdraws")
-        if not isinstance(stage, int) or isinstance(stage, bool) or not 1 <= stage <= n_stages:
-            raise ConfigError(f"{key}.stage", f"must be a stage number in 1..{n_stages} (got {stage!r})")
-        if stage < arrival[site]:
-            raise ConfigError(f"{key}.stage", f"site {site!r} withdraws after stage {stage} but only arrives "
-                              f"in stage {arrival[site]}")
-        withdrawals.append(Withdrawal(site, stage))
-    reason = config.get("reason")
-    if withdrawals and reason not in REASONS:
-        raise ConfigError("scenario.reason", f"must be one of {list(REASONS)} when sites withdraw (got {reason!r})")
-    return tuple(sorted(withdrawals, key=lambda w: w.stage)), reason if withdrawals else None
-
-
-def _without_withdrawn(stage: Stage, withdrawals: Sequence[Withdrawal]) -> Stage:
-    gone = {w.site for w in withdrawals if w.stage < stage.index}
-    remaining = tuple(site for site in stage.sites if site not in gone)
-    if not remaining:
-        raise ConfigError(f"scenario.stages.{stage.index - 1}", "every site of this stage has withdrawn before it")
-    return replace(stage, sites=remaining)
+    def from_config(cls, config: ScenarioConfig) -> "Scenario":
+        """The timeline a validated ``scenario`` node describes."""
+        withdrawals = tuple(sorted(config.withdrawals, key=lambda w: w.stage))
+        reason = config.reason if withdrawals else None
+        arrival = config.arrivals()
+        sites = [_with_reason(SiteSpec(**dict(site), index=i, arrival=arrival.get(site.id)), reason, withdrawals)
+                 for i, site in enumerate(config.sites)]
+        stages = tuple(Stage(t, members, config.rounds_per_stage)
+                       for t, members in enumerate(config.stage_sites(), start=1))
+        return cls(config.name, tuple(sites), stages, tuple(config.held_out), config.schedule, config.audit,
+                   withdrawals, reason)
 
 
 def _with_reason(site: SiteSpec, reason: str | None, withdrawals: Sequence[Withdrawal]) -> SiteSpec:
@@ -216,17 +232,10 @@ def _with_reason(site: SiteSpec, reason: str | None, withdrawals: Sequence[Withd
     if site.id not in {w.site for w in withdrawals}:
         return site
     if reason == "privacy":  # marker_rate 0 is the default, so "not set"
-        return replace(site, marker_rate=site.marker_rate or 1.0)
-    return replace(site, corrupt_labels=True)
+        return site.replace(marker_rate=site.marker_rate or 1.0)
+    return site.replace(corrupt_labels=True)
 
 
-def _list(config: Mapping[str, Any], key: str) -> list:
-    value = config.get(key) or []
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ConfigError(f"scenario.{key}", f"must be a list (got {value!r})")
-    return list(value)
-
-
-def _check_known(key: str, site_id: Any, ids: list[str]) -> None:
-    if str(site_id) not in ids:
-        raise ConfigError(key, f"unknown site {site_id!r} (known: {', '.join(ids)})")
+def _check_known(key: str, site_id: str, ids: list[str]) -> None:
+    if site_id not in ids:
+        raise invalid(key, f"unknown site {site_id!r} (known: {', '.join(ids)})")

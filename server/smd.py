@@ -47,8 +47,8 @@ class SiteModulatedDiffusion:
     def __init__(self, task: Task, config: ReplayConfig, seed: int) -> None:
         self.task, self.config, self.seed = task, config, seed
         settings = config.generator
-        self.wire = GeneratorConfig(list(settings["channels"]), settings["embed_dim"], settings["heads"],
-                                    settings["steps"], settings["batch_size"], float(settings["lr"]))
+        self.wire = GeneratorConfig(list(settings.channels), settings.embed_dim, settings.heads,
+                                    settings.steps, settings.batch_size, float(settings.lr))
         torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.REPLAY))
         self.network = build_generator(task, self.wire)
         self.prompts: dict[str, torch.Tensor] = {}
@@ -61,7 +61,7 @@ class SiteModulatedDiffusion:
 
     def _new_prompt(self, site: str, index: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seeding.stream_seed(self.seed, seeding.Stream.REPLAY, index + 1))
-        return torch.randn((self.config.generator["prompt_tokens"], self.config.generator["embed_dim"]),
+        return torch.randn((self.config.generator.prompt_tokens, self.config.generator.embed_dim),
                            generator=generator)
 
     def learn(self, view: SiteGrid, timeout: float) -> None:
@@ -96,7 +96,7 @@ class SiteModulatedDiffusion:
             classes = torch.arange(n) % self.task.replay_classes
         self._draws += 1
         start = time.perf_counter()
-        x = sample(self.network, self.prompts[site], classes, n, self.config.generator["sampling_steps"],
+        x = sample(self.network, self.prompts[site], classes, n, self.config.generator.sampling_steps,
                    seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 0, self._draws))
         self.sampling_seconds.append(time.perf_counter() - start)
         return self.task.decode_replay(x, classes)

@@ -23,14 +23,14 @@ from server.server_app import RunPlan, Timeline, build_server_app
 from server.unlearning import UnlearningConfig
 from sites import seeding
 from sites.client_app import build_client_app
-from sites.errors import ConfigError, MedsitesError, refuse_unknown_keys
-from sites.faults import FaultConfig
-from sites.privacy import DPConfig
+from sites.config import parse
+from sites.errors import ConfigError, MedsitesError
 from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
                          build_task)
 from sites.tasks.capabilities import require
 from strategies import build_strategy, check_strategy_fits
 
+from .config import RunConfig
 from .console import exit_with, print_summary, timeline_progress
 from .engine import run_federation
 from .replay_report import write_replay_figures
@@ -44,39 +44,34 @@ _RUN_FILES = ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "re
 OmegaConf.register_new_resolver("resume_or", lambda resume, fresh: resume or fresh, replace=True)
 
 
-# The config groups and blocks every run has.
-_GROUPS = ("scenario", "task", "strategy", "privacy", "unlearning", "replay", "backend", "faults")
-
-
 @dataclass
 class Prepared:
+    """A validated run, before anything is written or started.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        What the server runs.
+    config : RunConfig
+        The typed config.
+    resolved : dict
+        The config as Hydra resolved it (written to the run directory as ``config.yaml``).
+    """
+
     plan: RunPlan
-    config: dict[str, Any]
+    config: RunConfig
+    resolved: dict[str, Any]
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    for key in _GROUPS:
-        if not isinstance(config.get(key), dict):
-            raise ConfigError(key, "missing config group")
-    refuse_unknown_keys("config", config, (*_GROUPS, "seed", "verbose", "resume"))
-    refuse_unknown_keys("backend", config["backend"], ("client_cpus", "round_timeout", "address"))
-    seed = config.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError("seed", f"must be a non-negative integer (got {seed!r})")
-    for key, unit in (("round_timeout", "seconds"), ("client_cpus", "CPUs")):
-        value = config["backend"].get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigError(f"backend.{key}", f"must be a number of {unit} > 0 (got {value!r})")
-    round_timeout = config["backend"]["round_timeout"]
-    scenario = Scenario.from_config(config["scenario"])
-    task = build_task(config["task"])
-    strategy = build_strategy(config["strategy"])
-    dp = DPConfig.from_config(config["privacy"])
-    unlearning = UnlearningConfig.from_config(config["unlearning"])
-    replay = ReplayConfig.from_config(config["replay"])
-    faults = FaultConfig.from_config(config["faults"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config = parse(RunConfig, resolved)
+    scenario = Scenario.from_config(config.scenario)
+    task = build_task(config.task)
+    strategy = build_strategy(config.strategy)
+    dp, replay, faults = config.privacy, config.replay, config.faults
+    unlearning = UnlearningConfig.from_config(config.unlearning)
     if faults.crash_prob > 0 and scenario.withdrawals:
         raise ConfigError("faults.crash_prob", "site withdrawals cannot run with simulated failures: unlearning "
                           "and retraining rounds need every site's reply")
@@ -88,10 +83,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
     check_task_capabilities(task, scenario)
     task.check_sites(scenario.sites)
-    plan = RunPlan(scenario, task, strategy, seed, run_dir, float(round_timeout),
+    plan = RunPlan(scenario, task, strategy, config.seed, run_dir, config.backend.round_timeout,
                    dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay,
                    faults=faults)
-    return Prepared(plan, config)
+    return Prepared(plan, config, resolved)
 
 
 def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Task, dp: bool, withdrawals: bool) -> None:
@@ -138,7 +133,7 @@ def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None
 
     generator = plan.replay.generator
     result.replay["fidelity"] = measure_fidelity(run_dir, plan.task, plan.scenario, plan.seed, plan.replay.per_site,
-                                                 generator["sampling_steps"])
+                                                 generator.sampling_steps)
     write_replay_figures(run_dir, plan.task)
     result.write(run_dir)
 
@@ -156,7 +151,7 @@ def open_run(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate the config, claim ``run_dir``, write the resolved config there and seed this process."""
     prepared = prepare(cfg, run_dir)
     claim_run_dir(run_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(prepared.config))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(prepared.resolved))
     seeding.seed_everything(prepared.plan.seed)
     return prepared
 
@@ -176,10 +171,9 @@ def reopen_run(run_dir: Path) -> tuple[Prepared, RunState]:
 def site_app(prepared: Prepared) -> ClientApp:
     """The ClientApp every site of the run runs."""
     plan, config = prepared.plan, prepared.config
-    return build_client_app(config["task"], list(plan.scenario.sites), plan.seed,
-                            num_threads=max(1, int(config["backend"]["client_cpus"])),
-                            privacy=config["privacy"], planned_steps=plan.planned_steps,
-                            faults=plan.faults)
+    return build_client_app(plan.task, list(plan.scenario.sites), plan.seed,
+                            num_threads=max(1, int(config.backend.client_cpus)), dp=config.privacy,
+                            planned_steps=plan.planned_steps, faults=plan.faults)
 
 
 def close_run(timeline: Timeline) -> RunResult:
@@ -205,8 +199,7 @@ def execute(cfg: DictConfig) -> Path:
     with timeline_progress(plan.scenario, len(plan.task.phases), done) as progress:
         timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage, resume=resume)
         run_federation(build_server_app(timeline), site_app(prepared), len(plan.scenario.sites),
-                       config["backend"]["client_cpus"], verbose=bool(config["verbose"]),
-                       address=config["backend"].get("address"))
+                       config.backend.client_cpus, verbose=config.verbose, address=config.backend.address)
     result = close_run(timeline)
     if result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
         write_sweep_table(run_dir.parent)

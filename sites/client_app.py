@@ -36,9 +36,10 @@ once per Ray actor and kept in memory for the rest of the run.
 """
 
 import functools
-import json
 import math
 from dataclasses import replace
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,7 +58,7 @@ from .protocol import (AccountantHistory, DataReport, MetricKey, NodeState, Reco
 from .replay import pack_domains, unpack_domains
 from .replay_objectives import replay_objective
 from .spec import SiteSpec
-from .tasks import Objective, SiteData, Task, build_task
+from .tasks import Objective, SiteData, Task
 from .tasks.capabilities import reference_sample
 from .unlearning import unlearn
 
@@ -66,19 +67,16 @@ SITE_ERROR_CODE = 0
 _STATE_KEY = "medsites"
 
 
-@functools.lru_cache(maxsize=None)
-def _task(task_json: str) -> Task:
-    return build_task(json.loads(task_json))
+# What a site's process keeps for the rest of the run, by app and site index: the site's data and
+# the privacy audit's reference sample, made on first use. Not in the app's closure: Flower's
+# simulation engine pickles the ClientApp anew with every message it sends to a Ray actor.
+_per_process: dict[tuple[str, int, str], Any] = {}
 
 
-@functools.lru_cache(maxsize=None)
-def _site_data(task_json: str, site_json: str, seed: int) -> SiteData:
-    return _task(task_json).site_data(SiteSpec.from_dict(json.loads(site_json)), seed)
-
-
-@functools.lru_cache(maxsize=None)
-def _reference_sample(task_json: str, site_json: str, seed: int) -> TensorDataset:
-    return reference_sample(_task(task_json), SiteSpec.from_dict(json.loads(site_json)), seed)
+def _made_once(key: tuple[str, int, str], make: Callable[[], Any]) -> Any:
+    if key not in _per_process:
+        _per_process[key] = make()
+    return _per_process[key]
 
 
 def _global_model(task: Task, message: Message) -> torch.nn.Module:
@@ -118,32 +116,32 @@ def _identity(site: SiteSpec, message: Message) -> Message:
     return Message(RecordDict({RecordName.SITE: SiteIdentity(site.id).to_record()}), reply_to=message)
 
 
-def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num_threads: int,
-                     privacy: dict[str, Any] | None = None, planned_steps: dict[str, int] | None = None,
-                     faults: FaultConfig | None = None) -> ClientApp:
+def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: int, dp: DPConfig | None = None,
+                     planned_steps: dict[str, int] | None = None, faults: FaultConfig | None = None) -> ClientApp:
     """Make the ClientApp for a federation.
+
+    The arguments travel with the app (pickled) to every site's process; each process makes a
+    site's data once, on the site's first message.
 
     Parameters
     ----------
-    task : dict
-        The resolved ``task`` config node (``_target_`` and arguments).
+    task : Task
+        The task, built from the ``task`` config node.
     sites : list of SiteSpec
         All sites of the scenario; Flower's partition id ``i`` plays ``sites[i]``.
     seed : int
         The run's top-level seed.
     num_threads : int
         Torch threads per site process (the CPUs Ray gives each actor).
-    privacy : dict, optional
-        The resolved ``privacy`` config node; ``method: dp`` trains every site with DP-SGD.
+    dp : DPConfig, optional
+        Train every site with DP-SGD (``privacy=dp``).
     planned_steps : dict, optional
         Site id -> local steps the timeline plans for it; with a ``target_epsilon``, each site
         picks the noise that reaches it after exactly these steps.
     faults : FaultConfig, optional
         Simulated failures: each training call crashes with ``faults.crash_prob``.
     """
-    task_json = json.dumps(task, sort_keys=True)
-    site_jsons = [json.dumps(site.to_dict(), sort_keys=True) for site in sites]
-    dp = DPConfig.from_config(privacy or {"method": "off"})
+    app_id = uuid.uuid4().hex  # names this app's data in _per_process
     planned_steps = planned_steps or {}
     faults = faults or FaultConfig()
 
@@ -164,7 +162,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     def load(context: Context) -> tuple[SiteSpec, Task, SiteData]:
         torch.set_num_threads(num_threads)
         site = site_of(context)
-        return site, _task(task_json), _site_data(task_json, site_jsons[site.index], seed)
+        return site, task, _made_once((app_id, site.index, "data"), lambda: task.site_data(site, seed))
 
     def report_site_errors(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
         # Turn any failure into an error reply that names the site, instead of a traceback
@@ -302,7 +300,7 @@ def build_client_app(task: dict[str, Any], sites: list[SiteSpec], seed: int, num
     def reference_model(site: SiteSpec, task: Task, k: int, steps: int) -> torch.nn.Module:
         """A model of the same architecture, initialisation and step budget as the federation's,
         trained (without DP) on fresh data of the site's distribution."""
-        sample = _reference_sample(task_json, site_jsons[site.index], seed)
+        sample = _made_once((app_id, site.index, "reference"), lambda: reference_sample(task, site, seed))
         torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.MODEL_INIT))
         model = task.build_model()
         for call in range(math.ceil(steps / task.local_steps)):

@@ -7,13 +7,13 @@ ClientApp that crashed (what a real site going down looks like); the server goes
 replies it got (``server.site_grid``) and retries a stage where no site trained.
 """
 
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated
 
 from flwr.common.constant import ErrorCode
+from pydantic import Field, NonNegativeInt
 
 from . import seeding
-from .errors import ConfigError, refuse_unknown_keys
+from .config import ConfigModel
 
 #: The error code of a simulated crash: Flower's own for a ClientApp that crashed.
 CRASH_CODE = ErrorCode.CLIENT_APP_CRASHED
@@ -28,8 +28,7 @@ class SiteCrash(RuntimeError):
     code = CRASH_CODE
 
 
-@dataclass(frozen=True)
-class FaultConfig:
+class FaultConfig(ConfigModel):
     """The ``faults`` config node.
 
     Parameters
@@ -41,19 +40,8 @@ class FaultConfig:
         the run stops.
     """
 
-    crash_prob: float = 0.0
-    stage_retries: int = 2
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "FaultConfig":
-        refuse_unknown_keys("faults", config, (f.name for f in fields(cls)))
-        crash_prob = config.get("crash_prob", cls.crash_prob)
-        if isinstance(crash_prob, bool) or not isinstance(crash_prob, (int, float)) or not 0 <= crash_prob <= 1:
-            raise ConfigError("faults.crash_prob", f"must be a probability in [0, 1] (got {crash_prob!r})")
-        retries = config.get("stage_retries", cls.stage_retries)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError("faults.stage_retries", f"must be a non-negative integer (got {retries!r})")
-        return cls(float(crash_prob), retries)
+    crash_prob: Annotated[float, Field(ge=0, le=1)] = 0.0
+    stage_retries: NonNegativeInt = 2
 
     def crashes(self, seed: int, site_index: int, call: int) -> bool:
         """Whether the site's training call number ``call`` fails."""

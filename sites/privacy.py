@@ -12,13 +12,15 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BeforeValidator, Field, PositiveFloat, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .errors import ConfigError, refuse_unknown_keys
+from .config import ConfigModel, check_keys, invalid
+from .errors import ConfigError
 from .seeding import stream_seed
 
 METHODS = ("off", "dp")
@@ -26,12 +28,13 @@ METHODS = ("off", "dp")
 MAX_NOISE_MULTIPLIER = 100.0
 
 
-@dataclass(frozen=True)
-class DPConfig:
-    """The ``privacy`` config node of ``privacy=dp``.
+class DPConfig(ConfigModel):
+    """The ``privacy`` config node of ``privacy=dp`` (``privacy=off`` is no DPConfig: see :data:`Privacy`).
 
     Parameters
     ----------
+    method : str
+        ``dp``.
     noise_multiplier : float or None
         Gaussian noise std over the clipping norm; ``None`` derives it from ``target_epsilon``.
     target_epsilon : float or None
@@ -43,33 +46,17 @@ class DPConfig:
         The delta of the reported (epsilon, delta) guarantee, in (0, 1).
     """
 
-    noise_multiplier: float | None
-    target_epsilon: float | None
-    max_grad_norm: float
-    delta: float
+    method: Literal["dp"]
+    noise_multiplier: PositiveFloat | None = None
+    target_epsilon: PositiveFloat | None = None
+    max_grad_norm: PositiveFloat
+    delta: Annotated[float, Field(gt=0, lt=1)]
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "DPConfig | None":
-        """``None`` for ``method: off``; a ``ConfigError`` naming the key for bad values."""
-        known = {"method", "noise_multiplier", "target_epsilon", "max_grad_norm", "delta"}
-        refuse_unknown_keys("privacy", config, known)
-        method = config.get("method")
-        if method not in METHODS:
-            raise ConfigError("privacy.method", f"must be one of {list(METHODS)} (got {method!r})")
-        if method == "off":
-            return None
-        noise, target = config.get("noise_multiplier"), config.get("target_epsilon")
-        if (noise is None) == (target is None):
-            raise ConfigError("privacy.noise_multiplier", "set exactly one of noise_multiplier and target_epsilon")
-        for key, value in (("noise_multiplier", noise), ("target_epsilon", target),
-                           ("max_grad_norm", config.get("max_grad_norm"))):
-            if value is not None and not (isinstance(value, int | float) and value > 0):
-                raise ConfigError(f"privacy.{key}", f"must be a number > 0 (got {value!r})")
-        delta = config.get("delta")
-        if not (isinstance(delta, int | float) and 0 < delta < 1):
-            raise ConfigError("privacy.delta", f"must be in (0, 1) (got {delta!r})")
-        return cls(None if noise is None else float(noise), None if target is None else float(target),
-                   float(config["max_grad_norm"]), float(delta))
+    @model_validator(mode="after")
+    def _one_noise_source(self) -> "DPConfig":
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise invalid("noise_multiplier", "set exactly one of noise_multiplier and target_epsilon")
+        return self
 
     @functools.lru_cache(maxsize=None)  # a site asks at every round; the answer never changes
     def noise_for(self, sample_rate: float, steps: int) -> float:
@@ -91,6 +78,20 @@ class DPConfig:
                               f"{MAX_NOISE_MULTIPLIER:g} gives epsilon {lowest:.3g}")
         return float(get_noise_multiplier(target_epsilon=self.target_epsilon, target_delta=self.delta,
                                           sample_rate=sample_rate, steps=steps, accountant="rdp"))
+
+
+def _off_is_none(config: Any) -> Any:
+    """``method: off`` (and nothing else) is ``None``; ``method: dp`` goes on to :class:`DPConfig`."""
+    if not isinstance(config, Mapping) or config.get("method") == "dp":
+        return config
+    if config.get("method") != "off":
+        raise invalid("method", f"must be one of {list(METHODS)} (got {config.get('method')!r})")
+    check_keys(config, ["method"])
+    return None
+
+
+#: The ``privacy`` config node: a :class:`DPConfig`, or ``None`` for ``method: off``.
+Privacy = Annotated[DPConfig | None, BeforeValidator(_off_is_none)]
 
 
 class SiteAccountant:

@@ -15,8 +15,9 @@ import pytest
 from flwr.supercore.task_identity import TaskIdentity
 from omegaconf import OmegaConf
 
-from server.scenario import Scenario
+from server.scenario import Scenario, ScenarioConfig
 from sites.data.brain import MODALITIES
+from sites.config import parse
 from sites.diffusion import build_generator
 from sites.errors import ConfigError
 from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, FISHER, IDENTIFY, RESUME, STATISTICS, TRAIN, TRAIN_GENERATOR,
@@ -37,6 +38,11 @@ def load_config(group: str, name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / group / f"{name}.yaml"), resolve=True)
 
 
+def build_scenario(config: dict) -> Scenario:
+    """The timeline of a ``scenario`` config node, validated as the entry point validates it."""
+    return Scenario.from_config(parse(ScenarioConfig, config, "scenario"))
+
+
 @pytest.fixture
 def scenario_config() -> dict:
     return load_config("scenario", "sequential_sites")
@@ -44,7 +50,7 @@ def scenario_config() -> dict:
 
 @pytest.fixture
 def scenario(scenario_config) -> Scenario:
-    return Scenario.from_config(scenario_config)
+    return build_scenario(scenario_config)
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from sites.client_app import build_client_app
 from sites.faults import CRASH_CODE, FaultConfig
 from sites.spec import ScannerSignature, SiteSpec
+from sites.tasks import build_task
 
 SITES = [
     SiteSpec(id="A", name="a", index=0, scanner=ScannerSignature(contrast=0.3)),
-    SiteSpec(id="B", name="b", index=1, scanner=ScannerSignature(contrast=-0.3, noise=-1.0)),  # broken scanner
+    SiteSpec(id="B", name="b", index=1, scanner=ScannerSignature(contrast=-0.3)),
 ]
 
 
@@ -32,22 +33,26 @@ def _global_arrays(task) -> ArrayRecord:
     return ArrayRecord(task.build_model().state_dict())
 
 
-def test_query_names_the_site_and_checks_its_data(small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+def test_query_names_the_site_and_checks_its_data(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
     assert app(_message("query"), _context(0)).content["site"]["site-id"] == "A"
     reply = app(_message("query.data"), _context(0))
     assert dict(reply.content["data"]) == {"n-train": 16, "n-test": 8}
 
 
-def test_a_failing_data_generator_becomes_an_error_reply(small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+def test_a_failing_data_generator_becomes_an_error_reply(small_task, monkeypatch):
+    def unreadable(site, seed):
+        raise ValueError(f"cannot read the images of site {site.id}")
+
+    monkeypatch.setattr(small_task, "load_site", unreadable)
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
     reply = app(_message("query.data"), _context(1))
     assert reply.has_error()
-    assert "scanner.noise must be a finite number >= 0" in reply.error.reason
+    assert reply.error.reason == "ValueError: cannot read the images of site B"
 
 
-def test_train_returns_new_arrays_and_fedavg_metrics(small_task, small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+def test_train_returns_new_arrays_and_fedavg_metrics(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
     arrays = _global_arrays(small_task)
     reply = app(_message("train", arrays), _context(0))
     assert reply.content["metrics"]["num-examples"] == 16
@@ -57,8 +62,8 @@ def test_train_returns_new_arrays_and_fedavg_metrics(small_task, small_task_conf
     assert any(not torch.equal(trained[k], start[k]) for k in start)
 
 
-def test_training_is_seeded_by_the_sites_call_count(small_task, small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+def test_training_is_seeded_by_the_sites_call_count(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
     arrays = _global_arrays(small_task)
     context = _context(0)
     first = app(_message("train", arrays), context).content["metrics"]["train_loss"]
@@ -68,8 +73,8 @@ def test_training_is_seeded_by_the_sites_call_count(small_task, small_task_confi
     assert first != second  # the second call draws other batches
 
 
-def test_evaluate_reports_the_primary_metric(small_task, small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+def test_evaluate_reports_the_primary_metric(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
     reply = app(_message("evaluate", _global_arrays(small_task)), _context(0))
     metrics = reply.content["metrics"]
     assert 0.0 <= metrics["dice"] <= 1.0 and metrics["num-examples"] == 8
@@ -77,7 +82,7 @@ def test_evaluate_reports_the_primary_metric(small_task, small_task_config):
 
 
 def test_fedprox_mu_from_the_strategy_config_changes_training(small_task, small_task_config):
-    app = build_client_app({**small_task_config, "lr": 0.05}, SITES, seed=0, num_threads=1)
+    app = build_client_app(build_task({**small_task_config, "lr": 0.05}), SITES, seed=0, num_threads=1)
     arrays = _global_arrays(small_task)
     plain = app(_message("train", arrays), _context(0)).content["arrays"].to_torch_state_dict()
     prox = app(_message("train", arrays, **{"proximal-mu": 10.0}), _context(0)).content["arrays"].to_torch_state_dict()
@@ -89,8 +94,8 @@ def test_fedprox_mu_from_the_strategy_config_changes_training(small_task, small_
     assert drift(prox) < drift(plain)
 
 
-def test_a_node_set_back_by_query_resume_trains_as_it_did_at_that_call(small_task, small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1)
+def test_a_node_set_back_by_query_resume_trains_as_it_did_at_that_call(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
     arrays = _global_arrays(small_task)
     running = _context(0)
     app(_message("train", arrays), running)
@@ -101,8 +106,8 @@ def test_a_node_set_back_by_query_resume_trains_as_it_did_at_that_call(small_tas
     assert all(torch.equal(second[k], resumed[k]) for k in second)
 
 
-def test_a_simulated_crash_is_an_error_reply_with_the_crash_code(small_task, small_task_config):
-    app = build_client_app(small_task_config, SITES, seed=0, num_threads=1, faults=FaultConfig(crash_prob=1.0))
+def test_a_simulated_crash_is_an_error_reply_with_the_crash_code(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1, faults=FaultConfig(crash_prob=1.0))
     reply = app(_message("train", _global_arrays(small_task)), _context(0))
     assert reply.has_error() and reply.error.code == CRASH_CODE
     assert "simulated crash in training call 1" in reply.error.reason

@@ -1,10 +1,14 @@
-"""Synthetic prostate-like data: deterministic, shifted per site, checked at the site."""
+"""Synthetic prostate-like data: deterministic, shifted per site, its scanner checked when the config is read."""
+
+import re
 
 import numpy as np
 import pytest
 
 from sites.data.prostate import ORGAN, sample_anatomy
+from sites.config import parse
 from sites.data.scanner import acquire
+from sites.errors import ConfigError
 from sites.spec import ScannerSignature
 
 
@@ -34,7 +38,8 @@ def test_scanner_contrast_sets_the_organ_against_its_tissue():
 
 
 @pytest.mark.parametrize("field", ["noise", "blur", "bias_field"])
-def test_out_of_range_signature_names_the_field(field):
-    anatomy = sample_anatomy(1, 16, np.random.default_rng(0))
-    with pytest.raises(ValueError, match=f"scanner.{field} must be a finite number >= 0"):
-        acquire(anatomy.render(0.3), ScannerSignature(**{field: -1.0}), np.random.default_rng(0))
+@pytest.mark.parametrize(("value", "words"), [(-1.0, "must be greater than or equal to 0 (got -1.0)"),
+                                              (float("inf"), "must be a finite number (got inf)")])
+def test_out_of_range_signature_names_the_field(field, value, words):
+    with pytest.raises(ConfigError, match=rf"^scenario\.sites\.0\.scanner\.{field}: {re.escape(words)}$"):
+        parse(ScannerSignature, {field: value}, "scenario.sites.0.scanner")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import read_json, run_cli
+from sites.config import parse
 from sites.errors import ConfigError
 from sites.faults import FaultConfig
 
@@ -19,7 +20,7 @@ from sites.faults import FaultConfig
 ])
 def test_bad_fault_settings_name_their_key(config, key):
     with pytest.raises(ConfigError) as raised:
-        FaultConfig.from_config(config)
+        parse(FaultConfig, config, "faults")
     assert raised.value.key == key
 
 

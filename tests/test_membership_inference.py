@@ -6,9 +6,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from sites.data.markers import MARKER_INTENSITY, stamp_markers
+from sites.config import parse
 from sites.errors import ConfigError
 from sites.membership_inference import FPR_GRID, attack_metrics, audit_scores, roc_curve, site_audit
-from sites.spec import SiteSpec
+from sites.spec import SiteConfig
 from sites.tasks import SiteData
 
 
@@ -61,7 +62,7 @@ def test_markers_go_on_the_chosen_patients_only_and_are_unique():
 
 def test_marker_rate_is_checked():
     with pytest.raises(ConfigError) as raised:
-        SiteSpec.from_config(2, {"id": "C", "marker_rate": 1.5})
+        parse(SiteConfig, {"id": "C", "marker_rate": 1.5}, "scenario.sites.2")
     assert raised.value.key == "scenario.sites.2.marker_rate"
 
 

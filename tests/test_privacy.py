@@ -6,12 +6,17 @@ import torch
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
+from sites.config import parse
 from sites.errors import ConfigError
-from sites.privacy import DPConfig, PrivateTraining, SiteAccountant
+from sites.privacy import Privacy, PrivateTraining, SiteAccountant
 from sites.protocol import TrainConfig
 from sites.tasks import build_task
 
 DP = {"method": "dp", "target_epsilon": 8.0, "noise_multiplier": None, "max_grad_norm": 1.0, "delta": 1e-5}
+
+
+def _privacy(config: dict):
+    return parse(Privacy, config, "privacy")
 
 
 @pytest.mark.parametrize(
@@ -29,21 +34,21 @@ DP = {"method": "dp", "target_epsilon": 8.0, "noise_multiplier": None, "max_grad
 )
 def test_bad_privacy_config_names_its_key(changes, key):
     with pytest.raises(ConfigError) as raised:
-        DPConfig.from_config({**DP, **changes})
+        _privacy({**DP, **changes})
     assert raised.value.key == key
 
 
 def test_privacy_off_is_no_config():
-    assert DPConfig.from_config({"method": "off"}) is None
+    assert _privacy({"method": "off"}) is None
 
 
 def test_the_noise_for_a_target_is_opacus_s_and_an_unreachable_target_is_refused():
-    config = DPConfig.from_config(DP)
+    config = _privacy(DP)
     assert config.noise_for(0.1, 250) == pytest.approx(
         get_noise_multiplier(target_epsilon=8.0, target_delta=1e-5, sample_rate=0.1, steps=250, accountant="rdp"))
-    assert DPConfig.from_config({**DP, "target_epsilon": None, "noise_multiplier": 1.3}).noise_for(0.1, 250) == 1.3
+    assert _privacy({**DP, "target_epsilon": None, "noise_multiplier": 1.3}).noise_for(0.1, 250) == 1.3
     with pytest.raises(ConfigError, match="cannot be reached in 2 steps at sampling rate 0.5 .* even noise") as raised:
-        DPConfig.from_config({**DP, "target_epsilon": 1e-7}).noise_for(0.5, 2)
+        _privacy({**DP, "target_epsilon": 1e-7}).noise_for(0.5, 2)
     assert raised.value.key == "privacy.target_epsilon"
 
 

@@ -29,12 +29,12 @@ def test_the_shipped_combinations_are_accepted(tmp_path, overrides, source):
     (("strategy=ewc", "privacy=dp"), "privacy", "EWC cannot run with privacy=dp"),
     (("strategy=pga", "scenario=site_withdrawal"), "strategy", "site withdrawals cannot run with PGA"),
     (("strategy=replay_buffer", "scenario=site_withdrawal"), "strategy", "replay=real"),
-    (("strategy=pga", "replay.generator.steps=0"), "replay.generator.steps", "integer >= 1"),
+    (("strategy=pga", "replay.generator.steps=0"), "replay.generator.steps", "must be greater than 0 (got 0)"),
     (("strategy=pga", "+replay.generator.depth=3"), "replay.generator", "unknown keys ['depth']"),
-    (("strategy=pga", "replay.source=gan"), "replay.source", "must be one of"),
-    (("strategy=pga", "replay.per_site=-1"), "replay.per_site", "integer >= 1"),
-    (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels", "at least two"),
-    (("strategy=pga", "replay.generator.lr=0"), "replay.generator.lr", "> 0"),
+    (("strategy=pga", "replay.source=gan"), "replay.source", "must be 'none', 'smd' or 'real' (got 'gan')"),
+    (("strategy=pga", "replay.per_site=-1"), "replay.per_site", "must be greater than 0 (got -1)"),
+    (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels", "must hold at least 2 item(s) (got [16])"),
+    (("strategy=pga", "replay.generator.lr=0"), "replay.generator.lr", "must be greater than 0 (got 0)"),
     (("strategy=pga", "+replay.colour=red"), "replay", "unknown keys ['colour']"),
 ])
 def test_bad_replay_configs_name_their_key(tmp_path, overrides, key, message):

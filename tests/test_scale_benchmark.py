@@ -3,13 +3,13 @@
 import pytest
 
 from benchmarks.scale import Observation, scanner_ranges, scenario_config, split_time
-from server.scenario import Scenario
+from conftest import build_scenario
 
 
 @pytest.mark.parametrize(("layout", "stages"), [("together", [20]), ("sequential", [8, 8, 4])])
 def test_generated_scenario_is_valid_with_distinct_sites(layout, stages):
     config = scenario_config(20, layout, rounds=3, stage_size=8)
-    scenario = Scenario.from_config(config)
+    scenario = build_scenario(config)
     assert len(set(scenario.site_ids)) == 20
     assert [len(stage.sites) for stage in scenario.stages] == stages
     assert all(stage.rounds == 3 for stage in scenario.stages)

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from server.scenario import Scenario
+from conftest import build_scenario
 from sites.errors import ConfigError
 
 
@@ -17,7 +17,7 @@ def test_default_timeline(scenario):
 
 
 def test_joint_schedule_trains_every_training_site_from_stage_one(scenario_config):
-    scenario = Scenario.from_config({**scenario_config, "schedule": "joint"})
+    scenario = build_scenario({**scenario_config, "schedule": "joint"})
     assert [stage.sites for stage in scenario.stages] == [("A", "B", "C", "D")] * 4
     assert [site.arrival for site in scenario.sites] == [1, 1, 1, 1, None]
 
@@ -32,20 +32,20 @@ def _with(config, **changes):
     ("changes", "key", "words"),
     [
         ({"stages": [["A"], ["B", "A"], ["C"], ["D"]]}, "scenario.stages.1", "already trains in stage 1"),
-        ({"stages": [["A"], [], ["C"], ["D"]]}, "scenario.stages.1", "non-empty"),
-        ({"stages": []}, "scenario.stages", "at least one stage"),
-        ({"rounds_per_stage": 0}, "scenario.rounds_per_stage", ">= 1"),
-        ({"rounds_per_stage": 2.5}, "scenario.rounds_per_stage", "integer"),
+        ({"stages": [["A"], [], ["C"], ["D"]]}, "scenario.stages.1", "must hold at least 1 item(s) (got [])"),
+        ({"stages": []}, "scenario.stages", "must hold at least 1 item(s) (got [])"),
+        ({"rounds_per_stage": 0}, "scenario.rounds_per_stage", "must be greater than 0 (got 0)"),
+        ({"rounds_per_stage": 2.5}, "scenario.rounds_per_stage", "must be a valid integer (got 2.5)"),
         ({"stages": [["A"], ["Z"], ["C"], ["D"]]}, "scenario.stages.1", "unknown site 'Z'"),
         ({"held_out": ["Q"]}, "scenario.held_out", "unknown site 'Q'"),
         ({"held_out": ["A", "E"]}, "scenario.held_out", "'A' trains in stage 1"),
         ({"held_out": []}, "scenario.stages", "'E' is in no stage"),
-        ({"schedule": "random"}, "scenario.schedule", "must be one of"),
+        ({"schedule": "random"}, "scenario.schedule", "must be 'sequential' or 'joint' (got 'random')"),
     ],
 )
 def test_invalid_scenarios_name_their_key(scenario_config, changes, key, words):
     with pytest.raises(ConfigError) as raised:
-        Scenario.from_config(_with(scenario_config, **changes))
+        build_scenario(_with(scenario_config, **changes))
     assert raised.value.key == key
     assert words in str(raised.value)
 
@@ -54,8 +54,8 @@ def test_duplicate_and_malformed_sites(scenario_config):
     sites = copy.deepcopy(scenario_config["sites"])
     sites[2]["id"] = "A"
     with pytest.raises(ConfigError, match="scenario.sites.2.id: duplicate site id 'A'"):
-        Scenario.from_config(_with(scenario_config, sites=sites))
+        build_scenario(_with(scenario_config, sites=sites))
     sites = copy.deepcopy(scenario_config["sites"])
     sites[1]["scanner"]["gamma"] = 2.0
     with pytest.raises(ConfigError, match=r"scenario.sites.1.scanner: unknown keys \['gamma'\]"):
-        Scenario.from_config(_with(scenario_config, sites=sites))
+        build_scenario(_with(scenario_config, sites=sites))

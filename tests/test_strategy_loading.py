@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from flwr.serverapp.strategy import FedAvg, FedProx
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
 
 from strategies import build_strategy, check_strategy_fits
 from sites.errors import ConfigError
@@ -23,19 +23,44 @@ def test_a_users_strategy_from_outside_the_packages():
     assert isinstance(strategy, FedAvg) and strategy.label == "mine"
 
 
+def _clipped(inner: dict) -> dict:
+    """Flower's server-side DP wrapper around the strategy ``inner`` configures."""
+    return {"_target_": "flwr.serverapp.strategy.DifferentialPrivacyServerSideFixedClipping",
+            "noise_multiplier": 0.5, "clipping_norm": 1.0, "num_sampled_clients": 2, "strategy": inner}
+
+
+def test_a_strategy_that_wraps_another_is_built_from_a_nested_target():
+    wrapper = build_strategy(_clipped({"_target_": "flwr.serverapp.strategy.FedAvg", "min_train_nodes": 2,
+                                       "min_evaluate_nodes": 1, "min_available_nodes": 1}))
+    assert isinstance(wrapper, DifferentialPrivacyServerSideFixedClipping)
+    assert type(wrapper.strategy) is FedAvg and wrapper.strategy.min_train_nodes == 2
+    check_strategy_fits(wrapper, 2)
+    # the wrapped strategy samples the nodes: its minima are checked through the wrapper
+    with pytest.raises(ConfigError, match=r"^strategy\.strategy\.min_train_nodes: is 2 but a stage of this "
+                                          r"scenario has only 1 site\(s\); set strategy\.strategy\.min_train_nodes=1$"):
+        check_strategy_fits(wrapper, 1)
+
+
 @pytest.mark.parametrize(
     ("config", "key", "words"),
     [
         ({}, "strategy._target_", "missing"),
-        ({"_target_": "nowhere.Strategy"}, "strategy._target_", "cannot import 'nowhere.Strategy'"),
+        ({"_target_": "nowhere.Strategy"}, "strategy._target_",
+         "cannot import 'nowhere.Strategy': ModuleNotFoundError: No module named 'nowhere'"),
         ({"_target_": "not_a_strategy.Averager"}, "strategy._target_", "is not a flwr.serverapp.strategy.Strategy"),
-        ({"_target_": "flwr.serverapp.strategy.FedAvg", "momentum": 0.9}, "strategy", "momentum"),
+        ({"_target_": "flwr.serverapp.strategy.FedAvg", "momentum": 0.9}, "strategy",
+         "flwr.serverapp.strategy.FedAvg: FedAvg.__init__() got an unexpected keyword argument 'momentum'"),
+        (_clipped({"_target_": "nowhere.Strategy"}), "strategy.strategy._target_",
+         "cannot import 'nowhere.Strategy': ModuleNotFoundError: No module named 'nowhere'"),
+        (_clipped({"_target_": "flwr.serverapp.strategy.FedAvg", "momentum": 0.9}), "strategy.strategy",
+         "FedAvg.__init__() got an unexpected keyword argument 'momentum'"),
     ],
 )
 def test_plug_in_errors_name_the_key(config, key, words):
     with pytest.raises(ConfigError) as raised:
         build_strategy(config)
     assert raised.value.key == key and words in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_node_minima_larger_than_a_stage_are_refused():

@@ -131,6 +131,6 @@ def test_the_built_in_tasks_have_their_capabilities(name, lacks, small_task_conf
 def test_a_task_on_real_data_has_no_fresh_reference_data(small_grading_config):
     task = build_task({**small_grading_config, "manifest": "cases.csv"})
     with pytest.raises(ConfigError) as raised:
-        task.reference_data(SiteSpec("A", "a", 0), seed=0)
+        task.reference_data(SiteSpec(id="A", name="a", index=0), seed=0)
     assert raised.value.key == "scenario.audit.reference_models"
     assert "GradingTask reads its data from task.manifest" in str(raised.value)

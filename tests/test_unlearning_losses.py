@@ -60,7 +60,7 @@ def _mean_nll(task, model, data) -> float:
 def trained(small_task):
     """A segmentation model trained a little on site A's data, and that data."""
     from sites.spec import SiteSpec
-    data = small_task.site_data(SiteSpec("A", "a", 0), seed=0).train
+    data = small_task.site_data(SiteSpec(id="A", name="a", index=0), seed=0).train
     torch.manual_seed(0)
     model = small_task.build_model()
     small_task.train(model, data, seed=0, config=TrainConfig(local_steps=10))

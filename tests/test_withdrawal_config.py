@@ -7,7 +7,6 @@ import re
 import pytest
 import torch
 
-from server.scenario import Scenario
 from flwr.app import ArrayRecord
 
 from server.unlearning import Unlearner, UnlearningConfig, calibrated_step
@@ -16,7 +15,7 @@ from sites.errors import ConfigError
 from sites.spec import SiteSpec
 from sites.tasks import build_task
 
-from conftest import load_config
+from conftest import build_scenario, load_config
 
 
 @pytest.fixture
@@ -26,12 +25,12 @@ def withdrawal_config() -> dict:
 
 def _error_key(config: dict, **changes) -> str:
     with pytest.raises(ConfigError) as raised:
-        Scenario.from_config({**copy.deepcopy(config), **changes})
+        build_scenario({**copy.deepcopy(config), **changes})
     return f"{raised.value.key}: {raised.value}"
 
 
 def test_the_default_withdrawal_scenario(withdrawal_config):
-    scenario = Scenario.from_config(withdrawal_config)
+    scenario = build_scenario(withdrawal_config)
     assert [(w.site, w.stage) for w in scenario.withdrawals] == [("B", 2)]
     assert scenario.withdrawals_after(1) == [] and scenario.gone_at(scenario.withdrawals[0]) == ["B"]
     site_b = scenario.sites[1]
@@ -40,14 +39,14 @@ def test_the_default_withdrawal_scenario(withdrawal_config):
 
 
 def test_reason_incorrectness_corrupts_the_withdrawing_site_only(withdrawal_config):
-    scenario = Scenario.from_config({**withdrawal_config, "reason": "incorrectness"})
+    scenario = build_scenario({**withdrawal_config, "reason": "incorrectness"})
     assert [site.id for site in scenario.sites if site.corrupt_labels] == ["B"]
     assert all(site.marker_rate == 0 for site in scenario.sites)
 
 
 def test_a_withdrawn_site_trains_in_no_later_stage(scenario_config):
     config = {**scenario_config, "schedule": "joint", "reason": "privacy", "withdrawals": [{"site": "A", "stage": 2}]}
-    scenario = Scenario.from_config(config)
+    scenario = build_scenario(config)
     assert [("A" in stage.sites) for stage in scenario.stages] == [True, True, False, False]
     assert scenario.training_rounds("A") == 2 * scenario.stages[0].rounds
 
@@ -58,7 +57,7 @@ def test_a_withdrawn_site_trains_in_no_later_stage(scenario_config):
     ([{"site": "B", "stage": 3}, {"site": "B", "stage": 4}], "scenario.withdrawals.1.site: .*already withdraws"),
     ([{"site": "C", "stage": 2}], "scenario.withdrawals.0.stage: .*only arrives in stage 3"),
     ([{"site": "B", "stage": 5}], r"scenario.withdrawals.0.stage: .*1\.\.4"),
-    ([{"site": "B"}], "scenario.withdrawals.0: .*site: <id>, stage: <stage>"),
+    ([{"site": "B"}], "scenario.withdrawals.0.stage: is required"),
 ])
 def test_bad_withdrawals_name_their_key(scenario_config, withdrawals, expected):
     message = _error_key(scenario_config, withdrawals=withdrawals, reason="privacy")
@@ -101,9 +100,9 @@ def test_every_unlearning_config_file_is_valid():
 
 def test_segmentation_corruption_dilates_masks_by_the_radius(small_task_config):
     task = build_task({**small_task_config, "corruption_radius": 2})
-    site = SiteSpec("A", "a", 0)
+    site = SiteSpec(id="A", name="a", index=0)
     clean = task.site_data(site, seed=0).train
-    corrupted = task.site_data(SiteSpec("A", "a", 0, corrupt_labels=True), seed=0)
+    corrupted = task.site_data(SiteSpec(id="A", name="a", index=0, corrupt_labels=True), seed=0)
     mask, wrong = clean.tensors[1][0, 0], corrupted.train.tensors[1][0, 0]
     assert torch.equal(corrupted.train.tensors[0], clean.tensors[0])
     assert wrong.dtype == mask.dtype and bool((wrong >= mask).all()) and wrong.sum() > mask.sum()
@@ -116,8 +115,8 @@ def test_segmentation_corruption_dilates_masks_by_the_radius(small_task_config):
 @pytest.mark.parametrize("fixture", ["small_debiasing_config", "small_grading_config"])
 def test_classification_corruption_swaps_the_labels(request, fixture):
     task = build_task(request.getfixturevalue(fixture))
-    clean = task.site_data(SiteSpec("A", "a", 0), seed=0)
-    corrupted = task.site_data(SiteSpec("A", "a", 0, corrupt_labels=True), seed=0)
+    clean = task.site_data(SiteSpec(id="A", name="a", index=0), seed=0)
+    corrupted = task.site_data(SiteSpec(id="A", name="a", index=0, corrupt_labels=True), seed=0)
     assert torch.equal(corrupted.train.tensors[1], 1 - clean.train.tensors[1])
     assert torch.equal(corrupted.test.tensors[1], clean.test.tensors[1])
 
@@ -138,7 +137,7 @@ def test_federaser_step_takes_the_stored_norm_along_the_calibration_direction():
 def test_several_withdrawals_are_handled_in_order(scenario_config):
     config = {**scenario_config, "reason": "privacy",
               "withdrawals": [{"site": "C", "stage": 3}, {"site": "A", "stage": 3}, {"site": "B", "stage": 4}]}
-    scenario = Scenario.from_config(config)
+    scenario = build_scenario(config)
     c, a, b = scenario.withdrawals
     assert (scenario.gone_at(c), scenario.gone_at(a), scenario.gone_at(b)) == (["C"], ["C", "A"], ["C", "A", "B"])
     assert [(stage.index, stage.sites) for stage in scenario.replay_stages(a)] == [(2, ("B",))]
@@ -170,7 +169,7 @@ def _unlearner(scenario, method, timeline, checkpoints):
 
 
 def test_retrain_replays_every_stage_from_the_initial_model_without_the_site(scenario_config, checkpoints):
-    scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "B", "stage": 3}]})
+    scenario = build_scenario({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "B", "stage": 3}]})
     timeline = _RecordingTimeline()
     oracle = _unlearner(scenario, "retrain", timeline, checkpoints).retrain(scenario.withdrawals[0])
     assert timeline.trained == [(1, ("A",), 0.0), (3, ("C",), 1.0)]
@@ -180,7 +179,7 @@ def test_retrain_replays_every_stage_from_the_initial_model_without_the_site(sce
 def test_rewind_starts_before_the_earliest_arrival_of_the_sites_gone(scenario_config, checkpoints):
     config = {**scenario_config, "reason": "privacy",
               "withdrawals": [{"site": "A", "stage": 3}, {"site": "C", "stage": 4}]}
-    scenario = Scenario.from_config(config)
+    scenario = build_scenario(config)
     first, second = scenario.withdrawals
     timeline = _RecordingTimeline()
     _unlearner(scenario, "rewind", timeline, checkpoints).unlearn(first, ArrayRecord({"w": torch.tensor([99.0])}))
@@ -192,7 +191,7 @@ def test_rewind_starts_before_the_earliest_arrival_of_the_sites_gone(scenario_co
 
 
 def test_rewind_uses_the_checkpoint_before_the_site_arrived(scenario_config, checkpoints):
-    scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
+    scenario = build_scenario({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
     timeline = _RecordingTimeline()
     before = ArrayRecord({"w": torch.tensor([99.0])})
     _unlearner(scenario, "rewind", timeline, checkpoints).unlearn(scenario.withdrawals[0], before)
@@ -200,7 +199,7 @@ def test_rewind_uses_the_checkpoint_before_the_site_arrived(scenario_config, che
 
 
 def test_none_keeps_the_model(scenario_config, checkpoints):
-    scenario = Scenario.from_config({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
+    scenario = build_scenario({**scenario_config, "reason": "privacy", "withdrawals": [{"site": "C", "stage": 4}]})
     before = ArrayRecord({"w": torch.tensor([99.0])})
     assert _unlearner(scenario, "none", _RecordingTimeline(), checkpoints).unlearn(scenario.withdrawals[0], before) is before
 

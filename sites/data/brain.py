@@ -26,8 +26,6 @@ are fixed from the phenomena above, not tuned for any model.
 Shapes: volumes ``(N, 4, D, H, W)``: modalities in :data:`MODALITIES` order, ``D`` slices.
 """
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..spec import ScannerSignature
@@ -70,7 +68,7 @@ def sequence_scanner(scanner: ScannerSignature, modality: str, rng: np.random.Ge
     gain = scanner.gain * float(np.exp(rng.normal(0.0, _SEQUENCE_GAIN_SPREAD)))
     offset = scanner.offset + float(rng.normal(0.0, _SEQUENCE_OFFSET_SPREAD))
     artifacts = {k: getattr(scanner, k) + v for k, v in SEQUENCE_ARTIFACTS[modality].items()}
-    return replace(scanner, gain=gain, offset=offset, **artifacts)
+    return scanner.replace(gain=gain, offset=offset, **artifacts)
 
 
 def _ellipsoid(z, y, x, centre, radii):

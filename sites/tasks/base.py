@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..privacy import PrivateTraining
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from ..targets import instantiate
+from ..config import instantiate
 
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]

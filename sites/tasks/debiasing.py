@@ -25,7 +25,6 @@ Arrangements (``arrangement``):
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +202,7 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     def _scanner(self, site: SiteSpec, source: int):
         if source == 0:
             return site.scanner
-        return replace(site.scanner, **{k: getattr(site.scanner, k) + v for k, v in self.source_shift.items()})
+        return site.scanner.replace(**{k: getattr(site.scanner, k) + v for k, v in self.source_shift.items()})
 
     # --- training ---------------------------------------------------------------------------
 

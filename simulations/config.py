@@ -1,0 +1,71 @@
+"""The whole run config (``configs/config.yaml`` and its groups) as one typed object."""
+
+from typing import Any
+
+from pydantic import NonNegativeInt, PositiveFloat
+
+from server.replay import ReplayConfig
+from server.scenario import ScenarioConfig
+from sites.config import ConfigModel
+from sites.faults import FaultConfig
+from sites.privacy import Privacy
+
+
+class Backend(ConfigModel):
+    """``backend``: where the sites' Ray actors run.
+
+    Parameters
+    ----------
+    client_cpus : float
+        CPUs Ray gives each site actor; the site's torch uses as many threads.
+    round_timeout : float
+        Seconds the server waits for a round's replies.
+    address : str or None
+        ``None``: a private Ray instance on this machine; ``"<host>:<port>"`` of a Ray head node
+        (or ``"auto"``): attach to that running cluster (docs/cluster.md).
+    """
+
+    client_cpus: PositiveFloat
+    round_timeout: PositiveFloat
+    address: str | None = None
+
+
+class RunConfig(ConfigModel):
+    """A run's resolved config, validated as a whole before anything starts.
+
+    Parameters
+    ----------
+    scenario : ScenarioConfig
+        The timeline.
+    task, strategy : dict
+        ``_target_`` nodes, built by :func:`sites.tasks.build_task` and
+        :func:`strategies.build_strategy` (their arguments are their classes' business).
+    privacy : DPConfig or None
+        DP-SGD at every site, or ``None`` (``privacy=off``).
+    unlearning : dict
+        Read by :meth:`server.unlearning.UnlearningConfig.from_config`.
+    replay : ReplayConfig
+        Where replay of earlier sites comes from.
+    backend : Backend
+        Where the sites run.
+    faults : FaultConfig
+        Simulated site failures.
+    seed : int
+        Seeds data, models, local batches, Flower's node sampling and every Ray worker.
+    verbose : bool
+        Show Flower's and Ray's own logs.
+    resume : str or None
+        The run directory of a killed run to continue.
+    """
+
+    scenario: ScenarioConfig
+    task: dict[str, Any]
+    strategy: dict[str, Any]
+    privacy: Privacy
+    unlearning: dict[str, Any]
+    replay: ReplayConfig
+    backend: Backend
+    faults: FaultConfig
+    seed: NonNegativeInt
+    verbose: bool = False
+    resume: str | None = None

@@ -83,8 +83,10 @@ def parse(kind: Any, config: Any, key: str | None = None) -> Any:
 
 
 def _reason(error: dict) -> str:
-    template = _WORDING.get(error["type"])
-    words = template.format(**error.get("ctx", {})) if template else error["msg"].replace("Input should be", "must be")
+    if error["type"] in _WORDING:
+        words = _WORDING[error["type"]].format(**error.get("ctx", {}))
+    else:
+        words = error["msg"].replace("Input should be", "must be")
     return words if error["type"] in _OWN_WORDS else f"{words} (got {error['input']!r})"
 
 
@@ -126,7 +128,8 @@ def instantiate(config: Mapping[str, Any], key: str, base: type, kind: str) -> A
 
 
 def _short(error: InstantiationException, key: str) -> MedsitesError:
-    """Hydra's multi-line message of a nested node's failure as one :class:`ConfigError`."""
+    """Hydra's multi-line message as one :class:`ConfigError` naming the node at fault (``key``
+    or a ``_target_`` node nested in it)."""
     cause, message = error.__cause__, str(error)
     if isinstance(cause, MedsitesError):  # a nested constructor's own clear error
         return cause
@@ -137,4 +140,4 @@ def _short(error: InstantiationException, key: str) -> MedsitesError:
     if isinstance(cause, ImportError):  # Hydra's, around the import's own error
         cause = cause.__cause__ or cause
         return ConfigError(f"{at}._target_", f"cannot import {target!r}: {type(cause).__name__}: {cause}")
-    return ConfigError(at, f"{target}: {cause if cause is not None else message}")
+    return ConfigError(at, f"{target}: {cause if cause is not None else message.splitlines()[0]}")

@@ -79,7 +79,8 @@ REFUSED_BEFORE_START = [
          ("scenario.stages.1: must hold at least 1 item(s) (got [])",)),
     Case("names a site that does not exist", ("scenario.stages=[[A],[B],[C],[X]]",),
          ("scenario.stages.3: unknown site 'X'",)),
-    Case("sets privacy delta to 1", ("privacy=dp", "privacy.delta=1.0"), ("privacy.delta: must be less than 1 (got 1.0)",)),
+    Case("sets privacy delta to 1", ("privacy=dp", "privacy.delta=1.0"),
+         ("privacy.delta: must be less than 1 (got 1.0)",)),
     Case("sets no gradient clipping", ("privacy=dp", "privacy.max_grad_norm=0"),
          ("privacy.max_grad_norm: must be greater than 0 (got 0)",)),
     Case("sets zero DP noise", ("privacy=dp", "privacy.target_epsilon=null", "privacy.noise_multiplier=0"),
@@ -90,7 +91,8 @@ REFUSED_BEFORE_START = [
     Case("plugs in a class from the standard library", ("strategy._target_=collections.OrderedDict",),
          ("strategy._target_: collections.OrderedDict is not a flwr.serverapp.strategy.Strategy subclass",)),
     Case("plugs in a module that does not import", ("strategy._target_=my_strategies.Mine",),
-         ("strategy._target_: cannot import 'my_strategies.Mine': ModuleNotFoundError: No module named 'my_strategies'",)),
+         ("strategy._target_: cannot import 'my_strategies.Mine': ModuleNotFoundError: "
+          "No module named 'my_strategies'",)),
     # the output directory; under a file rather than in a read-only folder, since tests may run
     # as root, whom chmod does not stop
     Case("points the run directory under a file", ("hydra.run.dir={file}/run",),

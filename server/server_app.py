@@ -21,8 +21,7 @@ from flwr.serverapp.strategy import Strategy
 from sites import seeding
 from sites.errors import MedsitesError
 from sites.faults import FaultConfig
-from sites.protocol import (AUDIT, EVALUATE, RESUME, STATISTICS, TRAIN, AuditQuery, EvaluateConfig, RecordName,
-                            StatisticsQuery, TrainConfig, request)
+from sites.protocol import AUDIT, EVALUATE, RESUME, AuditQuery, EvaluateConfig, RecordName, request
 from sites.replay import pack_domains
 from sites.tasks import Task
 
@@ -33,9 +32,9 @@ from .replay import ReplayConfig, ReplaySource, build_replay_source
 from .results import RunResult
 from .run_log import RunLog
 from .scenario import Scenario, Stage
-from .statistics import sum_counts
 from .site_grid import SiteGrid
-from .unlearning import UnlearningConfig, Unlearner
+from .stage_runner import StageRunner, Statistics, Views
+from .unlearning import NoUnlearning, UnlearningContext, UnlearningMethod
 from .update_store import UpdateStore
 from .withdrawal import WithdrawalEvent
 
@@ -60,7 +59,7 @@ class RunPlan:
         Seconds to wait for a round's replies.
     dp_delta : float or None
         The delta of the sites' DP guarantee (``None`` without DP), for the privacy audit.
-    unlearning : UnlearningConfig
+    unlearning : UnlearningMethod
         How a withdrawing site is unlearned (the scenario's withdrawals say who and when).
     replay : ReplayConfig
         Where replay of earlier sites comes from, for strategies that train on it.
@@ -75,7 +74,7 @@ class RunPlan:
     run_dir: Path
     round_timeout: float = 3600.0
     dp_delta: float | None = None
-    unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
+    unlearning: UnlearningMethod = field(default_factory=NoUnlearning)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
@@ -117,6 +116,7 @@ class Timeline:
         self.on_stage = on_stage
         self.resume = resume
         self.result: RunResult | None = None
+        self._runner = StageRunner(plan.task, plan.round_timeout)
 
     def run(self, grid: Grid) -> RunResult:
         plan, scenario = self.plan, self.plan.scenario
@@ -125,32 +125,31 @@ class Timeline:
         log = self._log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round,
                                  resume_from=None if self.resume is None else self.resume.log)
         try:
-            self._grid = grid
-            self._site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
-            check_site_data(grid, self._site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
+            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
+            check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
             state = self._state = self.resume or self._fresh_state()
             self._sites = SiteState(state.calls, state.accountants)
-            self._sites.attach(self._site_of_node)
+            self._sites.attach(site_of_node)
+            self._views = Views(grid, site_of_node, log, self._sites)
             if self.resume is not None:
                 self._restore_sites()
                 set_rng_states(state.rng)
                 log.write("resumed", position=asdict(state.position))
             else:
                 self._save(Position(1), LATEST, STAGE_START)
-            everyone = self._view(scenario.site_ids, "matrix")
+            everyone = self._views.exchange(scenario.site_ids, "matrix")
             for stage in scenario.stages[state.position.stage - 1:]:
                 log.stage = stage.index
                 state = self._train_until_a_site_trains(stage)
                 torch.save(state.arrays.to_torch_state_dict(), self._checkpoints / f"stage_{stage.index}.pt")
                 if state.source is not None:  # the stage's sites teach the source while they are present
-                    state.source.learn(self._view(stage.sites, "replay"), plan.round_timeout)
+                    state.source.learn(self._views.exchange(list(stage.sites), "replay"), plan.round_timeout)
                     state.source.save(self._checkpoints / "replay.pt")
                 site_metrics = self._evaluate_everyone(everyone, state.arrays, stage.index)
                 state.result.add_stage(site_metrics, state.statistics,
                                        plan.task.pool_metrics(site_metrics, state.statistics))
                 for withdrawal in scenario.withdrawals_after(stage.index):
-                    event = self._withdrawal_event(state.initial, state.updates)
-                    state.arrays, record = event.run(withdrawal, state.arrays)
+                    state.arrays, record = self._withdrawal_event(state).run(withdrawal, state.arrays)
                     state.result.withdrawals.append(record)
                 state.statistics, state.trained, state.attempt = {}, 0, 0
                 self._save(Position(stage.index + 1), LATEST, STAGE_START)  # the next stage starts here
@@ -171,33 +170,11 @@ class Timeline:
     def _fresh_state(self) -> RunState:
         plan = self.plan
         initial = initial_arrays(plan.task, plan.seed)
-        # FedEraser calibrates from every stored update; other methods need none.
-        keep_updates = plan.scenario.withdrawals and plan.unlearning.method == "federaser"
+        keep_updates = plan.scenario.withdrawals and plan.unlearning.needs_updates
         return RunState(Position(1), initial, initial, plan.strategy,
                         build_replay_source(plan.replay, plan.task, plan.seed),
                         UpdateStore(plan.run_dir / "updates") if keep_updates else None,
                         RunResult(plan.scenario, plan.task.primary_metric))
-
-    def _view(self, sites: list[str], event: str | None = None, *, training: bool = False) -> SiteGrid:
-        """A grid showing ``sites``, logging replies as ``event``, counting the seeded calls;
-        a training view also tolerates sites that go down (and counts the replies it got)."""
-        listener = self._log.listener(event)
-        if training:
-            def listener(message_type: str, replies: list, log_replies=listener) -> None:
-                log_replies(message_type, replies)
-                self._sites.listen(message_type, replies)
-                if message_type == TRAIN.type:
-                    self._state.trained += len(replies)
-        return SiteGrid(self._grid, self._site_of_node, sites, listener,
-                        recorder=None if self._state.updates is None or not training else self._state.updates.record,
-                        on_send=self._sites.count, on_failure=self._record_failures if training else None)
-
-    def _record_failures(self, message_type: str, failures: list[tuple[str, str]]) -> None:
-        for site, reason in failures:
-            failure = {"stage": self._log.stage, "round": self._log.round + 1, "site": site,
-                       "message": message_type, "reason": reason}
-            self._log.write("failure", **failure)
-            self._state.failures.append(failure)
 
     def _save(self, position: Position, *names: str) -> None:
         state = self._state
@@ -207,7 +184,7 @@ class Timeline:
 
     def _restore_sites(self) -> None:
         """Give every site back its state at the checkpoint (training-call count, accountant)."""
-        view = self._view(self.plan.scenario.site_ids, "resume")
+        view = self._views.exchange(self.plan.scenario.site_ids, "resume")
         messages = [RESUME.message(request(self._sites.of(view.site_of_node(node))), node)
                     for node in view.get_node_ids()]
         view.send_and_receive(messages, timeout=self.plan.round_timeout)
@@ -220,8 +197,9 @@ class Timeline:
             state = self._state
             if state.source is not None and state.position == Position(stage.index):
                 self._hand_replay(state.source, stage)
-            state.arrays, state.statistics = self._train_stage(self._view(stage.sites, training=True), stage,
-                                                               state.arrays, progress=state)
+            state.arrays, state.statistics = self._runner.train(
+                state.strategy, self._views.training(list(stage.sites), state), stage, state.arrays,
+                start=state.position, statistics=state.statistics, on_progress=self._checkpoint)
             if state.trained > 0 or faults.crash_prob == 0:
                 return state
             if state.attempt >= faults.stage_retries:
@@ -239,78 +217,28 @@ class Timeline:
         replay = source.replay(earlier)
         self._state.strategy.set_replay(pack_domains(replay) if replay else None, self.plan.task)
 
-    def _train_stage(self, view: SiteGrid, stage: Stage, arrays: ArrayRecord,
-                     progress: RunState | None = None) -> tuple[ArrayRecord, dict[str, dict[str, float]]]:
-        """Run every phase of the task as the strategy's own rounds; return the new global
-        arrays and, per phase that needed them, the summed site statistics.
-
-        With ``progress`` (the timeline's own stages, not a withdrawal's retraining), start where
-        it stands and save it after every round and every phase.
-        """
-        start = Position(stage.index) if progress is None else progress.position
-        statistics = {} if progress is None else dict(progress.statistics)
-        strategy = self._state.strategy
-        for index, phase in enumerate(self.plan.task.phases[start.phase:], start=start.phase):
-            entries = {}
-            if phase.statistics:
-                if phase.name not in statistics:
-                    query = StatisticsQuery(stage.index, phase.name)
-                    statistics[phase.name] = self._sum_statistics(view, arrays, query)
-                entries = self.plan.task.phase_config(phase.name, statistics[phase.name])
-            config = TrainConfig(stage.index, phase.name, entries=entries)
-            done = start.rounds if index == start.phase else 0
-
-            def save_round(server_round: int, current: ArrayRecord, index=index, done=done) -> None:
-                # The phase's last round is saved with the phase, after whatever the strategy does
-                # once its rounds are over (EWC's Fisher).
-                if 0 < server_round < stage.rounds - done:
-                    progress.arrays, progress.statistics = current, statistics
-                    self._save(Position(stage.index, index, done + server_round))
-
-            outcome = strategy.start(
-                grid=view,
-                initial_arrays=arrays,
-                num_rounds=stage.rounds - done,
-                timeout=self.plan.round_timeout,
-                train_config=config.to_record(),
-                evaluate_config=EvaluateConfig(stage.index).to_record(),
-                evaluate_fn=None if progress is None else save_round,
-            )
-            if len(outcome.arrays) > 0:
-                arrays = outcome.arrays
-            if progress is not None:
-                progress.arrays, progress.statistics = arrays, statistics
-                self._save(Position(stage.index, index + 1))
-        return arrays, statistics
-
-    def _sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, query: StatisticsQuery) -> dict[str, float]:
-        """Ask the present sites for their counts and add them up: counts cross the wire, samples never."""
-        replies = view.send_and_receive(STATISTICS.messages(request(query, model=arrays), view.get_node_ids()),
-                                        timeout=self.plan.round_timeout)
-        return sum_counts([reply.content[RecordName.STATISTICS] for reply in replies])
+    def _checkpoint(self, position: Position, arrays: ArrayRecord, statistics: Statistics) -> None:
+        """Save the state at ``position`` of the current stage (the stage runner's progress hook)."""
+        self._state.arrays, self._state.statistics = arrays, statistics
+        self._save(position)
 
     def _audit(self, arrays: ArrayRecord) -> dict:
         """Membership inference at every site that trained, against the final model."""
         scenario, planned_steps = self.plan.scenario, self.plan.planned_steps
         site_metrics = {}
         for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
-            view = self._view([site], "audit")
+            view = self._views.exchange([site], "audit")
             query = AuditQuery(scenario.audit.reference_models, planned_steps[site])
             (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                              timeout=self.plan.round_timeout)
             site_metrics[site] = dict(reply.content[RecordName.AUDIT])
         return audit_result(site_metrics, self.plan.dp_delta)
 
-    def _withdrawal_event(self, initial: ArrayRecord, updates: UpdateStore | None) -> WithdrawalEvent:
+    def _withdrawal_event(self, state: RunState) -> WithdrawalEvent:
         plan = self.plan
-
-        def view(sites: list[str]) -> SiteGrid:
-            return self._view(sites, "withdrawal")
-
-        unlearner = Unlearner(plan.unlearning, plan.scenario, view, self._train_stage, initial,
-                              self._checkpoints, updates, plan.task.phase_steps, plan.round_timeout)
-        return WithdrawalEvent(unlearner, plan.scenario, view, plan.task.primary_metric, self._checkpoints,
-                               plan.round_timeout)
+        context = UnlearningContext(plan.scenario, plan.task, state.strategy, self._runner, self._views,
+                                    state.initial, self._checkpoints, state.updates, plan.round_timeout)
+        return WithdrawalEvent(plan.unlearning, context, plan.task.primary_metric)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
         messages = EVALUATE.messages(request(EvaluateConfig(stage), model=arrays), everyone.get_node_ids())

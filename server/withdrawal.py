@@ -11,8 +11,6 @@ patients) runs at the withdrawn site on the model before, after and retrained.
 """
 
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +18,9 @@ from flwr.app import ArrayRecord
 
 from sites.protocol import AUDIT, EVALUATE, AuditQuery, EvaluateConfig, RecordName, request
 
-from .scenario import Scenario, Withdrawal
-from .site_grid import SiteGrid
+from .scenario import Withdrawal
 from .ues import unlearning_efficiency
-from .unlearning import Unlearner
+from .unlearning import UnlearningContext, UnlearningMethod
 
 MODELS = ("before", "after", "oracle")
 
@@ -37,27 +34,22 @@ def _mean(values) -> float | None:
 class WithdrawalEvent:
     """Runs one withdrawal and describes it as a JSON-ready record.
 
+    The unlearned model and the oracle are saved next to the stage checkpoints
+    (``stage_<t>_without_<site>.pt``, ``stage_<t>_oracle_without_<site>.pt``).
+
     Parameters
     ----------
-    unlearner : Unlearner
+    method : UnlearningMethod
         The configured method.
-    scenario : Scenario
-        The timeline.
-    view : callable
-        ``view(sites)``: a :class:`SiteGrid` showing those sites.
+    context : UnlearningContext
+        What the method (and the oracle's retraining) may use.
     metric : str
         The task's primary metric.
-    checkpoints : Path
-        Where the unlearned model and the oracle are saved (``stage_<t>_without_<site>.pt``,
-        ``stage_<t>_oracle_without_<site>.pt``).
-    timeout : float
-        Seconds to wait for each exchange.
     """
 
-    def __init__(self, unlearner: Unlearner, scenario: Scenario, view: Callable[[list[str]], SiteGrid],
-                 metric: str, checkpoints: Path, timeout: float) -> None:
-        self.unlearner, self.scenario, self.view = unlearner, scenario, view
-        self.metric, self.checkpoints, self.timeout = metric, checkpoints, timeout
+    def __init__(self, method: UnlearningMethod, context: UnlearningContext, metric: str) -> None:
+        self.method, self.context, self.metric = method, context, metric
+        self.scenario = context.scenario
 
     def run(self, withdrawal: Withdrawal, before: ArrayRecord) -> tuple[ArrayRecord, dict]:
         """Unlearn ``withdrawal.site`` from ``before``; return the new global model and the record."""
@@ -66,17 +58,16 @@ class WithdrawalEvent:
                    "retain": [s for s in self.scenario.seen_by(withdrawal.stage) if s not in gone],
                    "test": [s for s in self.scenario.site_ids if s not in gone]}
         start = time.perf_counter()
-        oracle = self.unlearner.retrain(withdrawal)
+        oracle = self.context.retrain(withdrawal)
         retrain_seconds = time.perf_counter() - start
-        method = self.unlearner.config.method
         start = time.perf_counter()
-        after = oracle if method == "retrain" else self.unlearner.unlearn(withdrawal, before)
-        seconds = retrain_seconds if method == "retrain" else time.perf_counter() - start
+        after = oracle if self.method.is_oracle else self.method.unlearn(withdrawal, before, self.context)
+        seconds = retrain_seconds if self.method.is_oracle else time.perf_counter() - start
         models = {"before": before, "after": after, "oracle": oracle}
         for name, model in (("without", after), ("oracle_without", oracle)):
             torch.save(model.to_torch_state_dict(),
-                       self.checkpoints / f"stage_{withdrawal.stage}_{name}_{withdrawal.site}.pt")
-        # `none` keeps the model before and `retrain` returns the oracle itself: measure each model once.
+                       self.context.checkpoints / f"stage_{withdrawal.stage}_{name}_{withdrawal.site}.pt")
+        # `none` keeps the model before and an oracle method returns the oracle itself: measure each model once.
         measured: dict[int, tuple[dict, float]] = {}
         for model in models.values():
             if id(model) not in measured:
@@ -89,7 +80,7 @@ class WithdrawalEvent:
             "site": withdrawal.site,
             "stage": withdrawal.stage,
             "reason": self.scenario.reason,
-            "method": method,
+            "method": self.method.name,
             "metric": self.metric,
             "subsets": subsets,
             "performance": performance,
@@ -111,17 +102,17 @@ class WithdrawalEvent:
             if not sites:
                 values[subset] = {}
                 continue
-            view = self.view(sites)
+            view = self.context.view(sites)
             split = "test" if subset == "test" else "train"
             messages = EVALUATE.messages(request(EvaluateConfig(split=split), model=arrays), view.get_node_ids())
-            replies = view.send_and_receive(messages, timeout=self.timeout)
+            replies = view.send_and_receive(messages, timeout=self.context.timeout)
             values[subset] = {view.site_of_node(reply.metadata.src_node_id):
                               reply.content[RecordName.METRICS].get(self.metric) for reply in replies}
         return values
 
     def _forget_mia(self, site: str, arrays: ArrayRecord) -> float:
-        view = self.view([site])
+        view = self.context.view([site])
         query = AuditQuery(reference_models=0, reference_steps=0)
         (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
-                                         timeout=self.timeout)
+                                         timeout=self.context.timeout)
         return float(reply.content[RecordName.AUDIT]["loss-auc"])

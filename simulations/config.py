@@ -43,7 +43,7 @@ class RunConfig(ConfigModel):
     privacy : DPConfig or None
         DP-SGD at every site, or ``None`` (``privacy=off``).
     unlearning : dict
-        Read by :meth:`server.unlearning.UnlearningConfig.from_config`.
+        Built by :func:`server.unlearning.build_unlearning` (its ``_target_`` names the method).
     replay : ReplayConfig
         Where replay of earlier sites comes from.
     backend : Backend

@@ -20,7 +20,7 @@ from server.replay import ReplayConfig
 from server.results import RunResult
 from server.scenario import Scenario
 from server.server_app import RunPlan, Timeline, build_server_app
-from server.unlearning import UnlearningConfig
+from server.unlearning import build_unlearning
 from sites import seeding
 from sites.client_app import build_client_app
 from sites.config import parse
@@ -71,7 +71,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     task = build_task(config.task)
     strategy = build_strategy(config.strategy)
     dp, replay, faults = config.privacy, config.replay, config.faults
-    unlearning = UnlearningConfig.from_config(config.unlearning)
+    unlearning = build_unlearning(config.unlearning)
     if faults.crash_prob > 0 and scenario.withdrawals:
         raise ConfigError("faults.crash_prob", "site withdrawals cannot run with simulated failures: unlearning "
                           "and retraining rounds need every site's reply")

@@ -93,6 +93,15 @@ REFUSED_BEFORE_START = [
     Case("plugs in a module that does not import", ("strategy._target_=my_strategies.Mine",),
          ("strategy._target_: cannot import 'my_strategies.Mine': ModuleNotFoundError: "
           "No module named 'my_strategies'",)),
+    # the unlearning method
+    Case("plugs in an unlearning method that does not import", ("unlearning._target_=my_methods.Forget",),
+         ("unlearning._target_: cannot import 'my_methods.Forget': ModuleNotFoundError",)),
+    Case("plugs in a strategy as the unlearning method", ("unlearning._target_=frozen_strategy.FrozenFedAvg",),
+         ("unlearning._target_: frozen_strategy.FrozenFedAvg is not a server.unlearning.UnlearningMethod subclass",)),
+    Case("gives an unlearning method an argument it does not take", ("unlearning=npo", "+unlearning.gamma=2"),
+         ("unlearning: server.unlearning.SiteObjectives:", "unexpected keyword argument 'gamma'")),
+    Case("gives an unlearning method a bad value", ("unlearning=npo", "unlearning.beta=0"),
+         ("unlearning.beta: must be a number > 0 (got 0)",)),
     # the output directory; under a file rather than in a read-only folder, since tests may run
     # as root, whom chmod does not stop
     Case("points the run directory under a file", ("hydra.run.dir={file}/run",),

@@ -2,12 +2,14 @@
 its per-run report sections and methods table, and bad withdrawals refused before anything runs."""
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest import assert_only_declared_content_left_the_sites, digest, read_json, run_cli
+from conftest import ROOT, assert_only_declared_content_left_the_sites, digest, read_json, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -110,3 +112,19 @@ def test_a_withdrawal_never_touches_an_earlier_run(sweep):
     completed = run_cli("scenario=site_withdrawal", "size=smoke", "unlearning=ga", f"hydra.run.dir={earlier}")
     assert completed.returncode == 2 and "already holds a run" in completed.stdout + completed.stderr
     assert digest(earlier) == before
+
+
+def test_a_users_unlearning_method_plugs_in(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "plugins")])}
+    completed = run_cli("scenario=site_withdrawal", "size=smoke", "unlearning._target_=my_unlearning.HalfwayBack",
+                        "+unlearning.share=0.5", f"hydra.run.dir={tmp_path}", env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    record = _record(tmp_path)
+    assert record["method"] == "halfway_back"
+    assert record["performance"]["after"] != record["performance"]["before"]
+    # B arrived in stage 2: halfway from the model after stage 2 back to the one after stage 1
+    arrival, before, after = (torch.load(tmp_path / "checkpoints" / f"stage_{name}.pt")
+                              for name in ("1", "2", "2_without_B"))
+    for key, value in after.items():
+        expected = (arrival[key] + before[key]) / 2 if value.is_floating_point() else before[key]
+        assert torch.allclose(value, expected), key

@@ -1,0 +1,156 @@
+"""One stage's training, shared by the timeline and the withdrawal code (retraining, rewinding).
+
+:class:`StageRunner` runs the task's phases of one stage as the strategy's own rounds
+(``Strategy.start``) on a view that shows the stage's sites; a phase that needs statistics first
+sums the present sites' counts. :class:`Views` makes those views: a training view for the
+timeline's own stages (tolerant of sites that go down, recording updates), and exchange views
+for everything else.
+"""
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from flwr.app import ArrayRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from sites.protocol import STATISTICS, TRAIN, EvaluateConfig, RecordName, StatisticsQuery, TrainConfig, request
+from sites.tasks import Task
+
+from .checkpoint import Position, RunState, SiteState
+from .run_log import RunLog
+from .scenario import Stage
+from .site_grid import SiteGrid
+from .statistics import sum_counts
+
+#: Phase -> the site statistics summed for it.
+Statistics = dict[str, dict[str, float]]
+
+
+class ProgressHook(Protocol):
+    """Told where a stage's training stands (the timeline saves its checkpoint there)."""
+
+    def __call__(self, position: Position, arrays: ArrayRecord, statistics: Statistics) -> None:
+        """``position`` is done; ``arrays`` is the global model there, ``statistics`` those summed so far."""
+
+
+class Views:
+    """Makes the :class:`SiteGrid` views of one run: each counts the seeded calls it sends.
+
+    Parameters
+    ----------
+    grid : Grid
+        The federation's grid.
+    site_of_node : mapping of int to str
+        Node id to site id.
+    log : RunLog
+        Where replies and failures are logged.
+    sites : SiteState
+        Counts the seeded calls sent and keeps the DP accountants replied.
+    """
+
+    def __init__(self, grid: Grid, site_of_node: Mapping[int, str], log: RunLog, sites: SiteState) -> None:
+        self.grid, self.site_of_node, self.log, self.sites = grid, dict(site_of_node), log, sites
+
+    def exchange(self, sites: list[str], event: str) -> SiteGrid:
+        """A view showing ``sites``, logging their replies as ``event``."""
+        return SiteGrid(self.grid, self.site_of_node, sites, self.log.listener(event), on_send=self.sites.count)
+
+    def training(self, sites: list[str], state: RunState) -> SiteGrid:
+        """A view of the timeline's own training: it logs replies as rounds, keeps the sites'
+        state, counts training replies into ``state.trained``, records updates into
+        ``state.updates`` (if the run keeps them) and tolerates sites that go down (logged and
+        added to ``state.failures``)."""
+        log_replies = self.log.listener()
+
+        def listener(message_type: str, replies: list) -> None:
+            log_replies(message_type, replies)
+            self.sites.listen(message_type, replies)
+            if message_type == TRAIN.type:
+                state.trained += len(replies)
+
+        def on_failure(message_type: str, failures: list[tuple[str, str]]) -> None:
+            for site, reason in failures:
+                failure = {"stage": self.log.stage, "round": self.log.round + 1, "site": site,
+                           "message": message_type, "reason": reason}
+                self.log.write("failure", **failure)
+                state.failures.append(failure)
+
+        return SiteGrid(self.grid, self.site_of_node, sites, listener,
+                        recorder=None if state.updates is None else state.updates.record,
+                        on_send=self.sites.count, on_failure=on_failure)
+
+
+class StageRunner:
+    """Runs the task's phases of a stage as the strategy's rounds.
+
+    Parameters
+    ----------
+    task : Task
+        Gives the phases and each phase's config from its statistics.
+    timeout : float
+        Seconds to wait for each exchange.
+    """
+
+    def __init__(self, task: Task, timeout: float) -> None:
+        self.task, self.timeout = task, timeout
+
+    def train(self, strategy: Strategy, view: SiteGrid, stage: Stage, arrays: ArrayRecord, *,
+              start: Position | None = None, statistics: Statistics | None = None,
+              on_progress: ProgressHook | None = None) -> tuple[ArrayRecord, Statistics]:
+        """Run every phase of the task from ``start`` on; return the new global arrays and, per
+        phase that needed them, the summed site statistics.
+
+        Parameters
+        ----------
+        strategy : Strategy
+            Runs the rounds; its state carries over from stage to stage.
+        view : SiteGrid
+            Shows the stage's sites.
+        stage : Stage
+            The stage (its index and rounds).
+        arrays : ArrayRecord
+            The global model at ``start``.
+        start : Position, optional
+            Where in the stage to start (a resumed run); default its beginning.
+        statistics : dict, optional
+            Statistics already summed in this stage before ``start``.
+        on_progress : ProgressHook, optional
+            Called after every round but a phase's last, and after every phase.
+        """
+        start = start or Position(stage.index)
+        statistics = dict(statistics or {})
+        for index, phase in enumerate(self.task.phases[start.phase:], start=start.phase):
+            entries = {}
+            if phase.statistics:
+                if phase.name not in statistics:
+                    statistics[phase.name] = self.sum_statistics(view, arrays, StatisticsQuery(stage.index, phase.name))
+                entries = self.task.phase_config(phase.name, statistics[phase.name])
+            done = start.rounds if index == start.phase else 0
+
+            def round_done(server_round: int, current: ArrayRecord, index=index, done=done) -> None:
+                # The phase's last round is reported with the phase, after whatever the strategy
+                # does once its rounds are over (EWC's Fisher).
+                if 0 < server_round < stage.rounds - done:
+                    on_progress(Position(stage.index, index, done + server_round), current, statistics)
+
+            outcome = strategy.start(
+                grid=view,
+                initial_arrays=arrays,
+                num_rounds=stage.rounds - done,
+                timeout=self.timeout,
+                train_config=TrainConfig(stage.index, phase.name, entries=entries).to_record(),
+                evaluate_config=EvaluateConfig(stage.index).to_record(),
+                evaluate_fn=None if on_progress is None else round_done,
+            )
+            if len(outcome.arrays) > 0:
+                arrays = outcome.arrays
+            if on_progress is not None:
+                on_progress(Position(stage.index, index + 1), arrays, statistics)
+        return arrays, statistics
+
+    def sum_statistics(self, view: SiteGrid, arrays: ArrayRecord, query: StatisticsQuery) -> dict[str, float]:
+        """Ask the present sites for their counts and add them up: counts cross the wire, samples never."""
+        replies = view.send_and_receive(STATISTICS.messages(request(query, model=arrays), view.get_node_ids()),
+                                        timeout=self.timeout)
+        return sum_counts([reply.content[RecordName.STATISTICS] for reply in replies])

@@ -1,0 +1,63 @@
+"""``unlearning=federaser``: FedEraser (Liu et al., 2021).
+
+From the checkpoint before the earliest arrival among the sites gone, every stored round since
+then is replayed as a short calibration round of that round's remaining sites; each site's
+update is, array by array, the norm of its *stored* update in the direction of its
+*calibration* update, and the server takes their example-weighted mean. Rounds in which only
+withdrawn sites trained are skipped. The run stores every training update for it (in the run
+directory under ``updates/``).
+"""
+
+from dataclasses import replace
+
+from flwr.app import ArrayRecord
+
+from sites.errors import ConfigError
+from sites.protocol import TRAIN, TrainConfig
+from strategies.aggregation import weighted_mean
+
+from ..scenario import Withdrawal
+from .base import StateDict, UnlearningContext, UnlearningMethod, check_positive, moved
+
+
+def calibrated_step(stored: StateDict, calibration: StateDict) -> StateDict:
+    """FedEraser's calibrated update of one site: per array, the norm of its stored update along
+    the direction of its calibration update (an array whose calibration update is 0 stays put)."""
+    return {key: stored[key].norm() * value / value.norm() if value.norm() > 0 else value
+            for key, value in calibration.items()}
+
+
+class FedEraser(UnlearningMethod):
+    """Calibrated replay of the stored rounds.
+
+    Parameters
+    ----------
+    calibration_share : float
+        A calibration round takes this share, in (0, 1], of the original round's local steps.
+    """
+
+    name = "federaser"
+    needs_updates = True
+
+    def __init__(self, calibration_share: float = 0.5) -> None:
+        check_positive("calibration_share", calibration_share)
+        if not calibration_share <= 1:
+            raise ConfigError("unlearning.calibration_share", f"must be in (0, 1] (got {calibration_share!r})")
+        self.calibration_share = calibration_share
+
+    def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord, context: UnlearningContext) -> ArrayRecord:
+        gone, first = set(context.scenario.gone_at(withdrawal)), context.first_stage(withdrawal)
+        arrays = context.checkpoint_before(first)
+        for stored_config, stored in context.updates.rounds():
+            round_config = TrainConfig.from_record(stored_config)
+            if not first <= round_config.stage <= withdrawal.stage:
+                continue
+            kept = {site: update for site, update in stored.items() if site not in gone}
+            if not kept:
+                continue
+            steps = max(1, round(context.task.phase_steps(round_config.phase) * self.calibration_share))
+            calibration = context.updates_of(list(kept), arrays, TRAIN,
+                                             replace(round_config, local_steps=steps))  # replies in the order of kept
+            calibrated = [(calibrated_step(old, new), n) for (old, _), (new, n) in zip(kept.values(), calibration)]
+            arrays = moved(arrays, weighted_mean(calibrated))
+        return arrays

@@ -1,0 +1,64 @@
+"""``unlearning=ga|graddiff|kl|npo``: rounds of the site objectives of :mod:`sites.unlearning`.
+
+The forget part runs at the withdrawing site, the retain part (if the objective has one) at the
+sites that remain, from the same model; the server adds the forget update and the
+example-weighted mean of the retain updates.
+"""
+
+from dataclasses import replace
+
+from flwr.app import ArrayRecord
+
+from sites.errors import ConfigError
+from sites.protocol import UNLEARN, RecordName, UnlearnConfig
+from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
+from strategies.aggregation import weighted_mean
+
+from ..scenario import Withdrawal
+from .base import UnlearningContext, UnlearningMethod, check_positive, moved
+
+
+class SiteObjectives(UnlearningMethod):
+    """Unlearning rounds of a site objective.
+
+    Parameters
+    ----------
+    objective : str
+        One of ``ga``, ``graddiff``, ``kl``, ``npo`` (:mod:`sites.unlearning`).
+    rounds : int
+        Unlearning rounds.
+    local_steps : int
+        Optimizer steps each site takes per round.
+    lr : float
+        Adam learning rate.
+    beta : float
+        ``npo``: the inverse temperature of the loss.
+    """
+
+    def __init__(self, objective: str, rounds: int = 4, local_steps: int = 5, lr: float = 1e-4,
+                 beta: float = 1.0) -> None:
+        if objective not in FORGET_METHODS:
+            raise ConfigError("unlearning.objective", f"must be one of {list(FORGET_METHODS)} (got {objective!r})")
+        check_positive("rounds", rounds, integer=True)
+        check_positive("local_steps", local_steps, integer=True)
+        check_positive("lr", lr)
+        check_positive("beta", beta)
+        self.objective, self.rounds, self.local_steps, self.lr, self.beta = objective, rounds, local_steps, lr, beta
+
+    @property
+    def name(self) -> str:
+        return self.objective
+
+    def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord, context: UnlearningContext) -> ArrayRecord:
+        gone = context.scenario.gone_at(withdrawal)
+        retain = [s for s in context.scenario.seen_by(withdrawal.stage) if s not in gone]
+        forget_config = UnlearnConfig(self.objective, "forget", self.local_steps, self.lr, self.beta)
+        reference = {RecordName.REFERENCE: arrays}  # the model before withdrawal
+        for _ in range(self.rounds):
+            (forget, _), = context.updates_of([withdrawal.site], arrays, UNLEARN, forget_config, reference)
+            moves = [forget]
+            if self.objective in RETAIN_METHODS and retain:
+                moves.append(weighted_mean(context.updates_of(retain, arrays, UNLEARN,
+                                                              replace(forget_config, role="retain"), reference)))
+            arrays = moved(arrays, *moves)
+        return arrays

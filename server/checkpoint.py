@@ -28,7 +28,9 @@ from flwr.serverapp.strategy import Strategy
 from sites.errors import MedsitesError
 from sites.protocol import SEEDED_TYPES, AccountantHistory, NodeState, RecordName
 
+from .replay import ReplaySource
 from .results import RunResult
+from .update_store import UpdateStore
 
 
 class _Pickler(pickle.Pickler):
@@ -86,15 +88,24 @@ class SiteState:
         return NodeState(self.calls[site], self.accountants.get(site))
 
 
-def rng_states() -> dict[str, Any]:
-    """The server process's global generators (Flower samples nodes with ``random``)."""
-    return {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+@dataclass(frozen=True)
+class RngStates:
+    """The states of the server process's global generators (Flower samples nodes with ``random``)."""
 
+    random: tuple
+    numpy: tuple
+    torch: torch.Tensor
 
-def set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["random"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    @classmethod
+    def capture(cls) -> "RngStates":
+        """The generators' states now."""
+        return cls(random.getstate(), np.random.get_state(), torch.get_rng_state())
+
+    def restore(self) -> None:
+        """Set the generators back to these states."""
+        random.setstate(self.random)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch)
 
 
 @dataclass
@@ -111,10 +122,10 @@ class RunState:
         The model before any training (withdrawals rewind to it).
     strategy : Strategy
         The strategy object, with whatever state it keeps.
-    source : object or None
+    source : ReplaySource or None
         The replay source (generator, prompts or buffer), if the run has one.
-    updates : object or None
-        FedEraser's :class:`~server.update_store.UpdateStore`, if the run keeps updates.
+    updates : UpdateStore or None
+        Every training update, if the unlearning method needs them.
     result : RunResult
         The stages finished so far.
     statistics : dict
@@ -129,16 +140,16 @@ class RunState:
         ``metrics.jsonl``'s :meth:`~server.run_log.RunLog.mark`.
     calls, accountants : dict
         :class:`SiteState`'s counts and DP histories.
-    rng : dict
-        :func:`rng_states`.
+    rng : RngStates
+        The server's generators.
     """
 
     position: Position
     arrays: ArrayRecord
     initial: ArrayRecord
     strategy: Strategy
-    source: Any
-    updates: Any
+    source: ReplaySource | None
+    updates: UpdateStore | None
     result: RunResult
     statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     trained: int = 0
@@ -147,7 +158,7 @@ class RunState:
     log: dict[str, int] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     accountants: dict[str, str] = field(default_factory=dict)
-    rng: dict[str, Any] = field(default_factory=dict)
+    rng: RngStates = field(default_factory=RngStates.capture)
 
     def save(self, directory: Path, *names: str) -> None:
         """Write ``<directory>/<name>`` for each of ``names`` (default: the latest) atomically:

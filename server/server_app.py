@@ -2,8 +2,9 @@
 
 At each stage the strategy sees, through :class:`~server.site_grid.SiteGrid`, only that
 stage's sites and runs its own rounds (``Strategy.start``), once per phase of the task (most
-tasks have one; a phase may first need counts summed across the present sites). After the
-stage, every site of the scenario (trained, not yet arrived, held out) evaluates the global
+tasks have one; a phase may first need counts summed across the present sites): the
+:class:`~server.stage_runner.StageRunner`, which withdrawals use too, told to save the
+timeline's checkpoint as it goes. After the stage, every site of the scenario (trained, not yet arrived, held out) evaluates the global
 model, filling R[t, j]. With a replay source (``replay=smd|real``) the strategy is handed
 samples of the earlier sites before each stage, and the stage's sites teach the source after it
 (:mod:`server.replay`).
@@ -25,10 +26,11 @@ from sites.protocol import AUDIT, EVALUATE, RESUME, AuditQuery, EvaluateConfig, 
 from sites.replay import pack_domains
 from sites.tasks import Task
 
-from .checkpoint import LATEST, STAGE_START, Position, RunState, SiteState, rng_states, set_rng_states
+from .checkpoint import LATEST, STAGE_START, Position, RngStates, RunState, SiteState
 from .discovery import check_site_data, discover_sites
 from .privacy_audit import audit_result
-from .replay import ReplayConfig, ReplaySource, build_replay_source
+from .replay import ReplaySource, build_replay_source
+from .replay_config import ReplayConfig
 from .results import RunResult
 from .run_log import RunLog
 from .scenario import Scenario, Stage
@@ -133,7 +135,7 @@ class Timeline:
             self._views = Views(grid, site_of_node, log, self._sites)
             if self.resume is not None:
                 self._restore_sites()
-                set_rng_states(state.rng)
+                state.rng.restore()
                 log.write("resumed", position=asdict(state.position))
             else:
                 self._save(Position(1), LATEST, STAGE_START)
@@ -178,7 +180,7 @@ class Timeline:
 
     def _save(self, position: Position, *names: str) -> None:
         state = self._state
-        state.position, state.log, state.rng = position, self._log.mark(), rng_states()
+        state.position, state.log, state.rng = position, self._log.mark(), RngStates.capture()
         state.calls, state.accountants = dict(self._sites.calls), dict(self._sites.accountants)
         state.save(self._checkpoints, *names)
 

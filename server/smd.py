@@ -27,7 +27,7 @@ from sites.replay import pack_domains
 from sites.tasks import Task
 from strategies.aggregation import weighted_mean
 
-from .replay import ReplayConfig
+from .replay_config import ReplayConfig
 from .site_grid import SiteGrid
 
 

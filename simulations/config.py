@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import NonNegativeInt, PositiveFloat
 
-from server.replay import ReplayConfig
+from server.replay_config import ReplayConfig
 from server.scenario import ScenarioConfig
 from sites.config import ConfigModel
 from sites.faults import FaultConfig

@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from server.checkpoint import RunState
-from server.replay import ReplayConfig
+from server.replay_config import ReplayConfig
 from server.results import RunResult
 from server.scenario import Scenario
 from server.server_app import RunPlan, Timeline, build_server_app

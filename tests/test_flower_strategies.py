@@ -18,7 +18,7 @@ import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from conftest import load_config, read_json
+from conftest import assert_only_declared_content_left_the_sites, load_config, read_json
 from server.checkpoint import RunState
 from server.scenario import Scenario
 from server.server_app import Timeline
@@ -29,7 +29,7 @@ from strategies import train_mods
 
 pytestmark = pytest.mark.e2e
 
-BASE = "size=smoke scenario=sites_in_threes task.image_size=32 task.channels=[8,16] task.strides=[2]"
+BASE = "size=smoke scenario=sites_in_threes task.image_size=32 task.channels=[8,16] task.strides=[2] backend.client_cpus=1"
 DP_FEDAVG = "strategy=dp_fedavg strategy.num_sampled_clients=3"
 # Adaptive clipping takes no fixed norm, and its noisy count of clipped updates must have a
 # standard deviation above half the noise multiplier (its default, 3 / 20, is not).
@@ -123,3 +123,4 @@ def test_flowers_strategy_trains_every_stage(name, outcomes):
     models = [state.initial.to_torch_state_dict()]
     models += [torch.load(run_dir / "checkpoints" / f"stage_{stage.index}.pt") for stage in scenario.stages]
     assert all(_differs(before, after) for before, after in zip(models, models[1:]))
+    assert_only_declared_content_left_the_sites(run_dir)

@@ -18,9 +18,8 @@ import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from conftest import assert_only_declared_content_left_the_sites, load_config, read_json
+from conftest import assert_only_declared_content_left_the_sites, build_scenario, load_config, read_json
 from server.checkpoint import RunState
-from server.scenario import Scenario
 from server.server_app import Timeline
 from simulations.engine import run_federation
 from simulations.flower_app import compose_config
@@ -80,7 +79,7 @@ def _run_together(cases: list[tuple[str, object]], root: Path) -> dict[str, Path
 
     name, cfg = cases[0]
     first = prepare(cfg, root / name)
-    run_federation(app, site_app(first), len(first.plan.scenario.sites), first.config["backend"]["client_cpus"])
+    run_federation(app, site_app(first), len(first.plan.scenario.sites), first.config.backend.client_cpus)
     return outcomes
 
 
@@ -110,7 +109,7 @@ def _differs(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) ->
 def test_flowers_strategy_trains_every_stage(name, outcomes):
     run_dir = outcomes.get(name, "its federation stopped")
     assert isinstance(run_dir, Path), f"{overrides(name)}: {run_dir}"
-    scenario = Scenario.from_config(load_config("scenario", "sites_in_threes"))
+    scenario = build_scenario(load_config("scenario", "sites_in_threes"))
     matrix = read_json(run_dir / "matrix.json")
     assert matrix["sites"] == scenario.site_ids and len(matrix["R"]) == len(scenario.stages)
     assert all(0.0 <= value <= 1.0 for row in matrix["R"] for value in row)

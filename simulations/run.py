@@ -28,7 +28,7 @@ from sites.errors import ConfigError, MedsitesError
 from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
                          build_task)
 from sites.tasks.capabilities import require
-from strategies import build_strategy, check_strategy_fits
+from strategies import build_strategy, check_strategy_fits, train_mods
 
 from .config import RunConfig
 from .console import exit_with, print_summary, timeline_progress
@@ -173,7 +173,8 @@ def site_app(prepared: Prepared) -> ClientApp:
     plan, config = prepared.plan, prepared.config
     return build_client_app(plan.task, list(plan.scenario.sites), plan.seed,
                             num_threads=max(1, int(config.backend.client_cpus)), dp=config.privacy,
-                            planned_steps=plan.planned_steps, faults=plan.faults)
+                            planned_steps=plan.planned_steps, faults=plan.faults,
+                            train_mods=train_mods(plan.strategy))
 
 
 def close_run(timeline: Timeline) -> RunResult:

@@ -7,7 +7,9 @@ Handlers:
   that bad data stops a run before any training;
 - ``query.statistics``: counts the task needs summed across sites before a phase (e.g. label x
   pseudo-bias counts); counts only, never samples;
-- ``train``: local training of the received global model on the site's training split;
+- ``train``: local training of the received global model on the site's training split,
+  inside the Flower mods the strategy needs (Flower's client-side differential-privacy
+  wrappers: clipping the update to the norm their config carries);
 - ``train.unlearn``: the site's part of an unlearning round (:mod:`sites.unlearning`): the forget
   objective at a withdrawing site, the retain objective at the others;
 - ``train.generator``: train the replay generator of Site-Modulated Diffusion and this site's
@@ -45,7 +47,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.clientapp.typing import ClientAppCallable
+from flwr.clientapp.typing import ClientAppCallable, Mod
 from torch.utils.data import TensorDataset
 
 from . import protocol, seeding
@@ -117,7 +119,8 @@ def _identity(site: SiteSpec, message: Message) -> Message:
 
 
 def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: int, dp: DPConfig | None = None,
-                     planned_steps: dict[str, int] | None = None, faults: FaultConfig | None = None) -> ClientApp:
+                     planned_steps: dict[str, int] | None = None, faults: FaultConfig | None = None,
+                     train_mods: list[Mod] | None = None) -> ClientApp:
     """Make the ClientApp for a federation.
 
     The arguments travel with the app (pickled) to every site's process; each process makes a
@@ -140,6 +143,9 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         picks the noise that reaches it after exactly these steps.
     faults : FaultConfig, optional
         Simulated failures: each training call crashes with ``faults.crash_prob``.
+    train_mods : list of Mod, optional
+        Flower mods around the ``train`` handler that the strategy needs (the client-side
+        clipping of Flower's client-side differential-privacy wrappers).
     """
     app_id = uuid.uuid4().hex  # names this app's data in _per_process
     planned_steps = planned_steps or {}
@@ -193,7 +199,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         counts = task.site_statistics(_global_model(task, message), data, protocol.STATISTICS.config_of(message))
         return Message(RecordDict({RecordName.STATISTICS: MetricRecord(counts)}), reply_to=message)
 
-    @protocol.TRAIN.register(app)
+    @protocol.TRAIN.register(app, mods=train_mods)
     def train(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         model = _global_model(task, message)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Self
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.clientapp.typing import ClientAppCallable
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from .errors import ConfigError
 
@@ -451,11 +451,13 @@ class MessageKind:
         """The full message type, e.g. ``query.fisher``."""
         return self.category if self.action is None else f"{self.category}.{self.action}"
 
-    def register(self, app: ClientApp) -> Callable[[ClientAppCallable], ClientAppCallable]:
-        """The ``app`` decorator that makes a function this kind's handler."""
+    def register(self, app: ClientApp,
+                 mods: list[Mod] | None = None) -> Callable[[ClientAppCallable], ClientAppCallable]:
+        """The ``app`` decorator that makes a function this kind's handler, inside ``mods``
+        (Flower mods for this handler only)."""
         decorator = {MessageType.TRAIN: app.train, MessageType.EVALUATE: app.evaluate,
                      MessageType.QUERY: app.query}[self.category]
-        return decorator() if self.action is None else decorator(self.action)
+        return decorator(mods=mods) if self.action is None else decorator(self.action, mods=mods)
 
     def message(self, content: RecordDict, node: int) -> Message:
         """A message of this kind with ``content`` to ``node``."""

@@ -1,7 +1,10 @@
 """The site's ClientApp, called directly as Flower's engine would call it."""
 
+import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp.mod import fixedclipping_mod
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from sites.client_app import build_client_app
 from sites.faults import CRASH_CODE, FaultConfig
@@ -92,6 +95,16 @@ def test_fedprox_mu_from_the_strategy_config_changes_training(small_task, small_
         return sum((state[k].float() - start[k].float()).pow(2).sum().item() for k in start)
 
     assert drift(prox) < drift(plain)
+
+
+def test_a_train_mod_clips_the_update_a_client_side_dp_wrapper_asks_for(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1, train_mods=[fixedclipping_mod])
+    arrays = _global_arrays(small_task)
+    reply = app(_message("train", arrays, **{KEY_CLIPPING_NORM: 0.01}), _context(0))
+    trained, start = reply.content["arrays"].to_torch_state_dict(), arrays.to_torch_state_dict()
+    update = sum((trained[k] - start[k]).pow(2).sum().item() for k in start) ** 0.5
+    assert update == pytest.approx(0.01, rel=1e-3)  # unclipped, training moves it about 0.3
+    assert "train_loss" in reply.content["metrics"]
 
 
 def test_a_node_set_back_by_query_resume_trains_as_it_did_at_that_call(small_task):

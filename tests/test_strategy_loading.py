@@ -4,9 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx
+from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
+from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClipping,
+                                     DifferentialPrivacyClientSideFixedClipping,
+                                     DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx)
 
-from strategies import build_strategy, check_strategy_fits
+from strategies import build_strategy, check_strategy_fits, train_mods
 from sites.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
@@ -67,3 +70,12 @@ def test_node_minima_larger_than_a_stage_are_refused():
     check_strategy_fits(FedAvg(min_available_nodes=1, min_train_nodes=1, min_evaluate_nodes=1), 1)
     with pytest.raises(ConfigError, match="strategy.min_available_nodes: is 2 but a stage of this scenario has only 1"):
         check_strategy_fits(FedAvg(min_available_nodes=2, min_train_nodes=1, min_evaluate_nodes=1), 1)
+
+
+def test_only_client_side_dp_wrappers_have_the_sites_clip_their_updates():
+    fedavg = FedAvg()
+    assert train_mods(fedavg) == []
+    assert train_mods(DifferentialPrivacyServerSideFixedClipping(fedavg, 1.0, 1.0, 3)) == []
+    assert train_mods(DifferentialPrivacyClientSideFixedClipping(fedavg, 1.0, 1.0, 3)) == [fixedclipping_mod]
+    adaptive = DifferentialPrivacyClientSideAdaptiveClipping(fedavg, 1.0, 3, clipped_count_stddev=1.0)
+    assert train_mods(adaptive) == [adaptiveclipping_mod]

@@ -5,8 +5,12 @@ import csv
 import hashlib
 import json
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -74,10 +78,57 @@ def task_config_error_key(config: dict, changes: dict) -> str:
     return raised.value.key
 
 
-def run_cli(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m simulations.run <overrides>`` from the repository root."""
+def run_cli(*overrides: str, env: dict | None = None, ray_head: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m simulations.run <overrides>`` from the repository root, on a private Ray
+    instance or, given ``ray_head`` (the :func:`ray_head` fixture), attached to that head."""
+    if ray_head is not None:
+        overrides = (*overrides, f"backend.address={ray_head}")
     return subprocess.run([sys.executable, "-m", "simulations.run", *overrides], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=600)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """The address of a 2-CPU Ray head on 127.0.0.1, started once for the whole session when a
+    test first asks for it: a run attached to it (``run_cli(..., ray_head=ray_head)``) spares
+    the start and stop of a private Ray instance (~10 s). Runs stay apart: each is a Ray job of
+    its own, whose actors live in worker processes of that job only and end with it.
+    ``ray start --block`` stops its own head's processes when terminated, where ``ray stop``
+    would stop every Ray instance on the machine."""
+    ray_cli = shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("the `ray` command line is not installed")
+    # Short and private: Ray's unix sockets live under it (paths of at most ~107 characters), and
+    # `ray start` records its head there, not in /tmp/ray where other runs would find it.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    port = free_port()
+    with (temp_dir / "start.log").open("w") as log:
+        head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                 f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
+                                 "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (temp_dir / "ray_current_cluster").exists():  # written once the head is up
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Ray head did not start:\n{(temp_dir / 'start.log').read_text()}")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()  # its reaper process then kills the head's process group
+            head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def read_json(path: Path) -> dict:
@@ -92,16 +143,17 @@ def digest(directory: Path) -> dict[str, str]:
 
 
 # EWC (a strategy with state) on PBBL (two phases, site counts summed between them), two rounds
-# per stage: the continual tests read its Fisher messages, the resume test kills and resumes it.
+# per stage: the continual tests read its Fisher messages, the resume test kills and resumes it,
+# the PBBL test reads its counts and federation-wide AUC.
 EWC_PBBL_OVERRIDES = ("size=smoke", "scenario.rounds_per_stage=2", "seed=1", "strategy=ewc", "task=debiasing",
                       "task.method=pbbl")
 
 
 @pytest.fixture(scope="session")
-def ewc_pbbl_run(tmp_path_factory) -> Path:
+def ewc_pbbl_run(tmp_path_factory, ray_head) -> Path:
     """One uninterrupted run with :data:`EWC_PBBL_OVERRIDES`."""
     run_dir = tmp_path_factory.mktemp("runs") / "ewc_pbbl"
-    completed = run_cli(*EWC_PBBL_OVERRIDES, f"hydra.run.dir={run_dir}")
+    completed = run_cli(*EWC_PBBL_OVERRIDES, f"hydra.run.dir={run_dir}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return run_dir
 
@@ -109,7 +161,8 @@ def ewc_pbbl_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fedavg_run(tmp_path_factory) -> Path:
     """One smoke run (FedAvg, seed 3) on a private Ray instance, shared by every module that
-    compares against it."""
+    compares against it: the one e2e run that starts Ray itself, so that both ways of running
+    stay tested (the saved-config rerun compares an attached run against it)."""
     run_dir = tmp_path_factory.mktemp("runs") / "fedavg"
     completed = run_cli("size=smoke", "seed=3", f"hydra.run.dir={run_dir}")
     assert completed.returncode == 0, completed.stderr

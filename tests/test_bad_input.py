@@ -249,8 +249,8 @@ def test_refused_before_anything_starts(refused, places, case):
 
 
 @pytest.mark.parametrize("case", REFUSED_BY_A_SITE, ids=[case.does.replace(" ", "_") for case in REFUSED_BY_A_SITE])
-def test_refused_when_a_site_reads_its_data(places, tmp_path, case):
+def test_refused_when_a_site_reads_its_data(places, ray_head, tmp_path, case):
     before = digest(places["earlier"])
-    completed = run_cli(*_arguments(case, places, tmp_path / "run"), env=ENV)
+    completed = run_cli(*_arguments(case, places, tmp_path / "run"), env=ENV, ray_head=ray_head)
     _check(case, places, completed.returncode, completed.stdout + completed.stderr)
     assert digest(places["earlier"]) == before

@@ -21,10 +21,10 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, ray_head) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("continual")
     for name, overrides in RUNS.items():
-        completed = run_cli(*overrides, "size=smoke", f"hydra.run.dir={root / name}")
+        completed = run_cli(*overrides, "size=smoke", f"hydra.run.dir={root / name}", ray_head=ray_head)
         assert completed.returncode == 0, f"{name}: {completed.stderr[-3000:]}"
     return {name: root / name for name in RUNS}
 

@@ -42,63 +42,62 @@ def test_only_the_stage_sites_train_and_every_site_is_evaluated(fedavg_run):
     assert evaluated == {(t, s) for t in range(1, 5) for s in "ABCDE"}
 
 
-def test_joint_trains_every_training_site_at_every_stage(tmp_path):
-    completed = run_cli("size=smoke", "strategy=joint", f"hydra.run.dir={tmp_path}")
+def test_joint_trains_every_training_site_at_every_stage(ray_head, tmp_path):
+    completed = run_cli("size=smoke", "strategy=joint", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     trained = {(e["stage"], e["site"]) for e in _events(tmp_path) if e["event"] == "train"}
     assert trained == {(t, s) for t in range(1, 5) for s in "ABCD"}
 
 
-def test_flowers_fedprox_plugs_in_and_its_proximal_term_is_applied(fedavg_run, tmp_path):
+def test_flowers_fedprox_plugs_in_and_its_proximal_term_is_applied(fedavg_run, ray_head, tmp_path):
     completed = run_cli("size=smoke", "seed=3", "strategy._target_=flwr.serverapp.strategy.FedProx",
-                        "+strategy.proximal_mu=5.0", f"hydra.run.dir={tmp_path}")
+                        "+strategy.proximal_mu=5.0", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     assert read_json(tmp_path / "matrix.json")["R"] != read_json(fedavg_run / "matrix.json")["R"]
 
 
-def test_a_users_strategy_class_plugs_in(tmp_path):
+def test_a_users_strategy_class_plugs_in(ray_head, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "plugins")}
     completed = run_cli("size=smoke", "strategy._target_=frozen_strategy.FrozenFedAvg", "+strategy.label=mine",
-                        f"hydra.run.dir={tmp_path}", env=env)
+                        f"hydra.run.dir={tmp_path}", env=env, ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     rows = read_json(tmp_path / "matrix.json")["R"]
     assert all(row == rows[0] for row in rows)  # the frozen global model never moved
 
 
-def test_a_saved_config_reproduces_its_run(fedavg_run, tmp_path):
+def test_a_saved_config_reproduces_its_run_also_attached_to_a_ray_cluster(fedavg_run, ray_head, tmp_path):
+    # fedavg_run started its own Ray instance; the rerun attaches to the session's head
     completed = run_cli("--config-path", str(fedavg_run), "--config-name", "config",
-                        f"hydra.run.dir={tmp_path / 'rerun'}")
+                        f"hydra.run.dir={tmp_path / 'rerun'}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     assert read_json(tmp_path / "rerun" / "matrix.json") == read_json(fedavg_run / "matrix.json")
 
 
-def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(tmp_path):
-    completed = run_cli("size=smoke", "task=debiasing", "task.method=pbbl", f"hydra.run.dir={tmp_path}")
-    assert completed.returncode == 0, completed.stderr
-    events = _events(tmp_path)
+def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(ewc_pbbl_run):
+    events = _events(ewc_pbbl_run)
     statistics = [e for e in events if e["event"] == "statistics"]
     assert {(e["stage"], e["site"]) for e in statistics} == {(1, "A"), (2, "B"), (3, "C"), (4, "D")}
     assert all(set(e["metrics"]) == {"n-b0-y0", "n-b0-y1", "n-b1-y0", "n-b1-y1", "pseudo-known", "pseudo-correct"}
                for e in statistics)
     phases = [e for e in events if e["event"] == "train" and e["stage"] == 1]
-    assert len(phases) == 2  # one round of the bias phase, one of the debias phase
-    summary = read_json(tmp_path / "summary.json")
+    assert len(phases) == 2 + 2  # two rounds of the bias phase, two of the debias phase
+    summary = read_json(ewc_pbbl_run / "summary.json")
     assert summary["metric"] == "balanced_auc"
     assert {"aligned_auc", "conflicting_auc", "balanced_auc", "pseudo_label_accuracy"} <= set(summary["pooled"])
-    assert "Federation-wide metrics" in (tmp_path / "report.md").read_text()
-    assert_only_declared_content_left_the_sites(tmp_path)
+    assert "Federation-wide metrics" in (ewc_pbbl_run / "report.md").read_text()
+    assert_only_declared_content_left_the_sites(ewc_pbbl_run)
 
 
-def test_debiasing_in_the_federated_arrangement(tmp_path):
+def test_debiasing_in_the_federated_arrangement(ray_head, tmp_path):
     completed = run_cli("size=smoke", "scenario=federated_sources", "task=debiasing", "task.arrangement=federated",
-                        "task.method=bias_balanced_oracle", f"hydra.run.dir={tmp_path}")
+                        "task.method=bias_balanced_oracle", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     summary = read_json(tmp_path / "summary.json")
     assert summary["metric"] == "auc" and "conflicting_auc" in summary["pooled"]
 
 
-def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_data(tmp_path):
-    completed = run_cli("size=smoke", "task=grading", f"hydra.run.dir={tmp_path}")
+def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_data(ray_head, tmp_path):
+    completed = run_cli("size=smoke", "task=grading", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     events = _events(tmp_path)
     statistics = [e for e in events if e["event"] == "statistics"]
@@ -122,18 +121,19 @@ def _brats_cohort(root):
     return write_manifest(root, rows)
 
 
-def test_grading_reads_brats_style_cases_from_disk(tmp_path):
+def test_grading_reads_brats_style_cases_from_disk(ray_head, tmp_path):
     (tmp_path / "data").mkdir()
     manifest = _brats_cohort(tmp_path / "data")
     completed = run_cli("size=smoke", "scenario=centralized", "task=grading", "task.model=late_fusion",
-                        f"task.manifest={manifest}", "task.depth=8", f"hydra.run.dir={tmp_path / 'run'}")
+                        f"task.manifest={manifest}", "task.depth=8", f"hydra.run.dir={tmp_path / 'run'}",
+                        ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     assert read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]["num-examples"] == 2
 
 
-def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(tmp_path):
+def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(ray_head, tmp_path):
     completed = run_cli("size=smoke", "privacy=dp", "privacy.target_epsilon=4.0", "scenario.rounds_per_stage=2",
-                        f"hydra.run.dir={tmp_path}")
+                        f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     trains = [e for e in _events(tmp_path) if e["event"] == "train"]
     by_site = {}

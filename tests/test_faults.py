@@ -38,9 +38,10 @@ def _events(run_dir, kind):
 
 
 @pytest.mark.e2e
-def test_a_run_goes_on_without_crashed_sites_and_records_every_failure(tmp_path):
+def test_a_run_goes_on_without_crashed_sites_and_records_every_failure(ray_head, tmp_path):
     run_dir = tmp_path / "run"
-    done = run_cli("size=smoke", "faults.crash_prob=0.5", "scenario.rounds_per_stage=2", f"hydra.run.dir={run_dir}")
+    done = run_cli("size=smoke", "faults.crash_prob=0.5", "scenario.rounds_per_stage=2", f"hydra.run.dir={run_dir}",
+                   ray_head=ray_head)
     assert done.returncode == 0, done.stderr[-2000:]
     failures = _events(run_dir, "failure")
     assert failures, "seed 0 at crash_prob 0.5 crashes some calls"
@@ -60,9 +61,10 @@ def test_a_run_goes_on_without_crashed_sites_and_records_every_failure(tmp_path)
 
 
 @pytest.mark.e2e
-def test_a_stage_no_site_can_train_is_retried_then_the_run_stops_with_a_clear_message(tmp_path):
+def test_a_stage_no_site_can_train_is_retried_then_the_run_stops_with_a_clear_message(ray_head, tmp_path):
     run_dir = tmp_path / "run"
-    done = run_cli("size=smoke", "faults.crash_prob=1", "faults.stage_retries=1", f"hydra.run.dir={run_dir}")
+    done = run_cli("size=smoke", "faults.crash_prob=1", "faults.stage_retries=1", f"hydra.run.dir={run_dir}",
+                   ray_head=ray_head)
     assert done.returncode == 2
     assert "stage 1: no site (A) completed a training round in 2 attempts" in done.stderr
     assert len(_events(run_dir, "retry")) == 1 and len(_events(run_dir, "failure")) == 2

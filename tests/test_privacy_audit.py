@@ -14,9 +14,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def audited_run(tmp_path_factory):
+def audited_run(tmp_path_factory, ray_head):
     run_dir = tmp_path_factory.mktemp("audit") / "run"
-    completed = run_cli("size=smoke", "scenario=privacy_audit", "privacy=dp", f"hydra.run.dir={run_dir}")
+    completed = run_cli("size=smoke", "scenario=privacy_audit", "privacy=dp", f"hydra.run.dir={run_dir}",
+                        ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     return run_dir
 

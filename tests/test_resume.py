@@ -38,10 +38,13 @@ def _site_replies(run_dir) -> list[dict]:
 
 
 @pytest.mark.e2e
-def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(ewc_pbbl_run, tmp_path):
+def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(ewc_pbbl_run, ray_head, tmp_path):
     whole, killed = ewc_pbbl_run, tmp_path / "killed"
 
-    process = subprocess.Popen([sys.executable, "-m", "simulations.run", *OVERRIDES, f"hydra.run.dir={killed}"],
+    # Attached to the session's Ray head, as the uninterrupted run; the resumed run attaches
+    # again, by its saved config.
+    process = subprocess.Popen([sys.executable, "-m", "simulations.run", *OVERRIDES, f"hydra.run.dir={killed}",
+                                f"backend.address={ray_head}"],
                                cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -49,7 +52,7 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(ewc_pbbl_run, 
         while not _reached(_position(killed)) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the run and everything it started
+        os.killpg(process.pid, signal.SIGKILL)  # the run and everything it started; Ray ends its actors
         process.wait()
     assert _reached(_position(killed)), "the run never reached its mid-way checkpoint"
     assert not (killed / "matrix.json").exists(), "the run finished before it was killed"

@@ -17,10 +17,10 @@ METHODS = ("none", "retrain", "rewind", "ga", "graddiff", "kl", "npo", "federase
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> dict[str, Path]:
+def sweep(tmp_path_factory, ray_head) -> dict[str, Path]:
     sweep_dir = tmp_path_factory.mktemp("sweep")
     completed = run_cli("-m", "scenario=site_withdrawal", "size=smoke", f"unlearning={','.join(METHODS)}",
-                        f"hydra.sweep.dir={sweep_dir}")
+                        f"hydra.sweep.dir={sweep_dir}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr[-3000:]
     runs = {}
     for run_dir in sweep_dir.iterdir():

@@ -12,7 +12,7 @@ from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClippi
 from strategies import build_strategy, check_strategy_fits, train_mods
 from sites.errors import ConfigError
 
-sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "plugins"))
 
 
 def test_flower_strategies_with_arguments():

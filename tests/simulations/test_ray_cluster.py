@@ -1,7 +1,7 @@
 """Runs attached to a running Ray cluster (``backend.address``): the session's head node on
 loopback (the ``ray_head`` fixture), which every e2e run but ``fedavg_run`` attaches to. That an
 attached run gives the private run's matrix is checked by the saved-config rerun
-(``tests/test_e2e.py``)."""
+(``tests/e2e/test_e2e.py``)."""
 
 import time
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
+from omegaconf import DictConfig
 
 from conftest import assert_only_declared_content_left_the_sites, build_scenario, load_config, read_json
 from server.checkpoint import RunState
@@ -60,7 +61,7 @@ def overrides(name: str) -> str:
     return f"{BASE} {CASES[name]} strategy._target_=flwr.serverapp.strategy.{name}"
 
 
-def _run_together(cases: list[tuple[str, object]], root: Path) -> dict[str, Path | str]:
+def _run_together(cases: list[tuple[str, DictConfig]], root: Path) -> dict[str, Path | str]:
     """Run ``(name, config)`` cases whose sites run the same ClientApp in one federation; each
     case's run directory, or the error that stopped it."""
     outcomes = {}
@@ -79,7 +80,11 @@ def _run_together(cases: list[tuple[str, object]], root: Path) -> dict[str, Path
 
     name, cfg = cases[0]
     first = prepare(cfg, root / name)
-    run_federation(app, site_app(first), len(first.plan.scenario.sites), first.config.backend.client_cpus)
+    try:
+        run_federation(app, site_app(first), len(first.plan.scenario.sites), first.config.backend.client_cpus)
+    except Exception as error:  # noqa: BLE001 - the engine failed (Ray): the cases it left fail with it
+        for name, _ in cases:
+            outcomes.setdefault(name, f"the federation failed: {type(error).__name__}: {error}")
     return outcomes
 
 

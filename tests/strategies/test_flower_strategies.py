@@ -4,10 +4,11 @@ Flower's differential-privacy wrappers around FedAvg, runs unchanged through the
 
 Each case is a run of the ``sites_in_threes`` scenario (three sites per stage) at
 ``size=smoke``, composed from the overrides a user would give ``python -m simulations.run``.
-Starting Ray and the sites' actors costs more than a smoke run's work, so the runs whose sites
-run the same ClientApp share one federation: its ServerApp runs their timelines one after
-another, each validated, written and reported by the functions ``python -m simulations.run``
-uses. (The command line's own path with a Flower strategy is tested in test_e2e.py.)
+Starting the sites' actors costs more than a smoke run's work, so the runs whose sites run the
+same ClientApp share one federation (on the session's Ray head): its ServerApp runs their
+timelines one after another, each validated, written and reported by the functions
+``python -m simulations.run`` uses. (The command line's own path with a Flower strategy is
+tested in tests/e2e/test_e2e.py.)
 """
 
 import json
@@ -61,9 +62,9 @@ def overrides(name: str) -> str:
     return f"{BASE} {CASES[name]} strategy._target_=flwr.serverapp.strategy.{name}"
 
 
-def _run_together(cases: list[tuple[str, DictConfig]], root: Path) -> dict[str, Path | str]:
-    """Run ``(name, config)`` cases whose sites run the same ClientApp in one federation; each
-    case's run directory, or the error that stopped it."""
+def _run_together(cases: list[tuple[str, DictConfig]], root: Path, ray_head: str) -> dict[str, Path | str]:
+    """Run ``(name, config)`` cases whose sites run the same ClientApp in one federation on the
+    Ray head at ``ray_head``; each case's run directory, or the error that stopped it."""
     outcomes = {}
     app = ServerApp()
 
@@ -81,7 +82,8 @@ def _run_together(cases: list[tuple[str, DictConfig]], root: Path) -> dict[str, 
     name, cfg = cases[0]
     first = prepare(cfg, root / name)
     try:
-        run_federation(app, site_app(first), len(first.plan.scenario.sites), first.config.backend.client_cpus)
+        run_federation(app, site_app(first), len(first.plan.scenario.sites), first.config.backend.client_cpus,
+                       address=ray_head)
     except Exception as error:  # noqa: BLE001 - the engine failed (Ray): the cases it left fail with it
         for name, _ in cases:
             outcomes.setdefault(name, f"the federation failed: {type(error).__name__}: {error}")
@@ -89,7 +91,7 @@ def _run_together(cases: list[tuple[str, DictConfig]], root: Path) -> dict[str, 
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, Path | str]:
+def outcomes(tmp_path_factory, ray_head) -> dict[str, Path | str]:
     """Every case's run directory, or the error that stopped it."""
     root = tmp_path_factory.mktemp("flower_strategies")
     outcomes, federations = {}, {}
@@ -102,7 +104,7 @@ def outcomes(tmp_path_factory) -> dict[str, Path | str]:
             continue
         federations.setdefault(mods, []).append((name, cfg))
     for cases in federations.values():
-        outcomes.update(_run_together(cases, root))
+        outcomes.update(_run_together(cases, root, ray_head))
     return outcomes
 
 

@@ -20,27 +20,42 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, ray_head) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("continual")
-    for name, overrides in RUNS.items():
-        completed = run_cli(*overrides, "size=smoke", f"hydra.run.dir={root / name}", ray_head=ray_head)
+class _Runs(dict):
+    """The runs of :data:`RUNS`, each made when a test first asks for it, so that the default
+    (not ``slow``) tests pay for PGA on segmentation only."""
+
+    def __init__(self, root: Path, ray_head: str) -> None:
+        super().__init__()
+        self._root, self._ray_head = root, ray_head
+
+    def __missing__(self, name: str) -> Path:
+        run_dir = self._root / name
+        completed = run_cli(*RUNS[name], "size=smoke", f"hydra.run.dir={run_dir}", ray_head=self._ray_head)
         assert completed.returncode == 0, f"{name}: {completed.stderr[-3000:]}"
-    return {name: root / name for name in RUNS}
+        self[name] = run_dir
+        return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, ray_head) -> _Runs:
+    return _Runs(tmp_path_factory.mktemp("continual"), ray_head)
 
 
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_with_every_task(runs):
-    for name, run_dir in runs.items():
+    for name in RUNS:
+        run_dir = runs[name]
         matrix = read_json(run_dir / "matrix.json")
         assert len(matrix["R"]) == 4, name
         assert "## R[t, j]" in (run_dir / "report.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["pga-segmentation", "pga-grading", "pga-debiasing"])
+@pytest.mark.parametrize("name", ["pga-segmentation", pytest.param("pga-grading", marks=pytest.mark.slow),
+                                  pytest.param("pga-debiasing", marks=pytest.mark.slow)])
 def test_smd_trains_at_every_site_and_replays_earlier_ones(runs, name):
     run_dir = runs[name]
     replay = read_json(run_dir / "replay.json")
@@ -53,8 +68,9 @@ def test_smd_trains_at_every_site_and_replays_earlier_ones(runs, name):
     assert_only_declared_content_left_the_sites(run_dir)  # weights and prompts only, no image
 
 
-@pytest.mark.parametrize("name, class_conditional", [("pga-segmentation", False), ("pga-grading", True),
-                                                      ("pga-debiasing", True)])
+@pytest.mark.parametrize("name, class_conditional", [
+    ("pga-segmentation", False), pytest.param("pga-grading", True, marks=pytest.mark.slow),
+    pytest.param("pga-debiasing", True, marks=pytest.mark.slow)])
 def test_report_shows_replay_samples_and_fidelity(runs, name, class_conditional):
     run_dir = runs[name]
     fidelity = read_json(run_dir / "replay.json")["fidelity"]
@@ -69,6 +85,7 @@ def test_report_shows_replay_samples_and_fidelity(runs, name, class_conditional)
     assert (run_dir / "replay_samples.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_real_buffer_is_labelled_and_caught_by_the_message_audit(runs):
     run_dir = runs["replay_buffer-grading"]
     replay = read_json(run_dir / "replay.json")

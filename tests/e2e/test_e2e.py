@@ -96,6 +96,7 @@ def test_debiasing_in_the_federated_arrangement(ray_head, tmp_path):
     assert summary["metric"] == "auc" and "conflicting_auc" in summary["pooled"]
 
 
+@pytest.mark.slow
 def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_data(ray_head, tmp_path):
     completed = run_cli("size=smoke", "task=grading", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr

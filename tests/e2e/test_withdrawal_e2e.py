@@ -34,6 +34,7 @@ def _record(run_dir: Path) -> dict:
     return record
 
 
+@pytest.mark.slow
 def test_every_method_runs_and_reports(sweep):
     assert set(sweep) == set(METHODS)
     for method, run_dir in sweep.items():
@@ -47,6 +48,7 @@ def test_every_method_runs_and_reports(sweep):
         assert len(read_json(run_dir / "matrix.json")["R"]) == 2
 
 
+@pytest.mark.slow
 def test_retrain_is_the_oracle_and_none_keeps_the_model(sweep):
     retrain, none = _record(sweep["retrain"]), _record(sweep["none"])
     assert retrain["performance"]["after"] == retrain["performance"]["oracle"]
@@ -56,11 +58,13 @@ def test_retrain_is_the_oracle_and_none_keeps_the_model(sweep):
         assert (sweep["npo"] / "checkpoints" / name).is_file()
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_before_withdrawal(sweep):
     befores = {json.dumps(_record(run_dir)["performance"]["before"]) for run_dir in sweep.values()}
     assert len(befores) == 1
 
 
+@pytest.mark.slow
 def test_site_methods_unlearn_at_the_withdrawing_site_and_retain_at_the_others(sweep):
     def training_replies(method: str) -> Counter:
         events = [json.loads(line) for line in (sweep[method] / "metrics.jsonl").read_text().splitlines()]
@@ -76,18 +80,21 @@ def test_site_methods_unlearn_at_the_withdrawing_site_and_retain_at_the_others(s
     assert training_replies("federaser") == oracle + Counter({"D": 1})  # stage 2's one stored round, calibrated
 
 
+@pytest.mark.slow
 def test_federaser_keeps_the_updates_it_calibrates_from(sweep):
     stored = sorted((sweep["federaser"] / "updates").glob("round_*.pt"))
     assert len(stored) == 2  # one round per stage at size=smoke
     assert not (sweep["npo"] / "updates").exists()
 
 
+@pytest.mark.slow
 def test_the_sweep_writes_a_methods_table(sweep):
     table = (next(iter(sweep.values())).parent / "withdrawal_table.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| B |")]
     assert sorted(row.split("|")[3].strip() for row in rows) == sorted(METHODS)
 
 
+@pytest.mark.slow
 def test_only_declared_content_leaves_the_sites_during_a_withdrawal(sweep):
     for method in ("graddiff", "federaser"):
         assert_only_declared_content_left_the_sites(sweep[method])
@@ -106,6 +113,7 @@ def test_bad_withdrawals_stop_before_anything_runs(tmp_path, override, expected)
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run directory was claimed
 
 
+@pytest.mark.slow
 def test_a_withdrawal_never_touches_an_earlier_run(sweep):
     earlier = sweep["retrain"]
     before = digest(earlier)

@@ -248,7 +248,10 @@ def test_refused_before_anything_starts(refused, places, case):
     assert not (result["run_dir"] / "config.yaml").exists()  # nothing written: the directory was never claimed
 
 
-@pytest.mark.parametrize("case", REFUSED_BY_A_SITE, ids=[case.does.replace(" ", "_") for case in REFUSED_BY_A_SITE])
+# Each case is a run of its own: the first runs by default, the others are slow.
+@pytest.mark.parametrize("case", [
+    pytest.param(case, id=case.does.replace(" ", "_"), marks=[pytest.mark.slow] if i else [])
+    for i, case in enumerate(REFUSED_BY_A_SITE)])
 def test_refused_when_a_site_reads_its_data(places, ray_head, tmp_path, case):
     before = digest(places["earlier"])
     completed = run_cli(*_arguments(case, places, tmp_path / "run"), env=ENV, ray_head=ray_head)

@@ -93,6 +93,7 @@ def federation(tmp_path_factory) -> Path:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_flwr_run_writes_the_run_directory(federation):
     run_dir = federation / "deployed"
     for name in ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md", "report.html"):
@@ -102,6 +103,7 @@ def test_flwr_run_writes_the_run_directory(federation):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_each_supernode_plays_its_site_and_only_declared_content_crosses_the_network(federation):
     run_dir = federation / "deployed"
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -112,6 +114,7 @@ def test_each_supernode_plays_its_site_and_only_declared_content_crosses_the_net
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_same_config_and_matrix_as_the_simulation(federation):
     deployed, simulated = federation / "deployed", federation / "simulated"
     assert (deployed / "config.yaml").read_text() == (simulated / "config.yaml").read_text()

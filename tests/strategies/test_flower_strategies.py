@@ -28,7 +28,7 @@ from simulations.flower_app import compose_config
 from simulations.run import close_run, open_run, prepare, site_app
 from strategies import train_mods
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BASE = "size=smoke scenario=sites_in_threes task.image_size=32 task.channels=[8,16] task.strides=[2] backend.client_cpus=1"
 DP_FEDAVG = "strategy=dp_fedavg strategy.num_sampled_clients=3"

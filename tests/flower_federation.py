@@ -1,10 +1,11 @@
 """The Flower App deployed on loopback, once per test session, as docs/deployment.md deploys it:
 a SuperLink with TLS (a CA made here with ``cryptography``) and SuperNode authentication, the
-SuperNodes of the hospitals whose keys ``flwr supernode register`` registered, and runs started
-with ``flwr run`` under the site-node registry; the smoke scenario also runs, meanwhile, in the
-simulation engine. tests/simulations/test_deployment.py compares the two runs,
-tests/simulations/test_deployment_security.py checks who was let in. A pytest plugin of
-``tests/conftest.py``, so that both modules share one federation.
+SuperNodes of the hospitals whose keys ``flwr supernode register`` registered, two SuperNodes it
+must refuse (``secured``), and the smoke scenario through ``flwr run`` under the site-node
+registry, next to the same scenario in the simulation engine (``deployment``).
+tests/simulations/test_deployment_security.py checks who was let in,
+tests/simulations/test_deployment.py compares the runs. A pytest plugin of ``tests/conftest.py``,
+so that both modules share one federation.
 """
 
 import datetime
@@ -60,8 +61,16 @@ class Federation:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for process in reversed(self._processes):
-            _stop(process)
+        # All at once: each may take seconds to end gracefully.
+        running = [process for process in self._processes if process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def start(self, name: str, *command: str, cwd: Path | None = None) -> subprocess.Popen:
         """Start ``command`` in the background (in ``cwd``, default ``root``), logging to ``<name>.log``."""
@@ -73,6 +82,15 @@ class Federation:
     def log(self, name: str) -> str:
         """What process ``name`` printed."""
         return (self.root / f"{name}.log").read_text()
+
+    def prints(self, name: str, text: str, timeout: float = 120.0) -> bool:
+        """Whether process ``name`` prints ``text`` within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def start_superlink(self, *flags: str) -> None:
         """Start the SuperLink with ``flags`` and wait until it listens."""
@@ -99,24 +117,6 @@ class Federation:
                                    timeout=600)
         (self.root / f"{name}.log").write_text(completed.stdout + completed.stderr)
         return completed
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _exit_code(process: subprocess.Popen) -> int | None:
-    """How ``process`` ended; ``None`` if it still runs 30 s from now."""
-    try:
-        return process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        return None
 
 
 def write_certificates(directory: Path) -> SimpleNamespace:
@@ -170,18 +170,15 @@ def write_node_key(directory: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory) -> SimpleNamespace:
-    """The secured federation's run, with everything the tests read: ``root`` (``deployed``: the
-    smoke run; ``simulated``: the same overrides in the simulation engine), ``node_ids`` (site
-    -> the node id registration gave its key), ``log`` (name -> what a process printed), and
-    ``refused``: how the SuperNodes whose keys were never registered ended, one trusting the CA
-    (``stranger``), one not (``no-ca``). Every process started here is stopped whatever happens."""
+def secured(tmp_path_factory) -> SimpleNamespace:
+    """The secured federation, up: its ``federation``, ``root``, ``node_ids`` (site -> the node id
+    registration gave its hospital's key) and ``refused``: the SuperNodes whose keys were never
+    registered, one trusting the CA (``stranger``), one not (``no-ca``). Every process started
+    here, or by a fixture using this one, is stopped whatever happens."""
     root = tmp_path_factory.mktemp("deployment")
     certs = write_certificates(root / "certs")
     keys = {name: write_node_key(root / "keys", name) for name in ("A", "B", "stranger", "no-ca")}
     with Federation(root, certs.ca) as federation:
-        simulated = federation.start("simulation", sys.executable, "-m", "simulations.run", *SMOKE_OVERRIDES.split(),
-                                     f"hydra.run.dir={root / 'simulated'}", cwd=ROOT)
         federation.start_superlink("--ssl-ca-certfile", str(certs.ca), "--ssl-certfile", str(certs.certificate),
                                    "--ssl-keyfile", str(certs.key), "--enable-supernode-auth")
         node_ids = {}
@@ -200,12 +197,20 @@ def deployment(tmp_path_factory) -> SimpleNamespace:
         for site in "AB":
             supernode(site, site, *trusting)
         refused = {"stranger": supernode("stranger", "A", *trusting), "no-ca": supernode("no-ca", "B")}
+        yield SimpleNamespace(federation=federation, root=root, node_ids=node_ids, refused=refused)
 
-        registry = ",".join(f"{site}:{node_ids[site]}" for site in "AB")
-        federation.flwr("deployed", "run", str(ROOT), "loopback", "--stream", "--run-config",
-                        f"overrides='{SMOKE_OVERRIDES} deployment.site_nodes={{{registry}}}' "
-                        f"run-dir='{root / 'deployed'}'")
-        assert (root / "deployed" / "report.md").is_file(), federation.log("deployed")[-3000:]
-        assert simulated.wait(timeout=600) == 0, federation.log("simulation")[-3000:]
-        yield SimpleNamespace(root=root, node_ids=node_ids, log=federation.log,
-                              refused={name: _exit_code(process) for name, process in refused.items()})
+
+@pytest.fixture(scope="session")
+def deployment(secured) -> Path:
+    """The root of the secured federation's runs: ``deployed``, the smoke run through ``flwr run``
+    with A's and B's registered node ids as ``deployment.site_nodes``, and ``simulated``, the
+    same overrides in the simulation engine, run meanwhile."""
+    federation, root = secured.federation, secured.root
+    simulated = federation.start("simulation", sys.executable, "-m", "simulations.run", *SMOKE_OVERRIDES.split(),
+                                 f"hydra.run.dir={root / 'simulated'}", cwd=ROOT)
+    registry = ",".join(f"{site}:{node}" for site, node in secured.node_ids.items())
+    federation.flwr("deployed", "run", str(ROOT), "loopback", "--stream", "--run-config",
+                    f"overrides='{SMOKE_OVERRIDES} deployment.site_nodes={{{registry}}}' run-dir='{root / 'deployed'}'")
+    assert (root / "deployed" / "report.md").is_file(), federation.log("deployed")[-3000:]
+    assert simulated.wait(timeout=600) == 0, federation.log("simulation")[-3000:]
+    return root

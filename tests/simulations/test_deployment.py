@@ -15,7 +15,7 @@ from sites.errors import ConfigError
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_flwr_run_writes_the_run_directory(deployment):
-    run_dir = deployment.root / "deployed"
+    run_dir = deployment / "deployed"
     for name in ("config.yaml", "metrics.jsonl", "matrix.json", "summary.json", "report.md", "report.html"):
         assert (run_dir / name).is_file(), name
     matrix = read_json(run_dir / "matrix.json")
@@ -25,7 +25,7 @@ def test_flwr_run_writes_the_run_directory(deployment):
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_each_supernode_plays_its_site_and_only_declared_content_crosses_the_network(deployment):
-    run_dir = deployment.root / "deployed"
+    run_dir = deployment / "deployed"
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {e["site"] for e in events if e["event"] == "site"} == {"A", "B"}
     assert {(e["stage"], e["site"]) for e in events if e["event"] == "train"} == {(1, "A"), (2, "B")}
@@ -37,7 +37,7 @@ def test_each_supernode_plays_its_site_and_only_declared_content_crosses_the_net
 @pytest.mark.slow
 def test_same_config_and_matrix_as_the_simulation(deployment):
     """The same config but for the site-node registry, which only the deployment has."""
-    deployed, simulated = deployment.root / "deployed", deployment.root / "simulated"
+    deployed, simulated = deployment / "deployed", deployment / "simulated"
     configs = [OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) for run_dir in (deployed, simulated)]
     assert configs[1].pop("deployment") == {"site_nodes": None}
     assert configs[0].pop("deployment")["site_nodes"] is not None and configs[0] == configs[1]

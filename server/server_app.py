@@ -67,6 +67,8 @@ class RunPlan:
         Where replay of earlier sites comes from, for strategies that train on it.
     faults : FaultConfig
         Simulated site failures and how often a stage no site could train is retried.
+    site_nodes : dict of str to int, optional
+        Site id -> the only node id that may play it (``deployment.site_nodes``); ``None``: any.
     """
 
     scenario: Scenario
@@ -79,6 +81,7 @@ class RunPlan:
     unlearning: UnlearningMethod = field(default_factory=NoUnlearning)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    site_nodes: dict[str, int] | None = None
 
     @property
     def planned_steps(self) -> dict[str, int]:
@@ -127,7 +130,8 @@ class Timeline:
         log = self._log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round,
                                  resume_from=None if self.resume is None else self.resume.log)
         try:
-            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"))
+            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"),
+                                          site_nodes=plan.site_nodes)
             check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
             state = self._state = self.resume or self._fresh_state()
             self._sites = SiteState(state.calls, state.accountants)

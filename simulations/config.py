@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic import NonNegativeInt, PositiveFloat
 
+from server.discovery import DeploymentConfig
 from server.replay_config import ReplayConfig
 from server.scenario import ScenarioConfig
 from sites.config import ConfigModel
@@ -52,6 +53,8 @@ class RunConfig(ConfigModel):
         Simulated site failures.
     seed : int
         Seeds data, models, local batches, Flower's node sampling and every Ray worker.
+    deployment : DeploymentConfig
+        Which node may play which site in a federation of real machines.
     verbose : bool
         Show Flower's and Ray's own logs.
     resume : str or None
@@ -67,5 +70,6 @@ class RunConfig(ConfigModel):
     backend: Backend
     faults: FaultConfig
     seed: NonNegativeInt
+    deployment: DeploymentConfig = DeploymentConfig()
     verbose: bool = False
     resume: str | None = None

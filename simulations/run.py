@@ -83,9 +83,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
     check_task_capabilities(task, scenario)
     task.check_sites(scenario.sites)
+    config.deployment.check_sites(scenario.site_ids)
     plan = RunPlan(scenario, task, strategy, config.seed, run_dir, config.backend.round_timeout,
                    dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay,
-                   faults=faults)
+                   faults=faults, site_nodes=config.deployment.site_nodes)
     return Prepared(plan, config, resolved)
 
 

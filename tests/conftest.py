@@ -29,6 +29,8 @@ from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, FISHER, IDENTIFY, RESUM
 from sites.tasks import build_task
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Flower App deployed on loopback (the `deployment` fixture), shared by the modules that test it.
+pytest_plugins = ["flower_federation"]
 
 
 @pytest.fixture(autouse=True)

@@ -195,6 +195,9 @@ def execute(cfg: DictConfig) -> Path:
         run_dir = Path(cfg.resume)
         prepared, resume = reopen_run(run_dir)
     else:
+        if OmegaConf.select(cfg, "deployment.site_nodes") is not None:
+            raise ConfigError("deployment.site_nodes", "binds sites to the node ids a deployment's SuperLink "
+                              "registered (flwr run); the simulation numbers its own nodes: leave it unset here")
         prepared, resume = open_run(cfg, run_dir), None
     plan, config = prepared.plan, prepared.config
     done = 0 if resume is None else resume.log["round"] + resume.position.stage - 1

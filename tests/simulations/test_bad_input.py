@@ -85,8 +85,9 @@ REFUSED_BEFORE_START = [
          ("privacy.max_grad_norm: must be greater than 0 (got 0)",)),
     Case("sets zero DP noise", ("privacy=dp", "privacy.target_epsilon=null", "privacy.noise_multiplier=0"),
          ("privacy.noise_multiplier: must be greater than 0 (got 0)",)),
-    Case("binds a site the scenario does not have to a node", ("deployment.site_nodes={X:5}",),
-         ("deployment.site_nodes.X: the scenario has no site 'X' (sites: A, B, C, D, E)",)),
+    Case("binds sites to deployment nodes in a simulation", ("deployment.site_nodes={A:5}",),
+         ("deployment.site_nodes: binds sites to the node ids a deployment's SuperLink registered (flwr run); "
+          "the simulation numbers its own nodes: leave it unset here",)),
     # the strategy
     Case("plugs in a class that is not a Strategy", ("strategy._target_=not_a_strategy.Averager",),
          ("strategy._target_: not_a_strategy.Averager is not a flwr.serverapp.strategy.Strategy subclass",)),

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from opacus.accountants.utils import get_noise_multiplier
 
 from conftest import assert_only_declared_content_left_the_sites, load_config, read_json, run_cli
 from sites.privacy import SiteAccountant
@@ -77,13 +76,13 @@ def test_the_report_agrees_with_the_sites_own_accountants(sweep):
 
 
 def test_the_target_epsilon_is_planned_over_training_and_unlearning(sweep):
+    # a site that unlearns reaches its target once it has unlearned, not before (Opacus's noise
+    # search stops within 0.01 below the target); planned over training alone it would overshoot
     for method, run_dir in sweep.items():
-        for site, added in UNLEARNING_STEPS[method].items():
-            noise = get_noise_multiplier(target_epsilon=DP["target_epsilon"], target_delta=DP["delta"],
-                                         sample_rate=0.5, steps=SMOKE_STEPS + added, accountant="rdp")
-            assert json.loads(_last_history(run_dir, site, "withdrawal"))[0][0] == pytest.approx(noise)
-            # reached at the end of the run, not before: Opacus's search stops within 0.01 below it
-            assert DP["target_epsilon"] - 0.02 < _privacy(run_dir)[site]["epsilon"]["after"] <= DP["target_epsilon"]
+        for site in UNLEARNING_STEPS[method]:
+            epsilon = _privacy(run_dir)[site]["epsilon"]
+            assert epsilon["before"] < DP["target_epsilon"] - 0.5, (method, site)  # at most 6.6: FedEraser D, 2 of 3 steps
+            assert DP["target_epsilon"] - 0.02 < epsilon["after"] <= DP["target_epsilon"], (method, site)
 
 
 def test_the_report_summary_and_audit_say_what_unlearning_spent(sweep):

@@ -3,13 +3,15 @@ membership inference against the final global model on its own data
 (:mod:`sites.membership_inference`); the server gathers the ROC summaries, judges each site in
 plain words, and the run writes them to ``privacy_audit.json``."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import NonNegativeInt
 
 from sites.config import ConfigModel
 from sites.membership_inference import FPR_GRID
+
+from .withdrawal_privacy import unlearning_spent
 
 ATTACKS = ("loss", "reference")
 # Exposure levels by the strongest attack's AUC and TPR at 1 % FPR (an attack at chance has
@@ -32,8 +34,10 @@ class AuditConfig(ConfigModel):
     reference_models: NonNegativeInt = 1
 
 
-def judge(metrics: Mapping[str, Any]) -> dict[str, str]:
-    """A site's exposure level (``low``, ``moderate``, ``high``) and the reasons, in plain words."""
+def judge(metrics: Mapping[str, Any], unlearning: Sequence[Mapping[str, Any]] = ()) -> dict[str, str]:
+    """A site's exposure level (``low``, ``moderate``, ``high``) and the reasons, in plain words;
+    ``unlearning`` lists the withdrawals whose unlearning spent budget at the site
+    (:func:`~server.withdrawal_privacy.unlearning_spent`)."""
     attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
     auc = max(metrics[f"{a}-auc"] for a in attacks)
     tpr = max(metrics[f"{a}-tpr-at-1pct-fpr"] for a in attacks)
@@ -59,15 +63,23 @@ def judge(metrics: Mapping[str, Any]) -> dict[str, str]:
     if "epsilon" in metrics:
         sentences.append(f"The site trained with differential privacy: epsilon {metrics['epsilon']:.2f} "
                          f"bounds what any attack can learn.")
+        sentences += [f"It includes the {spent['steps']} DP-SGD steps the site took to unlearn site "
+                      f"{spent['withdrawn']} after stage {spent['stage']} ({spent['method']}), which took its "
+                      f"epsilon from {spent['epsilon']['before']:.2f} to {spent['epsilon']['after']:.2f}."
+                      for spent in unlearning]
     else:
         sentences.append("The site trained without differential privacy: no formal bound.")
     return {"level": level, "explanation": " ".join(sentences)}
 
 
-def audit_result(site_metrics: Mapping[str, Mapping[str, Any]], delta: float | None) -> dict[str, Any]:
-    """``privacy_audit.json``'s content: every site's attack figures with its verdict."""
-    return {
-        "delta": delta,
-        "fpr_grid": FPR_GRID.tolist(),
-        "sites": {site: {**dict(metrics), "verdict": judge(metrics)} for site, metrics in site_metrics.items()},
-    }
+def audit_result(site_metrics: Mapping[str, Mapping[str, Any]], delta: float | None,
+                 withdrawals: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """``privacy_audit.json``'s content: every site's attack figures with its verdict and, where
+    a withdrawal's unlearning spent budget at the site (``withdrawals``: the run's withdrawal
+    records), what it spent (``unlearning``)."""
+    sites = {}
+    for site, metrics in site_metrics.items():
+        unlearning = unlearning_spent(withdrawals, site)
+        sites[site] = {**dict(metrics), **({"unlearning": unlearning} if unlearning else {}),
+                       "verdict": judge(metrics, unlearning)}
+    return {"delta": delta, "fpr_grid": FPR_GRID.tolist(), "sites": sites}

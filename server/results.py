@@ -71,6 +71,11 @@ class RunResult:
             summary["pooled"] = self.pooled[-1]
         if self.failures:
             summary["failures"] = self.failures
+        spent = [{"site": w["site"], "stage": w["stage"], "method": w["method"],
+                  "epsilon": {site: figures["epsilon"] for site, figures in w["privacy"]["sites"].items()}}
+                 for w in self.withdrawals if "privacy" in w]
+        if spent:  # with DP: each involved site's epsilon before and after each withdrawal
+            summary["withdrawal_epsilon"] = spent
         return summary
 
     def matrix_json(self) -> dict:

@@ -1,6 +1,7 @@
 """The scenario timeline: which sites exist, which train at each stage, which are held out."""
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
@@ -208,6 +209,11 @@ class Scenario:
     def arrival_of(self, site: str) -> int | None:
         return next(s.arrival for s in self.sites if s.id == site)
 
+    def first_arrival(self, withdrawal: Withdrawal) -> int:
+        """The earliest arrival among the sites gone at ``withdrawal``: the checkpoint before it
+        holds none of them (a site withdrawn earlier may have arrived before this one)."""
+        return min(self.arrival_of(site) for site in self.gone_at(withdrawal))
+
     def training_rounds(self, site: str) -> int:
         """Rounds of every phase in which ``site`` trains, over the whole timeline."""
         return sum(stage.rounds for stage in self.stages if site in stage.sites)
@@ -224,6 +230,14 @@ class Scenario:
                        for t, members in enumerate(config.stage_sites(), start=1))
         return cls(config.name, tuple(sites), stages, tuple(config.held_out), config.schedule, config.audit,
                    withdrawals, reason)
+
+
+def stage_steps(stages: Iterable[Stage], per_round: int) -> Counter[str]:
+    """Site id -> the local steps it takes training ``stages``, at ``per_round`` steps per round."""
+    steps: Counter[str] = Counter()
+    for stage in stages:
+        steps.update({site: stage.rounds * per_round for site in stage.sites})
+    return steps
 
 
 def _with_reason(site: SiteSpec, reason: str | None, withdrawals: Sequence[Withdrawal]) -> SiteSpec:

@@ -10,6 +10,7 @@ samples of the earlier sites before each stage, and the stage's sites teach the 
 (:mod:`server.replay`).
 """
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from flwr.serverapp.strategy import Strategy
 from sites import seeding
 from sites.errors import MedsitesError
 from sites.faults import FaultConfig
-from sites.protocol import AUDIT, EVALUATE, RESUME, AuditQuery, EvaluateConfig, RecordName, request
+from sites.protocol import AUDIT, EVALUATE, AuditQuery, EvaluateConfig, RecordName, request
 from sites.replay import pack_domains
 from sites.tasks import Task
 
@@ -86,8 +87,17 @@ class RunPlan:
     @property
     def planned_steps(self) -> dict[str, int]:
         """Site id -> local steps the timeline has it take (0 for held-out sites)."""
-        per_round = sum(self.task.phase_steps(phase.name) for phase in self.task.phases)
-        return {site.id: self.scenario.training_rounds(site.id) * per_round for site in self.scenario.sites}
+        return {site.id: self.scenario.training_rounds(site.id) * self.task.round_steps for site in self.scenario.sites}
+
+    @property
+    def planned_dp_steps(self) -> dict[str, int]:
+        """Site id -> the DP-SGD steps a target epsilon is planned over: :attr:`planned_steps` plus
+        the steps the unlearning method plans at the site for each withdrawal
+        (:meth:`~server.unlearning.UnlearningMethod.planned_steps`)."""
+        steps = Counter(self.planned_steps)
+        for withdrawal in self.scenario.withdrawals:
+            steps.update(self.unlearning.planned_steps(withdrawal, self.scenario, self.task))
+        return dict(steps)
 
 
 def initial_arrays(task: Task, seed: int) -> ArrayRecord:
@@ -138,7 +148,7 @@ class Timeline:
             self._sites.attach(site_of_node)
             self._views = Views(grid, site_of_node, log, self._sites)
             if self.resume is not None:
-                self._restore_sites()
+                self._views.resume(scenario.site_ids, plan.round_timeout)  # calls and accountants at the checkpoint
                 state.rng.restore()
                 log.write("resumed", position=asdict(state.position))
             else:
@@ -188,13 +198,6 @@ class Timeline:
         state.calls, state.accountants = dict(self._sites.calls), dict(self._sites.accountants)
         state.save(self._checkpoints, *names)
 
-    def _restore_sites(self) -> None:
-        """Give every site back its state at the checkpoint (training-call count, accountant)."""
-        view = self._views.exchange(self.plan.scenario.site_ids, "resume")
-        messages = [RESUME.message(request(self._sites.of(view.site_of_node(node))), node)
-                    for node in view.get_node_ids()]
-        view.send_and_receive(messages, timeout=self.plan.round_timeout)
-
     def _train_until_a_site_trains(self, stage: Stage) -> RunState:
         """Train the stage; if sites went down so that none trained, run it again from its start
         (``faults.stage_retries`` times), then stop the run."""
@@ -238,13 +241,13 @@ class Timeline:
             (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                              timeout=self.plan.round_timeout)
             site_metrics[site] = dict(reply.content[RecordName.AUDIT])
-        return audit_result(site_metrics, self.plan.dp_delta)
+        return audit_result(site_metrics, self.plan.dp_delta, self._state.result.withdrawals)
 
     def _withdrawal_event(self, state: RunState) -> WithdrawalEvent:
         plan = self.plan
         context = UnlearningContext(plan.scenario, plan.task, state.strategy, self._runner, self._views,
                                     state.initial, self._checkpoints, state.updates, plan.round_timeout)
-        return WithdrawalEvent(plan.unlearning, context, plan.task.primary_metric)
+        return WithdrawalEvent(plan.unlearning, context, plan.task.primary_metric, plan.dp_delta)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
         messages = EVALUATE.messages(request(EvaluateConfig(stage), model=arrays), everyone.get_node_ids())

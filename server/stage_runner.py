@@ -14,7 +14,8 @@ from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from sites.protocol import STATISTICS, TRAIN, EvaluateConfig, RecordName, StatisticsQuery, TrainConfig, request
+from sites.protocol import (RESUME, STATISTICS, TRAIN, EvaluateConfig, RecordName, StatisticsQuery, TrainConfig,
+                            request)
 from sites.tasks import Task
 
 from .checkpoint import Position, RunState, SiteState
@@ -53,8 +54,31 @@ class Views:
         self.grid, self.site_of_node, self.log, self.sites = grid, dict(site_of_node), log, sites
 
     def exchange(self, sites: list[str], event: str) -> SiteGrid:
-        """A view showing ``sites``, logging their replies as ``event``."""
-        return SiteGrid(self.grid, self.site_of_node, sites, self.log.listener(event), on_send=self.sites.count)
+        """A view showing ``sites``, logging their replies as ``event`` and keeping the DP
+        accountants they reply (a withdrawal's retraining and unlearning charge them)."""
+        log_replies = self.log.listener(event)
+
+        def listener(message_type: str, replies: list) -> None:
+            log_replies(message_type, replies)
+            self.sites.listen(message_type, replies)
+
+        return SiteGrid(self.grid, self.site_of_node, sites, listener, on_send=self.sites.count)
+
+    def resume(self, sites: list[str], timeout: float) -> None:
+        """Set ``sites`` back to the state :attr:`sites` keeps of them (``query.resume``): their
+        seeded-call counts and DP accountants."""
+        view = self.exchange(sites, "resume")
+        messages = [RESUME.message(request(self.sites.of(view.site_of_node(node))), node)
+                    for node in view.get_node_ids()]
+        view.send_and_receive(messages, timeout=timeout)
+
+    def set_accountants(self, histories: Mapping[str, str], timeout: float) -> None:
+        """Set the DP accountants back to ``histories`` (site id -> history; a site left out had
+        none), at the server and at every site whose accountant differs."""
+        changed = [site for site in dict.fromkeys(self.site_of_node.values())
+                   if self.sites.accountants.get(site) != histories.get(site)]
+        self.sites.accountants = dict(histories)
+        self.resume(changed, timeout)
 
     def training(self, sites: list[str], state: RunState) -> SiteGrid:
         """A view of the timeline's own training: it logs replies as rounds, keeps the sites'

@@ -7,7 +7,9 @@ ones, held-out sites included. Each subset's value is the task's primary metric,
 its sites (those that can compute it: a site whose split lacks what the metric needs is left
 out; a subset where no site can makes the scores undefined). Membership inference (the loss
 attack of :mod:`sites.membership_inference`, the site's training patients against its test
-patients) runs at the withdrawn site on the model before, after and retrained.
+patients) runs at the withdrawn site on the model before, after and retrained. With DP, the
+record says what the withdrawal spent of each involved site's privacy budget
+(:mod:`server.withdrawal_privacy`).
 """
 
 import time
@@ -21,6 +23,7 @@ from sites.protocol import AUDIT, EVALUATE, AuditQuery, EvaluateConfig, RecordNa
 from .scenario import Withdrawal
 from .ues import unlearning_efficiency
 from .unlearning import UnlearningContext, UnlearningMethod
+from .withdrawal_privacy import privacy_record
 
 MODELS = ("before", "after", "oracle")
 
@@ -45,10 +48,13 @@ class WithdrawalEvent:
         What the method (and the oracle's retraining) may use.
     metric : str
         The task's primary metric.
+    dp_delta : float, optional
+        The delta of the sites' DP guarantee (``None``: the sites train without DP).
     """
 
-    def __init__(self, method: UnlearningMethod, context: UnlearningContext, metric: str) -> None:
-        self.method, self.context, self.metric = method, context, metric
+    def __init__(self, method: UnlearningMethod, context: UnlearningContext, metric: str,
+                 dp_delta: float | None = None) -> None:
+        self.method, self.context, self.metric, self.dp_delta = method, context, metric, dp_delta
         self.scenario = context.scenario
 
     def run(self, withdrawal: Withdrawal, before: ArrayRecord) -> tuple[ArrayRecord, dict]:
@@ -57,9 +63,12 @@ class WithdrawalEvent:
         subsets = {"forget": [withdrawal.site],
                    "retain": [s for s in self.scenario.seen_by(withdrawal.stage) if s not in gone],
                    "test": [s for s in self.scenario.site_ids if s not in gone]}
+        charged = dict(self.context.views.sites.accountants)  # DP histories before the withdrawal
         start = time.perf_counter()
         oracle = self.context.retrain(withdrawal)
         retrain_seconds = time.perf_counter() - start
+        if self.dp_delta is not None and not self.method.is_oracle:  # the yardstick is not charged
+            self.context.views.set_accountants(charged, self.context.timeout)
         start = time.perf_counter()
         after = oracle if self.method.is_oracle else self.method.unlearn(withdrawal, before, self.context)
         seconds = retrain_seconds if self.method.is_oracle else time.perf_counter() - start
@@ -91,6 +100,9 @@ class WithdrawalEvent:
             "cost_ratio": seconds / retrain_seconds if retrain_seconds > 0 else None,
             "mia_forget_auc": {name: measured[id(model)][1] for name, model in models.items()},
         }
+        if self.dp_delta is not None:
+            roles = {withdrawal.site: "forget", **{site: "retain" for site in subsets["retain"]}}
+            record["privacy"] = privacy_record(roles, charged, self.context.views.sites.accountants, self.dp_delta)
         return after, record
 
     def _subset_metrics(self, arrays: ArrayRecord,

@@ -67,6 +67,9 @@ def print_summary(result: RunResult, run_dir: str) -> None:
         f"memorizability {fmt(summary['memorizability'])}   generalizability {fmt(summary['generalizability'])}"
         f"   BWT {fmt(summary['bwt'])}   forgetting {fmt(summary['forgetting'])}"
     )
+    for spent in summary.get("withdrawal_epsilon", []):
+        console.print(f"epsilon before → after {spent['site']}'s withdrawal ({spent['method']}): " + "   ".join(
+            f"{site} {fmt(e['before'])} → {fmt(e['after'])}" for site, e in spent["epsilon"].items()))
     if summary.get("pooled"):
         console.print("federation-wide: " + "   ".join(f"{k} {fmt(v)}" for k, v in summary["pooled"].items()))
     console.print(f"run directory: {run_dir}  (report.md, matrix.json, summary.json, metrics.jsonl)")

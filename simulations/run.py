@@ -76,9 +76,6 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         raise ConfigError("faults.crash_prob", "site withdrawals cannot run with simulated failures: unlearning "
                           "and retraining rounds need every site's reply")
     check_strategy_objective(strategy, replay, task, dp is not None, bool(scenario.withdrawals))
-    if dp is not None and scenario.withdrawals:
-        raise ConfigError("privacy", "site withdrawals cannot run with privacy=dp: unlearning and retraining "
-                          "would spend privacy budget the accountants do not plan for")
     replayed = [stage for withdrawal in scenario.withdrawals for stage in scenario.replay_stages(withdrawal)]
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
     check_task_capabilities(task, scenario)
@@ -174,7 +171,7 @@ def site_app(prepared: Prepared) -> ClientApp:
     plan, config = prepared.plan, prepared.config
     return build_client_app(plan.task, list(plan.scenario.sites), plan.seed,
                             num_threads=max(1, int(config.backend.client_cpus)), dp=config.privacy,
-                            planned_steps=plan.planned_steps, faults=plan.faults,
+                            planned_steps=plan.planned_dp_steps, faults=plan.faults,
                             train_mods=train_mods(plan.strategy))
 
 

@@ -23,9 +23,22 @@ def _mia(record: dict) -> str:
     return f"{fmt(mia['before'])} → {fmt(mia['after'])} (oracle {fmt(mia['oracle'])})"
 
 
+def privacy_lines(privacy: dict) -> list[str]:
+    """Markdown lines: each involved site's DP-SGD steps and epsilon before → after a withdrawal."""
+    lines = ["", f"Differential privacy (delta {privacy['delta']:g}): what unlearning spent at each site, as its "
+                 "accountant's DP-SGD steps and epsilon before → after the withdrawal (the oracle's retraining, "
+                 "a yardstick only the simulator trains, is not charged; docs/privacy.md).", "",
+             *table_header(["site", "role", "DP-SGD steps", "epsilon"])]
+    for site, figures in privacy["sites"].items():
+        steps, epsilon = figures["steps"], figures["epsilon"]
+        lines.append(table_row([site, figures["role"], f"{steps['before']} → {steps['after']}",
+                                f"{fmt(epsilon['before'])} → {fmt(epsilon['after'])}"]))
+    return lines
+
+
 def withdrawal_section(records: list[dict]) -> list[str]:
     """Markdown lines: per withdrawal, the three models on the three subsets, the scores, the
-    cost and membership inference on the forget set."""
+    cost, membership inference on the forget set and, with DP, the privacy each site spent."""
     lines = ["", "## Site withdrawal", "",
              "Forget: the withdrawn site's training split; retain: the remaining trained sites' training "
              "splits; test: the test splits of every remaining site (held-out ones included). UES and its "
@@ -46,6 +59,8 @@ def withdrawal_section(records: list[dict]) -> list[str]:
             lines += ["", _NO_METRIC.format(metric=record["metric"])]
         elif scores["s_F"] is None:
             lines += ["", _UNDEFINED]
+        if "privacy" in record:
+            lines += privacy_lines(record["privacy"])
     return lines
 
 

@@ -11,7 +11,8 @@ Handlers:
   inside the Flower mods the strategy needs (Flower's client-side differential-privacy
   wrappers: clipping the update to the norm their config carries);
 - ``train.unlearn``: the site's part of an unlearning round (:mod:`sites.unlearning`): the forget
-  objective at a withdrawing site, the retain objective at the others;
+  objective at a withdrawing site, the retain objective at the others; with DP, as DP-SGD
+  charged to the site's accountant like training;
 - ``train.generator``: train the replay generator of Site-Modulated Diffusion and this site's
   prompt tokens on the site's training split, with the server's replay of earlier sites under
   their own prompts (:mod:`sites.diffusion`); weights and prompt only go back;
@@ -23,8 +24,9 @@ Handlers:
   (or, with ``split: train``, its training split: the forget and retain sets of a withdrawal);
 - ``query.audit``: membership inference against the received model on the site's own data
   (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score;
-- ``query.resume``: a resumed run sets the node's state back to the checkpoint's: its
-  training-call count (which seeds local training) and its DP accountant.
+- ``query.resume``: the server sets the node's state back to what it keeps of it: its
+  training-call count (which seeds local training) and its DP accountant (a resumed run, and a
+  withdrawal after the oracle's uncharged retraining).
 
 The messages, their records and their configs are :mod:`sites.protocol`'s. A ``train`` message
 may carry, besides the model, ``replay`` (samples of earlier sites, which
@@ -139,8 +141,9 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
     dp : DPConfig, optional
         Train every site with DP-SGD (``privacy=dp``).
     planned_steps : dict, optional
-        Site id -> local steps the timeline plans for it; with a ``target_epsilon``, each site
-        picks the noise that reaches it after exactly these steps.
+        Site id -> DP-SGD steps the run plans for it (training, and unlearning for the scenario's
+        withdrawals); with a ``target_epsilon``, each site picks the noise that reaches it after
+        exactly these steps.
     faults : FaultConfig, optional
         Simulated failures: each training call crashes with ``faults.crash_prob``.
     train_mods : list of Mod, optional
@@ -211,6 +214,12 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
             raise SiteCrash(f"simulated crash in training call {call} (faults.crash_prob={faults.crash_prob})")
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
                              objective=local_objective(task, model, message, config, call_seed))
+        return trained_reply(message, context, model, metrics, privacy)
+
+    def trained_reply(message: Message, context: Context, model: torch.nn.Module, metrics: dict[str, float],
+                      privacy: PrivateTraining | None) -> Message:
+        """The model and metrics after local steps; with DP, the accountant's new history is kept
+        in the node state and sent, and the metrics gain the epsilon spent so far."""
         reply = RecordDict({RecordName.MODEL: ArrayRecord(model.state_dict())})
         if privacy is not None:
             history = privacy.accountant.to_json()
@@ -287,11 +296,11 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
     def unlearn_site(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         model = _model(task, message.content[RecordName.MODEL])
+        privacy = private_training(site, task, data, context)
         metrics = unlearn(task, model, _model(task, message.content[RecordName.REFERENCE]), data.train,
-                          protocol.UNLEARN.config_of(message), seed=_next_call_seed(seed, site, context))
-        reply = RecordDict({RecordName.MODEL: ArrayRecord(model.state_dict()),
-                            RecordName.METRICS: MetricRecord(metrics)})
-        return Message(reply, reply_to=message)
+                          protocol.UNLEARN.config_of(message), seed=_next_call_seed(seed, site, context),
+                          privacy=privacy)
+        return trained_reply(message, context, model, metrics, privacy)
 
     @protocol.AUDIT.register(app)
     def audit(message: Message, context: Context) -> Message:

@@ -15,7 +15,8 @@ The messages (config dataclass sent -> records of the reply):
 - ``query.statistics``: :class:`StatisticsQuery` and the model -> ``statistics`` (the task's counts);
 - ``train``: :class:`TrainConfig`, the model, and a strategy's ``replay`` / ``ewc-fisher`` /
   ``ewc-anchor`` -> the model, ``metrics`` and, with DP, ``accountant`` (:class:`AccountantHistory`);
-- ``train.unlearn``: :class:`UnlearnConfig`, the model and the ``reference`` -> the model, ``metrics``;
+- ``train.unlearn``: :class:`UnlearnConfig`, the model and the ``reference`` -> the model, ``metrics``
+  and, with DP, ``accountant``;
 - ``train.generator``: :class:`GeneratorConfig`, ``generator``, ``prompt`` and optionally ``replay``
   and ``replay-prompts`` -> ``generator``, ``prompt``, ``metrics``;
 - ``query.fisher``: :class:`FisherQuery` and the model -> ``fisher``, ``metrics``;
@@ -410,8 +411,8 @@ class DataReport(Payload):
 
 @dataclass(frozen=True)
 class AccountantHistory(Payload):
-    """A DP site's accountant history, sent with its training reply for the server to resume
-    from.
+    """A DP site's accountant history, sent with its training and unlearning replies for the
+    server to resume from and to report what a withdrawal spent.
 
     Parameters
     ----------
@@ -480,7 +481,8 @@ TRAIN = MessageKind(MessageType.TRAIN, None, TrainConfig, seeded=True,
                     reply={RecordName.MODEL: RecordKind.ARRAYS, RecordName.METRICS: RecordKind.METRICS,
                            RecordName.ACCOUNTANT: RecordKind.CONFIG})
 UNLEARN = MessageKind(MessageType.TRAIN, "unlearn", UnlearnConfig, seeded=True,
-                      reply={RecordName.MODEL: RecordKind.ARRAYS, RecordName.METRICS: RecordKind.METRICS})
+                      reply={RecordName.MODEL: RecordKind.ARRAYS, RecordName.METRICS: RecordKind.METRICS,
+                             RecordName.ACCOUNTANT: RecordKind.CONFIG})
 TRAIN_GENERATOR = MessageKind(MessageType.TRAIN, "generator", GeneratorConfig, seeded=True,
                               reply={RecordName.GENERATOR: RecordKind.ARRAYS, RecordName.PROMPT: RecordKind.ARRAYS,
                                      RecordName.METRICS: RecordKind.METRICS})

@@ -5,7 +5,8 @@ with a retain term (``graddiff``, ``kl``) the remaining sites run the *retain* o
 theirs in the same round, from the same model, and the server adds the two updates: the
 gradient of a sum is the sum of the gradients, so for one SGD step this is exactly one step on
 the combined loss; with several Adam steps it is the usual federated approximation. ``ref``
-below is the model before withdrawal.
+below is the model before withdrawal. With ``privacy=dp`` both parts are DP-SGD steps on the
+site's data (per-sample clipping, noise), charged to the site's accountant like training.
 
 - ``ga``: forget ``-mean NLL``;
 - ``graddiff``: forget ``-mean NLL``, retain ``mean NLL``;
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .privacy import PrivateTraining
 from .protocol import TrainConfig, UnlearnConfig
 from .tasks import Objective, Task
 
@@ -74,7 +76,7 @@ def unlearning_objective(task: Task, method: str, role: str, reference: nn.Modul
 
 
 def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.utils.data.TensorDataset,
-            config: UnlearnConfig, seed: int) -> dict[str, float]:
+            config: UnlearnConfig, seed: int, privacy: PrivateTraining | None = None) -> dict[str, float]:
     """Run one site's part of an unlearning round on ``model`` in place.
 
     Parameters
@@ -90,10 +92,13 @@ def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.util
         The method, the site's role and its steps, from the server.
     seed : int
         Seeds the batch order.
+    privacy : PrivateTraining, optional
+        Run the steps with DP-SGD, as the site trains (``privacy=dp``): they touch the site's
+        data like training does, so its accountant records them.
     """
     reference.eval()
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     objective = unlearning_objective(task, config.method, config.role, reference, config.beta)
     return task.train(model, data, seed, TrainConfig(local_steps=config.local_steps, lr=config.lr),
-                      objective=objective)
+                      privacy=privacy, objective=objective)

@@ -220,7 +220,8 @@ def write_manifest(root, rows, columns=("case", "grade", "site", "split"), name=
 # protocol declares each message's reply.
 DECLARED_REPLIES = {
     "site": IDENTIFY.reply,
-    # a resumed run setting a site back to its checkpoint: the site says who it is
+    # a resumed run setting a site back to its checkpoint, or a DP withdrawal setting the
+    # accountants back after the oracle's retraining: the site says who it is
     "resume": RESUME.reply,
     "data": CHECK_DATA.reply,
     "statistics": STATISTICS.reply,
@@ -229,7 +230,7 @@ DECLARED_REPLIES = {
     "evaluate": EVALUATE.reply,
     "matrix": EVALUATE.reply,
     "audit": AUDIT.reply,
-    # a withdrawal's exchanges: unlearning and retraining (model + metrics), evaluation, audit
+    # a withdrawal's exchanges: unlearning and retraining (model + metrics [+ accountant]), evaluation, audit
     "withdrawal": {**UNLEARN.reply, **EVALUATE.reply, **AUDIT.reply},
     # SMD: the generator's weights and the site's prompt tokens
     "replay": TRAIN_GENERATOR.reply,

@@ -3,6 +3,7 @@
 model, the scenario and the stored updates."""
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,8 @@ class UnlearningContext:
         return self.views.exchange(sites, "withdrawal")
 
     def first_stage(self, withdrawal: Withdrawal) -> int:
-        """The earliest arrival among the sites gone at ``withdrawal``: the checkpoint before it
-        holds none of them (a site withdrawn earlier may have arrived before this one)."""
-        return min(self.scenario.arrival_of(site) for site in self.scenario.gone_at(withdrawal))
+        """The stage rewinding methods start from (:meth:`~server.scenario.Scenario.first_arrival`)."""
+        return self.scenario.first_arrival(withdrawal)
 
     def checkpoint_before(self, stage: int) -> ArrayRecord:
         """The global model before ``stage`` (the initial model before stage 1)."""
@@ -118,7 +118,8 @@ class UnlearningMethod(ABC):
     ``unlearning`` group), built with the other keys as arguments.
 
     A subclass implements :meth:`unlearn`; it may set :attr:`needs_updates` (the run then stores
-    every training update for it) and :attr:`is_oracle`, and name itself (:attr:`name`).
+    every training update for it) and :attr:`is_oracle`, name itself (:attr:`name`) and say
+    how many local steps it takes at each site (:meth:`planned_steps`, for DP's planning).
     """
 
     #: The run stores every site's update of every training round (``context.updates``).
@@ -131,6 +132,13 @@ class UnlearningMethod(ABC):
     def name(self) -> str:
         """How reports name the method (``withdrawal.json``'s ``method``); default the class name."""
         return type(self).__name__
+
+    def planned_steps(self, withdrawal: Withdrawal, scenario: Scenario, task: Task) -> Counter[str]:
+        """Site id -> the local steps (training or unlearning) :meth:`unlearn` takes at each site
+        for ``withdrawal``. With ``privacy.target_epsilon`` the sites plan their noise over these
+        too, so that the target holds at the end of the run; a method that trains and leaves
+        this empty (the default) makes its sites overshoot the target."""
+        return Counter()
 
     @abstractmethod
     def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord, context: UnlearningContext) -> ArrayRecord:

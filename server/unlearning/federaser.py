@@ -8,15 +8,17 @@ withdrawn sites trained are skipped. The run stores every training update for it
 directory under ``updates/``).
 """
 
+from collections import Counter
 from dataclasses import replace
 
 from flwr.app import ArrayRecord
 
 from sites.errors import ConfigError
 from sites.protocol import TRAIN, TrainConfig
+from sites.tasks import Task
 from strategies.aggregation import weighted_mean
 
-from ..scenario import Withdrawal
+from ..scenario import Scenario, Withdrawal, stage_steps
 from .base import StateDict, UnlearningContext, UnlearningMethod, check_positive, moved
 
 
@@ -45,6 +47,15 @@ class FedEraser(UnlearningMethod):
             raise ConfigError("unlearning.calibration_share", f"must be in (0, 1] (got {calibration_share!r})")
         self.calibration_share = calibration_share
 
+    def calibration_steps(self, task: Task, phase: str) -> int:
+        """Local steps of a calibration round of ``phase``: its share of the phase's steps, at least 1."""
+        return max(1, round(task.phase_steps(phase) * self.calibration_share))
+
+    def planned_steps(self, withdrawal: Withdrawal, scenario: Scenario, task: Task) -> Counter[str]:
+        # Every round of the stages since the first arrival, for every site that trained it and remains.
+        per_round = sum(self.calibration_steps(task, phase.name) for phase in task.phases)
+        return stage_steps(scenario.replay_stages(withdrawal, scenario.first_arrival(withdrawal)), per_round)
+
     def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord, context: UnlearningContext) -> ArrayRecord:
         gone, first = set(context.scenario.gone_at(withdrawal)), context.first_stage(withdrawal)
         arrays = context.checkpoint_before(first)
@@ -55,7 +66,7 @@ class FedEraser(UnlearningMethod):
             kept = {site: update for site, update in stored.items() if site not in gone}
             if not kept:
                 continue
-            steps = max(1, round(context.task.phase_steps(round_config.phase) * self.calibration_share))
+            steps = self.calibration_steps(context.task, round_config.phase)
             calibration = context.updates_of(list(kept), arrays, TRAIN,
                                              replace(round_config, local_steps=steps))  # replies in the order of kept
             calibrated = [(calibrated_step(old, new), n) for (old, _), (new, n) in zip(kept.values(), calibration)]

@@ -1,9 +1,13 @@
 """``unlearning=rewind``: go back to the checkpoint saved before the site arrived, then train the
 stages since then again without it."""
 
+from collections import Counter
+
 from flwr.app import ArrayRecord
 
-from ..scenario import Withdrawal
+from sites.tasks import Task
+
+from ..scenario import Scenario, Withdrawal, stage_steps
 from .base import UnlearningContext, UnlearningMethod
 
 
@@ -12,6 +16,9 @@ class Rewind(UnlearningMethod):
     none of them) instead of from the initial model."""
 
     name = "rewind"
+
+    def planned_steps(self, withdrawal: Withdrawal, scenario: Scenario, task: Task) -> Counter[str]:
+        return stage_steps(scenario.replay_stages(withdrawal, scenario.first_arrival(withdrawal)), task.round_steps)
 
     def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord, context: UnlearningContext) -> ArrayRecord:
         return context.retrain(withdrawal, context.first_stage(withdrawal))

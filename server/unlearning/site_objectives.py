@@ -5,16 +5,18 @@ sites that remain, from the same model; the server adds the forget update and th
 example-weighted mean of the retain updates.
 """
 
+from collections import Counter
 from dataclasses import replace
 
 from flwr.app import ArrayRecord
 
 from sites.errors import ConfigError
 from sites.protocol import UNLEARN, RecordName, UnlearnConfig
+from sites.tasks import Task
 from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
 from strategies.aggregation import weighted_mean
 
-from ..scenario import Withdrawal
+from ..scenario import Scenario, Withdrawal
 from .base import UnlearningContext, UnlearningMethod, check_positive, moved
 
 
@@ -49,15 +51,26 @@ class SiteObjectives(UnlearningMethod):
     def name(self) -> str:
         return self.objective
 
+    def retain_sites(self, withdrawal: Withdrawal, scenario: Scenario) -> list[str]:
+        """The sites that run the retain part: those that trained by the withdrawal and remain
+        (none if the objective has no retain part)."""
+        if self.objective not in RETAIN_METHODS:
+            return []
+        gone = scenario.gone_at(withdrawal)
+        return [site for site in scenario.seen_by(withdrawal.stage) if site not in gone]
+
+    def planned_steps(self, withdrawal: Withdrawal, scenario: Scenario, task: Task) -> Counter[str]:
+        steps = self.rounds * self.local_steps
+        return Counter({withdrawal.site: steps, **{site: steps for site in self.retain_sites(withdrawal, scenario)}})
+
     def unlearn(self, withdrawal: Withdrawal, arrays: ArrayRecord, context: UnlearningContext) -> ArrayRecord:
-        gone = context.scenario.gone_at(withdrawal)
-        retain = [s for s in context.scenario.seen_by(withdrawal.stage) if s not in gone]
+        retain = self.retain_sites(withdrawal, context.scenario)
         forget_config = UnlearnConfig(self.objective, "forget", self.local_steps, self.lr, self.beta)
         reference = {RecordName.REFERENCE: arrays}  # the model before withdrawal
         for _ in range(self.rounds):
             (forget, _), = context.updates_of([withdrawal.site], arrays, UNLEARN, forget_config, reference)
             moves = [forget]
-            if self.objective in RETAIN_METHODS and retain:
+            if retain:
                 moves.append(weighted_mean(context.updates_of(retain, arrays, UNLEARN,
                                                               replace(forget_config, role="retain"), reference)))
             arrays = moved(arrays, *moves)

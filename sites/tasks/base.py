@@ -143,6 +143,11 @@ class Task(ABC):
         share = next((p.steps_share for p in self.phases if p.name == phase), 1.0)
         return max(1, round(self.local_steps * share))
 
+    @property
+    def round_steps(self) -> int:
+        """Local steps a site takes in one round of every phase."""
+        return sum(self.phase_steps(phase.name) for phase in self.phases)
+
     def train(self, model: nn.Module, data: TensorDataset, seed: int, config: TrainConfig,
               privacy: PrivateTraining | None = None, objective: Objective | None = None) -> dict[str, float]:
         """Run :meth:`phase_steps` Adam steps on :meth:`training_data` of ``data``.

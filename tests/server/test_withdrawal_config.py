@@ -235,3 +235,35 @@ def test_the_strategy_must_fit_the_replayed_stages(tmp_path):
     prepare(fits, tmp_path)  # every stage of the timeline has two sites
     with pytest.raises(ConfigError, match="strategy"):
         prepare(cfg, tmp_path)  # retraining stage 2 without B leaves D alone
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ("none", {}),
+    ("ga", {"B": 20}),  # rounds 4 x local_steps 5 (configs/unlearning/ga.yaml), at B only
+    ("npo", {"B": 20}),
+    ("graddiff", {"B": 20, "A": 20, "C": 20, "D": 20}),  # and the retain part at every site that trained
+    ("kl", {"B": 20, "A": 20, "C": 20, "D": 20}),
+    ("retrain", {"A": 20, "C": 20, "D": 20}),  # stages 1 and 2 without B: 5 rounds x 4 steps each
+    ("rewind", {"D": 20}),  # B arrived in stage 2: stage 2 again, without it
+    ("federaser", {"D": 10}),  # stage 2's 5 rounds calibrated with half of 4 steps
+])
+def test_each_method_plans_the_local_steps_it_takes_at_each_site(withdrawal_config, small_task_config, method,
+                                                                   expected):
+    scenario = build_scenario(withdrawal_config)
+    task = build_task({**small_task_config, "local_steps": 4})
+    planned = build_unlearning(load_config("unlearning", method)).planned_steps(scenario.withdrawals[0], scenario,
+                                                                                 task)
+    assert dict(planned) == expected
+
+
+def test_a_dp_withdrawal_runs_and_its_target_epsilon_plans_for_the_unlearning_steps(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from conftest import ROOT
+    from simulations.run import prepare
+    overrides = ["scenario=site_withdrawal", "privacy=dp", "unlearning=graddiff", "size=smoke"]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        plan = prepare(compose(config_name="config", overrides=overrides), tmp_path).plan
+    # one round of 2 steps in each site's own stage (size=smoke), E held out
+    assert plan.planned_steps == {"A": 2, "B": 2, "C": 2, "D": 2, "E": 0}
+    # graddiff: 4 rounds x 5 steps at B (forget) and at A, C, D (retain)
+    assert plan.planned_dp_steps == {"A": 22, "B": 22, "C": 22, "D": 22, "E": 0}

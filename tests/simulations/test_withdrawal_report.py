@@ -44,3 +44,14 @@ def test_a_sweep_table_has_one_row_per_run(tmp_path):
 
 def test_no_withdrawals_no_table(tmp_path):
     assert write_sweep_table(tmp_path) is None and not (tmp_path / SWEEP_TABLE).exists()
+
+
+def test_with_dp_the_section_gives_each_sites_steps_and_epsilon_before_and_after():
+    privacy = {"delta": 1e-5, "sites": {
+        "B": {"role": "forget", "steps": {"before": 2, "after": 22}, "epsilon": {"before": 3.1, "after": 8.0}},
+        "A": {"role": "retain", "steps": {"before": 2, "after": 2}, "epsilon": {"before": 3.1, "after": 3.1}}}}
+    text = "\n".join(withdrawal_section([{**_record(), "privacy": privacy}]))
+    assert "Differential privacy (delta 1e-05)" in text
+    assert "| B | forget | 2 → 22 | 3.100 → 8.000 |" in text
+    assert "| A | retain | 2 → 2 | 3.100 → 3.100 |" in text
+    assert "Differential privacy" not in "\n".join(withdrawal_section([_record()]))

@@ -1,13 +1,19 @@
 """The site's ClientApp, called directly as Flower's engine would call it."""
 
+import json
+
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+from opacus.accountants import RDPAccountant
 
 from sites.client_app import build_client_app
+from sites.config import parse
 from sites.faults import CRASH_CODE, FaultConfig
+from sites.privacy import Privacy
+from sites.protocol import AccountantHistory, UnlearnConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
 
@@ -124,3 +130,22 @@ def test_a_simulated_crash_is_an_error_reply_with_the_crash_code(small_task):
     reply = app(_message("train", _global_arrays(small_task)), _context(0))
     assert reply.has_error() and reply.error.code == CRASH_CODE
     assert "simulated crash in training call 1" in reply.error.reason
+
+
+def test_with_dp_an_unlearning_call_is_charged_to_the_nodes_accountant_and_sent_back(small_task):
+    dp = parse(Privacy, {"method": "dp", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5}, "privacy")
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1, dp=dp)
+    arrays = _global_arrays(small_task)
+    node = _context(1)
+    app(_message("train", arrays), node)  # the task's 3 local steps
+    unlearning = _message("train.unlearn", arrays, **dict(UnlearnConfig("ga", "forget", 2, 1e-4).to_record()))
+    unlearning.content["reference"] = arrays
+    reply = app(unlearning, node)
+    history = AccountantHistory.from_record(reply.content["accountant"]).dp_history
+    assert json.loads(history) == [[1.0, 0.5, 5]]  # 3 + 2 steps at rate batch / n = 8 / 16
+    direct = RDPAccountant()
+    direct.history = [(1.0, 0.5, 5)]
+    assert reply.content["metrics"]["epsilon"] == pytest.approx(direct.get_epsilon(1e-5))
+    # the node keeps it: its next training call adds to the same accountant
+    again = app(_message("train", arrays), node).content["accountant"]
+    assert json.loads(AccountantHistory.from_record(again).dp_history) == [[1.0, 0.5, 8]]

@@ -1,12 +1,14 @@
 """The site-side unlearning objectives (sites/unlearning.py): values and gradients by hand,
-and what each does to a small segmentation model."""
+what each does to a small segmentation model, and each run as DP-SGD."""
 
 import copy
+import json
 import math
 
 import pytest
 import torch
 
+from sites.privacy import PrivateTraining, SiteAccountant
 from sites.protocol import TrainConfig, UnlearnConfig
 from sites.unlearning import gradient_ascent_loss, kl_to_reference, npo_loss, unlearn, unlearning_objective
 
@@ -118,3 +120,26 @@ def test_the_nll_is_the_pixel_averaged_cross_entropy_of_each_slice(small_task):
     assert nll.tolist() == pytest.approx([-math.log(0.75), -(math.log(0.75) + math.log(0.25)) / 2])
     assert small_task.sample_losses(Constant(), torch.utils.data.TensorDataset(images, masks)).tolist() == \
         pytest.approx(nll.tolist())
+
+
+@pytest.mark.parametrize(("method", "role"), [("ga", "forget"), ("npo", "forget"), ("kl", "retain")])
+def test_with_dp_each_part_is_dp_sgd_charged_to_the_sites_accountant(small_task, trained, method, role):
+    model, data = trained
+    config = UnlearnConfig(method, role, local_steps=4, lr=1e-3)
+
+    def private_unlearning(accountant):
+        unlearned = copy.deepcopy(model)
+        unlearn(small_task, unlearned, copy.deepcopy(model), data, config, seed=1,
+                privacy=PrivateTraining(1.0, 1.0, accountant))
+        return unlearned
+
+    accountant = SiteAccountant(json.dumps([[1.0, 0.5, 6]]))  # six training steps before
+    private = private_unlearning(accountant)
+    # Opacus merges equal steps: the four unlearning steps join the six, at rate batch / n = 8 / 16
+    assert accountant.accountant.history == [(1.0, 0.5, 10)]
+    repeated = private_unlearning(SiteAccountant())
+    plain = copy.deepcopy(model)
+    unlearn(small_task, plain, copy.deepcopy(model), data, config, seed=1)
+    for name, value in private.state_dict().items():
+        torch.testing.assert_close(value, repeated.state_dict()[name], msg=name)  # seeded noise and sampling
+    assert any(not torch.equal(a, b) for a, b in zip(private.state_dict().values(), plain.state_dict().values()))

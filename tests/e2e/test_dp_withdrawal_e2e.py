@@ -12,7 +12,8 @@ import pytest
 from conftest import assert_only_declared_content_left_the_sites, load_config, read_json, run_cli
 from sites.privacy import SiteAccountant
 
-pytestmark = pytest.mark.e2e
+# A sweep of three withdrawal runs under DP: slow (CI runs it, `-m slow`).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 METHODS = ("npo", "rewind", "federaser")
 DP = load_config("privacy", "dp")

@@ -9,7 +9,7 @@ import torch
 from nibabel.testing import data_path
 from PIL import Image
 
-from conftest import load_config, task_config_error_key, write_manifest
+from conftest import load_config, task_config_error_key, write_manifest, write_segmentation_case
 from sites.data.segmentation_manifest import Slicing, load_site_slices
 from sites.errors import ConfigError
 from sites.protocol import TrainConfig
@@ -33,21 +33,11 @@ def _nifti(path, array, affine=np.eye(4)):
     return path.name
 
 
-def _case(root, name, shape=(12, 10, 8), organ=range(2, 6), labels=(1,), affine=np.eye(4)):
-    """A volume with a bright box in the ``organ`` slices of its last axis, and its mask
-    (the box, split between ``labels``)."""
-    rng = np.random.default_rng(len(name))
-    mask = np.zeros(shape, dtype=np.int16)
-    for k, label in zip(organ, np.resize(labels, len(organ))):
-        mask[3:8, 2:7, k] = label
-    image = rng.normal(size=shape).astype(np.float32) + 3.0 * (mask > 0)
-    return [_nifti(root / f"{name}.nii.gz", image, affine), _nifti(root / f"{name}_seg.nii.gz", mask, affine)]
-
-
 def _cohort(root, n=3, **changes):
     """``n`` cases of site A, the last one the test split; ``changes`` by case name."""
-    return write_manifest(root, [[*_case(root, f"case{i}", **changes.get(f"case{i}", {})), "A",
-                                  "test" if i == n - 1 else "train"] for i in range(n)], columns=COLUMNS)
+    rows = [[*write_segmentation_case(root, f"case{i}", **changes.get(f"case{i}", {})), "A",
+             "test" if i == n - 1 else "train"] for i in range(n)]
+    return write_manifest(root, rows, columns=COLUMNS)
 
 
 def _load(manifest, **slicing):
@@ -129,7 +119,8 @@ def test_2d_images_are_one_slice_each_and_colour_becomes_luminance(tmp_path):
 
 def test_without_a_split_column_whole_cases_go_to_one_split(tmp_path):
     # Cases with 1, 2, 4 and 8 organ slices: any sum of slices names the cases it came from.
-    rows = [[*_case(tmp_path, f"case{i}", shape=(12, 10, 10), organ=range(2 ** i)), "A"] for i in range(4)]
+    rows = [[*write_segmentation_case(tmp_path, f"case{i}", shape=(12, 10, 10), organ=range(2 ** i)), "A"]
+            for i in range(4)]
     manifest = write_manifest(tmp_path, rows, columns=COLUMNS[:3])
     splits = _load(manifest, empty_share=0.0)
     test = len(splits["test"][0])
@@ -207,7 +198,7 @@ def test_a_bad_row_is_named_before_any_image_is_read(tmp_path, old, new, words):
 
 
 def test_a_site_needs_a_case_for_each_split(tmp_path):
-    manifest = write_manifest(tmp_path, [[*_case(tmp_path, "case0"), "A"]], columns=COLUMNS[:3])
+    manifest = write_manifest(tmp_path, [[*write_segmentation_case(tmp_path, "case0"), "A"]], columns=COLUMNS[:3])
     task = build_task({**_small_config(), "manifest": str(manifest)})
     with pytest.raises(ConfigError, match=r"site 'A': 1 row\(s\), fewer than the 2 a site needs \(one for each "
                                           r"split: train, test\)"):

@@ -59,6 +59,12 @@ def site_rows(manifest: Path, site: str, required: Sequence[str]) -> Iterator[tu
                 yield line, raw
 
 
+def listed_path(manifest: Path, value: str) -> Path:
+    """A path as a manifest lists it: absolute, or relative to the manifest's folder."""
+    path = Path(value.strip())
+    return path if path.is_absolute() else manifest.parent / path
+
+
 def check_manifest(manifest: Path, site_ids: Sequence[str], read_rows: Callable[[Path, str], list]) -> None:
     """Validate every site's rows with ``read_rows`` (which reads no image) before anything
     starts; a problem is a ``ConfigError`` on ``task.manifest`` naming the site."""
@@ -76,8 +82,7 @@ def read_site_rows(manifest: Path, site: str) -> list[dict]:
     rows = []
     for line, raw in site_rows(manifest, site, REQUIRED_COLUMNS):
         where = f"manifest {manifest}, row {line}"
-        path = Path(raw["path"].strip())
-        path = path if path.is_absolute() else manifest.parent / path
+        path = listed_path(manifest, raw["path"])
         if not path.is_file():
             raise ValueError(f"{where}: image not found: {path}")
         split = (raw.get("split") or "").strip()

@@ -21,7 +21,7 @@ import numpy as np
 from monai.transforms import LoadImage, NormalizeIntensity, Orientation, Resize
 
 from .images import load_channels_first, single_channel
-from .manifest import site_rows
+from .manifest import listed_path, site_rows
 from .splits import assign_splits, check_splits
 
 REQUIRED_COLUMNS = ("image", "mask", "site")
@@ -54,17 +54,12 @@ class Slicing:
     label_values: tuple[int, ...] | None = None
 
 
-def _path(manifest: Path, value: str) -> Path:
-    path = Path(value.strip())
-    return path if path.is_absolute() else manifest.parent / path
-
-
 def read_site_cases(manifest: Path, site: str) -> list[dict]:
     """The validated rows of one site; every error names the manifest, the row and the file."""
     cases = []
     for line, raw in site_rows(manifest, site, REQUIRED_COLUMNS):
         where = f"manifest {manifest}, row {line}"
-        files = {column: _path(manifest, raw[column]) for column in ("image", "mask")}
+        files = {column: listed_path(manifest, raw[column]) for column in ("image", "mask")}
         for column, path in files.items():
             if not path.is_file():
                 raise ValueError(f"{where}: {column} not found: {path}")
@@ -105,7 +100,8 @@ def _read_case(case: dict, slicing: Slicing, load: LoadImage) -> tuple[np.ndarra
         orient = Orientation(axcodes="RAS", labels=None)  # the axes' meaning from the reader's metadata
         image, mask = (np.moveaxis(np.asarray(orient(v)[0]), slicing.axis, -1) for v in (image, mask))
     elif image.ndim == 3:
-        image, mask = single_channel(image, case["image"], case["where"])[0, ..., None], np.asarray(mask)[0, ..., None]
+        image = single_channel(image, case["image"], case["where"])[0, ..., None]
+        mask = np.asarray(mask)[0, ..., None]
     else:
         raise ValueError(f"{case['where']}: expected a 2D image or a 3D volume, got shape {tuple(image.shape[1:])}")
     image = np.asarray(image, dtype=np.float32)

@@ -117,6 +117,14 @@ def test_2d_images_are_one_slice_each_and_colour_becomes_luminance(tmp_path):
     np.testing.assert_allclose(splits["test"][0][0], images[0], atol=1e-4)  # RGBA: the alpha dropped
 
 
+def test_a_colour_mask_is_named(tmp_path):
+    grey = np.random.default_rng(0).integers(0, 255, size=(20, 24))
+    rows = [[_png(tmp_path / "grey.png", grey), _png(tmp_path / "mask.png", np.dstack([grey > 100] * 3) * 255), "A",
+             split] for split in ("train", "test")]
+    with pytest.raises(ValueError, match=r"row 2: .*mask.png has 3 channels; a mask needs one"):
+        _load(write_manifest(tmp_path, rows, columns=COLUMNS))
+
+
 def test_without_a_split_column_whole_cases_go_to_one_split(tmp_path):
     # Cases with 1, 2, 4 and 8 organ slices: any sum of slices names the cases it came from.
     rows = [[*write_segmentation_case(tmp_path, f"case{i}", shape=(12, 10, 10), organ=range(2 ** i)), "A"]

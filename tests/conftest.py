@@ -206,6 +206,20 @@ def write_brats_case(root, case, shape=(12, 10, 8), skip=(), override=None):
         nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.eye(4)), folder / f"{case}_{modality}.nii.gz")
 
 
+def write_segmentation_case(root, name, shape=(12, 10, 8), organ=range(2, 6), labels=(1,), affine=np.eye(4)):
+    """A NIfTI volume with a bright box in the ``organ`` slices of its last axis, and its mask
+    volume (the box, its slices labelled with ``labels`` in turn); the two file names."""
+    rng = np.random.default_rng(len(name))
+    mask = np.zeros(shape, dtype=np.int16)
+    for k, label in zip(organ, np.resize(labels, len(organ))):
+        mask[3:8, 2:7, k] = label
+    image = rng.normal(size=shape).astype(np.float32) + 3.0 * (mask > 0)
+    names = [f"{name}.nii.gz", f"{name}_seg.nii.gz"]
+    for array, file in zip((image, mask), names):
+        nib.save(nib.Nifti1Image(array, affine), root / file)
+    return names
+
+
 def write_manifest(root, rows, columns=("case", "grade", "site", "split"), name="manifest.csv"):
     """A CSV manifest ``name`` in ``root``."""
     path = root / name

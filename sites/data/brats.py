@@ -2,8 +2,10 @@
 
 Manifest columns: ``case`` (the case folder's name, relative to the manifest's folder),
 ``grade`` (``LGG`` or ``HGG``, any case), ``site`` (a site id of the scenario); optional
-``split`` (``train``, ``validation`` or ``test``; without it a seeded fifth of each site's cases
-is the test split and a tenth the validation split). A case folder holds one file per
+``split`` (``train``, ``validation`` or ``test``; without it, within each grade, a seeded fifth
+of the cases, at least one, is the test split and a tenth, at least one, the validation split:
+see :mod:`sites.data.splits`). A site needs a case of each grade in each split: at least six
+cases. A case folder holds one file per
 modality, named like BraTS's own: ``<anything>_t1.nii.gz`` or ``t1.nii`` (and ``t1ce``, ``t2``,
 ``flair``).
 
@@ -19,10 +21,12 @@ from monai.transforms import LoadImage, NormalizeIntensity, Resize
 
 from .brain import MODALITIES
 from .manifest import site_rows
+from .splits import assign_splits, check_splits
 
 REQUIRED_COLUMNS = ("case", "grade", "site")
 GRADES = {"LGG": 0, "HGG": 1}
 SPLITS = ("train", "validation", "test")
+HELD_OUT = {"test": 5, "validation": 10}
 
 
 def _modality_file(case_dir: Path, modality: str, where: str) -> Path:
@@ -51,26 +55,19 @@ def read_site_cases(manifest: Path, site: str) -> list[dict]:
         if not case_dir.is_dir():
             raise ValueError(f"{where}: case folder not found: {case_dir}")
         files = [_modality_file(case_dir, modality, where) for modality in MODALITIES]
-        cases.append({"where": where, "files": files, "grade": GRADES[grade], "split": split})
+        cases.append({"line": line, "where": where, "files": files, "grade": GRADES[grade], "split": split})
     if not cases:
         raise ValueError(f"manifest {manifest} has no cases for site {site!r}")
+    check_splits(cases, HELD_OUT, "grade", {value: name for name, value in GRADES.items()},
+                 f"manifest {manifest}, site {site!r}")
     return cases
-
-
-def _assign_splits(cases: list[dict], rng: np.random.Generator) -> None:
-    if any(case["split"] for case in cases):
-        return
-    order = rng.permutation(len(cases))
-    n_test, n_validation = max(1, len(cases) // 5), max(1, len(cases) // 10)
-    for rank, i in enumerate(order):
-        cases[i]["split"] = "test" if rank < n_test else "validation" if rank < n_test + n_validation else "train"
 
 
 def load_site_cases(manifest: Path, site: str, depth: int, size: int,
                     rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A site's splits: split name -> (volumes ``(N, 4, depth, size, size)`` float32, grades ``(N,)`` int64)."""
     cases = read_site_cases(manifest, site)
-    _assign_splits(cases, rng)
+    assign_splits(cases, HELD_OUT, "grade", rng)
     load = LoadImage(image_only=True, ensure_channel_first=True)
     resize, normalize = Resize((depth, size, size)), NormalizeIntensity()
 
@@ -95,8 +92,6 @@ def load_site_cases(manifest: Path, site: str, depth: int, size: int,
     splits = {}
     for name in SPLITS:
         chosen = [case for case in cases if case["split"] == name]
-        if not chosen:
-            raise ValueError(f"manifest {manifest}: site {site!r} has no {name} cases")
         splits[name] = (np.stack([read(case) for case in chosen]),
                         np.array([case["grade"] for case in chosen], dtype=np.int64))
     return splits

@@ -2,9 +2,10 @@
 
 Columns: ``path`` (relative to the manifest's folder, or absolute), ``label`` (0 or 1),
 ``site`` (a site id of the scenario); optional ``bias`` (0, 1, or empty when unknown) and
-``split`` (``train`` or ``test``; without it a seeded fifth of each site's rows is the test
-split). Images (PNG, DICOM, NIfTI: whatever MONAI's ``LoadImage`` reads) are made single
-channel, resized and z-scored.
+``split`` (``train`` or ``test``; without it a seeded fifth of each label's rows, at least one,
+is the test split: see :mod:`sites.data.splits`). A site needs a row of each label in each
+split: at least four rows. Images (PNG, DICOM, NIfTI: whatever MONAI's ``LoadImage`` reads)
+are made single channel (:mod:`sites.data.images`), resized and z-scored.
 """
 
 import csv
@@ -16,8 +17,12 @@ import numpy as np
 from monai.transforms import LoadImage, NormalizeIntensity, Resize
 
 from ..errors import ConfigError
+from .images import load_channels_first, single_channel
+from .splits import assign_splits, check_splits
 
 REQUIRED_COLUMNS = ("path", "label", "site")
+HELD_OUT = {"test": 5}
+LABEL_NAMES = {0: "label 0", 1: "label 1"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,12 @@ def site_rows(manifest: Path, site: str, required: Sequence[str]) -> Iterator[tu
                 yield line, raw
 
 
+def listed_path(manifest: Path, value: str) -> Path:
+    """A path as a manifest lists it: absolute, or relative to the manifest's folder."""
+    path = Path(value.strip())
+    return path if path.is_absolute() else manifest.parent / path
+
+
 def check_manifest(manifest: Path, site_ids: Sequence[str], read_rows: Callable[[Path, str], list]) -> None:
     """Validate every site's rows with ``read_rows`` (which reads no image) before anything
     starts; a problem is a ``ConfigError`` on ``task.manifest`` naming the site."""
@@ -71,8 +82,7 @@ def read_site_rows(manifest: Path, site: str) -> list[dict]:
     rows = []
     for line, raw in site_rows(manifest, site, REQUIRED_COLUMNS):
         where = f"manifest {manifest}, row {line}"
-        path = Path(raw["path"].strip())
-        path = path if path.is_absolute() else manifest.parent / path
+        path = listed_path(manifest, raw["path"])
         if not path.is_file():
             raise ValueError(f"{where}: image not found: {path}")
         split = (raw.get("split") or "").strip()
@@ -83,6 +93,7 @@ def read_site_rows(manifest: Path, site: str) -> list[dict]:
                      "bias": _binary(raw.get("bias") or "", "bias", where, allow_blank=True)})
     if not rows:
         raise ValueError(f"manifest {manifest} has no rows for site {site!r}")
+    check_splits(rows, HELD_OUT, "label", LABEL_NAMES, f"manifest {manifest}, site {site!r}")
     return rows
 
 
@@ -90,28 +101,21 @@ def load_site_split(manifest: Path, site: str, image_size: int,
                     rng: np.random.Generator) -> tuple[LabelledImages, LabelledImages]:
     """A site's train and test splits from the manifest."""
     rows = read_site_rows(manifest, site)
-    if not any(row["split"] for row in rows):
-        test = set(rng.permutation(len(rows))[: max(1, len(rows) // 5)].tolist())
-        for i, row in enumerate(rows):
-            row["split"] = "test" if i in test else "train"
+    assign_splits(rows, HELD_OUT, "label", rng)
     load, resize, normalize = LoadImage(image_only=True, ensure_channel_first=True), Resize((image_size, image_size)), NormalizeIntensity()
 
     def read(row: dict) -> np.ndarray:
-        try:
-            image = np.asarray(load(str(row["path"])), dtype=np.float32)
-        except Exception as error:  # MONAI raises reader-specific types
-            raise ValueError(f"manifest {manifest}, row {row['line']}: cannot read {row['path']}: {error}") from None
+        where = f"manifest {manifest}, row {row['line']}"
+        image = load_channels_first(row["path"], load, where)
         if image.ndim != 3:
-            raise ValueError(f"manifest {manifest}, row {row['line']}: expected a 2D image, got shape {image.shape[1:]}")
-        image = image.mean(axis=0, keepdims=True)
+            raise ValueError(f"{where}: expected a 2D image, got shape {tuple(image.shape[1:])}")
+        image = single_channel(image, row["path"], where)
         if not np.isfinite(image).all() or image.std() == 0:
-            raise ValueError(f"manifest {manifest}, row {row['line']}: {row['path']} is constant or not finite")
+            raise ValueError(f"{where}: {row['path']} is constant or not finite")
         return np.asarray(normalize(resize(image)), dtype=np.float32)
 
     def split(name: str) -> LabelledImages:
         chosen = [row for row in rows if row["split"] == name]
-        if not chosen:
-            raise ValueError(f"manifest {manifest}: site {site!r} has no {name} rows")
         return LabelledImages(np.stack([read(row) for row in chosen]),
                               np.array([row["label"] for row in chosen], dtype=np.int64),
                               np.array([row["bias"] for row in chosen], dtype=np.int64))

@@ -1,6 +1,7 @@
 """Prostate-like organ segmentation in 2D slices (DESIGN.md §4) with MONAI's UNet."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,14 +15,16 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .. import seeding
+from ..data.manifest import check_manifest
 from ..data.prostate import sample_anatomy
 from ..data.scanner import acquire
+from ..data.segmentation_manifest import Slicing, load_site_slices, read_site_cases
 from ..protocol import MetricKey, TrainConfig
 from ..errors import ConfigError
 from ..spec import SiteSpec
 from .base import SiteData, Task
-from .capabilities import (ClassLogits, LabelCorruption, ReferenceData, ReplayCodec, from_replay_range,
-                           to_replay_range)
+from .capabilities import (ClassLogits, LabelCorruption, ReferenceData, ReplayCodec, cannot_generate,
+                           from_replay_range, to_replay_range)
 
 
 class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData):
@@ -39,6 +42,18 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         Residual units per UNet block.
     corruption_radius : int
         Pixels by which an unreliable site's masks are dilated (``corrupt_labels`` sites).
+    manifest : str or None
+        CSV manifest of image and mask files (see :mod:`sites.data.segmentation_manifest`);
+        ``None`` generates data.
+    slice_axis : int
+        With ``manifest``: the volumes' axis, after reorienting to RAS, that slices are cut
+        along (0 sagittal, 1 coronal, 2 axial).
+    empty_slices : float
+        With ``manifest``: share of each case's slices without foreground that are kept
+        (seeded), in [0, 1]; every slice with foreground is kept.
+    label_values : sequence of int or None
+        With ``manifest``: the mask values that are foreground; ``None``: any non-zero value,
+        in masks that hold a single one.
     **kwargs
         See :class:`~sites.tasks.base.Task`.
 
@@ -55,6 +70,10 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         strides: Sequence[int],
         num_res_units: int,
         corruption_radius: int = 3,
+        manifest: str | None = None,
+        slice_axis: int = 2,
+        empty_slices: float = 0.1,
+        label_values: Sequence[int] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -68,6 +87,17 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         if int(corruption_radius) < 1:
             raise ConfigError("task.corruption_radius", f"must be >= 1 (got {corruption_radius})")
         self.corruption_radius = int(corruption_radius)
+        if isinstance(slice_axis, bool) or slice_axis not in (0, 1, 2):
+            raise ConfigError("task.slice_axis", f"must be 0, 1 or 2 (got {slice_axis!r})")
+        if isinstance(empty_slices, bool) or not isinstance(empty_slices, int | float) or not 0 <= empty_slices <= 1:
+            raise ConfigError("task.empty_slices", f"must be a number in [0, 1] (got {empty_slices!r})")
+        if label_values is not None and (
+                not label_values or any(isinstance(v, bool) or not isinstance(v, int) or v == 0 for v in label_values)):
+            raise ConfigError("task.label_values", f"must be a non-empty list of non-zero integers, or null "
+                                                   f"(got {label_values!r})")
+        self.manifest = None if manifest is None else Path(manifest)
+        self.slicing = Slicing(self.image_size, int(slice_axis), float(empty_slices),
+                               None if label_values is None else tuple(label_values))
         self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self._normalize = NormalizeIntensity()
 
@@ -89,7 +119,15 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         masks = anatomy.organ_mask[:, None].astype(np.int64)
         return TensorDataset(torch.from_numpy(images), torch.from_numpy(masks))
 
+    def check_sites(self, sites: Sequence[SiteSpec]) -> None:
+        if self.manifest is not None:
+            check_manifest(self.manifest, [site.id for site in sites], read_site_cases)
+
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
+        if self.manifest is not None:
+            splits = load_site_slices(self.manifest, site.id, self.slicing, seeding.numpy_rng(seed, site.index))
+            train, test = (TensorDataset(*(torch.from_numpy(a) for a in splits[name])) for name in ("train", "test"))
+            return SiteData(train=train, test=test)
         return SiteData(
             train=self._split(site, seed, site.n_train or self.n_train, seeding.Stream.DATA_TRAIN),
             test=self._split(site, seed, site.n_test or self.n_test, seeding.Stream.DATA_TEST),
@@ -100,6 +138,8 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         return self._loss(model(images), masks)
 
     def reference_data(self, site: SiteSpec, seed: int) -> TensorDataset:
+        if self.manifest is not None:
+            raise cannot_generate(self)
         return self._split(site, seed, site.n_train or self.n_train, seeding.Stream.DATA_REFERENCE)
 
     def corrupt_labels(self, data: TensorDataset) -> TensorDataset:

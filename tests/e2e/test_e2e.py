@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (ROOT, assert_only_declared_content_left_the_sites, read_json, run_cli, write_brats_case,
-                      write_manifest)
+                      write_manifest, write_segmentation_case)
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +130,18 @@ def test_grading_reads_brats_style_cases_from_disk(ray_head, tmp_path):
                         ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
     assert read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]["num-examples"] == 2
+
+
+def test_segmentation_reads_nifti_cases_from_disk(ray_head, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [[*write_segmentation_case(data, f"case{i}"), "A", "test" if i == 2 else "train"] for i in range(3)]
+    manifest = write_manifest(data, rows, columns=("image", "mask", "site", "split"))
+    completed = run_cli("size=smoke", "scenario=centralized", f"task.manifest={manifest}",
+                        f"hydra.run.dir={tmp_path / 'run'}", ray_head=ray_head)
+    assert completed.returncode == 0, completed.stderr
+    metrics = read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]
+    assert metrics["num-examples"] == 4 and 0 <= metrics["dice"] <= 1  # the test case's four organ slices
 
 
 def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(ray_head, tmp_path):

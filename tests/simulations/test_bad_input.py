@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, digest, run_cli, write_brats_case, write_manifest
+from conftest import ROOT, digest, run_cli, write_brats_case, write_manifest, write_segmentation_case
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +111,7 @@ REFUSED_BEFORE_START = [
          ("hydra.run.dir: cannot create {file}/run: Not a directory",)),
     Case("reuses the directory of an earlier run", ("hydra.run.dir={earlier}",),
          ("{earlier} already holds a run", "choose a new hydra.run.dir")),
-    # a manifest of real images (chest radiographs as PNG, BraTS cases as NIfTI)
+    # a manifest of real images (chest radiographs as PNG, BraTS cases and segmentation volumes as NIfTI)
     Case("points to a manifest that does not exist", ("task=debiasing", "task.manifest={data}/nowhere.csv"),
          ("task.manifest: no such file: {data}/nowhere.csv",)),
     Case("writes a manifest without the label column",
@@ -133,6 +133,14 @@ REFUSED_BEFORE_START = [
          ("scenario=centralized", "task=grading", "task.manifest={data}/brats/missing_t1ce.csv"),
          ("task.manifest: site A: manifest {data}/brats/missing_t1ce.csv, row 2, case no_t1ce: missing modality "
           "t1ce",)),
+    Case("gives a site too few cases of a grade to split",
+         ("scenario=centralized", "task=grading", "task.manifest={data}/brats/two_lgg.csv"),
+         ("task.manifest: site A: manifest {data}/brats/two_lgg.csv, site 'A': 2 row(s) of LGG, fewer than the 3 "
+          "a site needs (one for each split: train, test, validation)",)),
+    Case("lists a mask that is not there",
+         ("scenario=centralized", "task.manifest={data}/nifti/missing_mask.csv"),
+         ("task.manifest: site A: manifest {data}/nifti/missing_mask.csv, row 3: mask not found: "
+          "{data}/nifti/gone_seg.nii.gz",)),
 ]
 
 REFUSED_BY_A_SITE = [
@@ -147,6 +155,10 @@ REFUSED_BY_A_SITE = [
          ("scenario=centralized", "task=grading", "task.manifest={data}/brats/nan.csv"),
          ("site A: ValueError: manifest {data}/brats/nan.csv, row 2, case nan: {data}/brats/nan/nan_flair.nii.gz "
           "is constant or not finite",)),
+    Case("draws a mask with no foreground",
+         ("scenario=centralized", "task.manifest={data}/nifti/empty_mask.csv"),
+         ("site A: ValueError: manifest {data}/nifti/empty_mask.csv, row 2: {data}/nifti/empty_seg.nii.gz has no "
+          "foreground",)),
     Case("asks DP for an epsilon no noise can reach",
          ("scenario=centralized", "privacy=dp", "privacy.target_epsilon=1e-7"),
          ("site A: ConfigError: privacy.target_epsilon: 1e-07 cannot be reached in 2 steps",)),
@@ -199,6 +211,20 @@ def _write_brats(folder: Path) -> None:
     manifests["bad_grade"] = [[rows[0][0], "GBM", *rows[0][2:]], *rows[1:]]
     for name, manifest_rows in manifests.items():
         write_manifest(folder, manifest_rows, name=f"{name}.csv")
+    write_manifest(folder, [row[:3] for row in rows if row[0] not in ("case0", "case2")],
+                   columns=("case", "grade", "site"), name="two_lgg.csv")
+
+
+def _write_nifti(folder: Path) -> None:
+    """Three segmentation cases of site A (the last one the test split) and a case whose mask
+    is empty, first in a manifest; another manifest lists a mask that is not there."""
+    folder.mkdir()
+    rows = [[*write_segmentation_case(folder, f"case{i}"), "A", "test" if i == 2 else "train"] for i in range(3)]
+    columns = ("image", "mask", "site", "split")
+    write_manifest(folder, [[*write_segmentation_case(folder, "empty", labels=(0,)), "A", "train"], *rows[1:]],
+                   columns=columns, name="empty_mask.csv")
+    write_manifest(folder, [rows[0], [rows[1][0], "gone_seg.nii.gz", "A", "train"], rows[2]], columns=columns,
+                   name="missing_mask.csv")
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +233,7 @@ def places(tmp_path_factory, fedavg_run) -> dict[str, Path]:
     data = tmp_path_factory.mktemp("bad_data")
     _write_pngs(data / "png")
     _write_brats(data / "brats")
+    _write_nifti(data / "nifti")
     (data / "a_file").write_text("not a directory")
     return {"data": data, "earlier": fedavg_run, "file": data / "a_file"}
 

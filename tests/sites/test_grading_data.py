@@ -7,7 +7,9 @@ from conftest import write_brats_case, write_manifest
 from sites import seeding
 from sites.data.brain import MODALITIES, SEQUENCE_ARTIFACTS, render_brain_volumes, sequence_scanner
 from sites.data.brats import load_site_cases
-from sites.spec import ScannerSignature
+from sites.errors import ConfigError
+from sites.spec import ScannerSignature, SiteSpec
+from sites.tasks import build_task
 
 
 def test_volumes_have_four_sequences_and_are_reproducible():
@@ -77,13 +79,40 @@ def test_the_slice_axis_is_the_files_last_axis(tmp_path):
     assert np.allclose(volumes[0, 0].std(axis=(1, 2)), 0, atol=1e-5)
 
 
-def test_without_a_split_column_each_split_gets_cases(tmp_path):
+def test_without_a_split_column_each_split_gets_cases_of_each_grade(tmp_path):
     rows = [row[:3] for row in _cohort(tmp_path)] + [[f"case{i}", "HGG", "A"] for i in range(8, 10)]
     for i in range(8, 10):
         write_brats_case(tmp_path, f"case{i}")
     manifest = write_manifest(tmp_path, rows, columns=("case", "grade", "site"))
     splits = load_site_cases(manifest, "A", 4, 8, np.random.default_rng(0))
-    assert {name: len(grades) for name, (_, grades) in splits.items()} == {"train": 7, "validation": 1, "test": 2}
+    # 4 LGG and 6 HGG: within each grade a fifth (at least one) test, a tenth (at least one) validation
+    assert {name: sorted(grades.tolist()) for name, (_, grades) in splits.items()} == {
+        "train": [0, 0, 1, 1, 1, 1], "validation": [0, 1], "test": [0, 1]}
+
+
+def test_a_small_site_of_eight_cases_gets_both_grades_in_every_split(tmp_path, small_grading_config):
+    manifest = write_manifest(tmp_path, [row[:3] for row in _cohort(tmp_path)], columns=("case", "grade", "site"))
+    task = build_task({**small_grading_config, "manifest": str(manifest)})
+    for seed in range(5):
+        data = task.load_site(SiteSpec(id="A", name="a", index=0), seed)
+        for split in (data.train, data.validation, data.test):
+            assert set(split.tensors[1].tolist()) == {0, 1}
+
+
+def test_a_site_with_too_few_cases_of_a_grade_is_refused_before_the_run_starts(tmp_path, small_grading_config):
+    rows = [row[:3] for row in _cohort(tmp_path) if row[0] not in ("case0", "case2")]  # 2 LGG, 4 HGG
+    manifest = write_manifest(tmp_path, rows, columns=("case", "grade", "site"))
+    task = build_task({**small_grading_config, "manifest": str(manifest)})
+    with pytest.raises(ConfigError, match=r"task.manifest: site A: manifest .*, site 'A': 2 row\(s\) of LGG, fewer "
+                                          r"than the 3 a site needs \(one for each split: train, test, validation\)"):
+        task.check_sites([SiteSpec(id="A", name="a", index=0)])
+
+
+def test_a_split_without_a_grade_is_refused(tmp_path):
+    rows = _cohort(tmp_path)
+    rows[5][3] = "train"  # the only HGG case of the validation split
+    with pytest.raises(ValueError, match="site 'A': no rows of HGG in split validation"):
+        load_site_cases(write_manifest(tmp_path, rows), "A", 4, 8, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize(

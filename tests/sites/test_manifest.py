@@ -1,4 +1,5 @@
-"""Real data through a CSV manifest: PNG and DICOM read by MONAI, and every bad row named."""
+"""Real data through a CSV manifest: PNG and DICOM read by MONAI, colour made grey, splits
+stratified by label, and every bad row named."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,9 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from conftest import write_manifest
 from sites.data.manifest import load_site_split
+from sites.errors import ConfigError
 from sites.spec import SiteSpec
 from sites.tasks import build_task
 
@@ -18,17 +21,21 @@ def _png(path, seed):
     Image.fromarray(pixels).save(path)
 
 
-def _dicom(path, seed):
+def _dicom(path, seed, samples=1):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "DX"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 20, 24, 1, "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 20, 24, samples
+    ds.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
+    if samples > 1:
+        ds.PlanarConfiguration = 0  # the samples of each pixel stored together
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [0, 0, 0], [1, 1]
-    ds.PixelData = np.random.default_rng(seed).integers(0, 4000, size=(20, 24)).astype(np.uint16).tobytes()
+    grey = np.random.default_rng(seed).integers(0, 4000, size=(20, 24)).astype(np.uint16)
+    ds.PixelData = np.repeat(grey[..., None], samples, axis=2).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 
@@ -99,5 +106,57 @@ def test_a_site_without_rows_or_with_one_class_is_refused(manifest, small_debias
     manifest.write_text("\n".join([text[0]] + [line.replace(",1,", ",0,", 1) for line in text[1:]]) + "\n")
     task = build_task({**small_debiasing_config, "manifest": str(manifest), "image_size": 16,
                        "arrangement": "federated"})
-    with pytest.raises(ValueError, match="training labels are all 0; a site needs both classes"):
+    with pytest.raises(ValueError, match="site 'A': no rows of label 1 in split train"):
         task.load_site(SiteSpec(id="A", name="a", index=0), seed=0)
+
+
+def _rows_of_one_picture(tmp_path, colours):
+    """One grey picture saved in each of ``colours`` (PIL modes), with the manifest listing them."""
+    grey = np.random.default_rng(0).integers(0, 255, size=(20, 24), dtype=np.uint8)
+    alpha = np.random.default_rng(1).integers(0, 255, size=(20, 24), dtype=np.uint8)
+    channels = {"L": [grey], "LA": [grey, alpha], "RGB": [grey] * 3, "RGBA": [grey] * 3 + [alpha]}
+    rows = []
+    for i, mode in enumerate(colours):
+        Image.fromarray(np.dstack(channels[mode]).squeeze(), mode).save(tmp_path / f"{mode}.png")
+        rows.append([f"{mode}.png", i % 2, "A", "test" if i >= len(colours) - 2 else "train"])
+    return write_manifest(tmp_path, rows, columns=("path", "label", "site", "split"))
+
+
+def test_rgb_and_rgba_images_become_their_grey_luminance(tmp_path):
+    train, test = load_site_split(_rows_of_one_picture(tmp_path, ["L", "LA", "RGB", "RGBA"]), "A", 16,
+                                  np.random.default_rng(0))
+    assert train.images.shape == (2, 1, 16, 16) and test.images.shape == (2, 1, 16, 16)
+    for image in (train.images[1], *test.images):  # grey + alpha, RGB, RGBA: all the grey picture
+        np.testing.assert_allclose(image, train.images[0], atol=1e-4)
+
+
+def test_a_colour_dicom_becomes_its_luminance(tmp_path):
+    _dicom(tmp_path / "grey.dcm", 0)
+    _dicom(tmp_path / "rgb.dcm", 0, samples=3)  # the same grey picture in R, G and B
+    rows = [["grey.dcm", 0, "A", "train"], ["rgb.dcm", 1, "A", "train"], ["grey.dcm", 0, "A", "test"],
+            ["rgb.dcm", 1, "A", "test"]]
+    manifest = write_manifest(tmp_path, rows, columns=("path", "label", "site", "split"))
+    train, _ = load_site_split(manifest, "A", 16, np.random.default_rng(0))
+    assert train.images.shape == (2, 1, 16, 16)
+    np.testing.assert_allclose(train.images[1], train.images[0], atol=1e-4)
+
+
+def test_without_a_split_column_each_label_gets_test_rows(tmp_path):
+    for i in range(10):
+        _png(tmp_path / f"img{i}.png", i)
+    rows = [[f"img{i}.png", int(i >= 8), "A"] for i in range(10)]  # two positives among ten
+    manifest = write_manifest(tmp_path, rows, columns=("path", "label", "site"))
+    for seed in range(5):
+        train, test = load_site_split(manifest, "A", 16, np.random.default_rng(seed))
+        assert sorted(test.labels.tolist()) == [0, 1] and sorted(train.labels.tolist()) == [0] * 7 + [1]
+
+
+def test_a_site_with_one_row_of_a_label_is_refused_before_the_run_starts(tmp_path, small_debiasing_config):
+    rows = [[f"img{i}.png", int(i == 2), "A"] for i in range(3)]
+    for i in range(3):
+        _png(tmp_path / f"img{i}.png", i)
+    manifest = write_manifest(tmp_path, rows, columns=("path", "label", "site"))
+    task = build_task({**small_debiasing_config, "manifest": str(manifest)})
+    with pytest.raises(ConfigError, match=r"task.manifest: site A: manifest .*, site 'A': 1 row\(s\) of label 1, "
+                                          r"fewer than the 2 a site needs \(one for each split: train, test\)"):
+        task.check_sites([SiteSpec(id="A", name="a", index=0)])

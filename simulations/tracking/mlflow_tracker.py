@@ -3,6 +3,7 @@ folder of artifacts, both inside the run directory."""
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,8 +34,10 @@ class MLflowTracker(Tracker):
     """
 
     def __init__(self, store: Path, run_name: str) -> None:
-        # MLflow announces each table it creates at INFO, which would break into the progress display.
+        # MLflow announces each table it creates at INFO, and its SQL store uses a loader SQLAlchemy
+        # 2.1 deprecates: both would break into the progress display and concern no user of ours.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.")
         store.mkdir(parents=True, exist_ok=True)
         self._client = MlflowClient(tracking_uri=store_uri(store))
         experiment = self._client.get_experiment_by_name(EXPERIMENT)

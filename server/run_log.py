@@ -39,14 +39,18 @@ class RunLog:
     resume_from : dict, optional
         A :meth:`mark` of this file: a resumed run cuts the file back to it (dropping what the
         killed run logged after its last checkpoint) and continues from there.
+    on_event : callable, optional
+        Called with each event (the dict written as a line) once it is on disk; experiment
+        tracking listens here.
     """
 
     def __init__(self, path: Path, on_round: Callable[[int, int], None] | None = None,
-                 resume_from: dict[str, int] | None = None) -> None:
+                 resume_from: dict[str, int] | None = None, on_event: Callable[[dict], None] | None = None) -> None:
         if resume_from is not None:
             os.truncate(path, resume_from["offset"])
         self._file = path.open("a", encoding="utf-8")
         self._on_round = on_round
+        self._on_event = on_event
         self.stage = 0
         self.round = 0 if resume_from is None else resume_from["round"]
 
@@ -59,6 +63,8 @@ class RunLog:
         record = {"event": event, "stage": self.stage, "round": self.round, **fields}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        if self._on_event is not None:
+            self._on_event(record)
 
     def listener(self, event: str | None = None) -> Callable[[str, list[tuple[str, Message]]], None]:
         """A reply listener that logs each reply's metrics as ``event`` (default: the message

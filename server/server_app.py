@@ -41,6 +41,9 @@ from .unlearning import NoUnlearning, UnlearningContext, UnlearningMethod
 from .update_store import UpdateStore
 from .withdrawal import WithdrawalEvent
 
+#: The ``metrics.jsonl`` event of each site's evaluation after a stage: R[t, j] is its primary metric.
+MATRIX_EVENT = "matrix"
+
 
 @dataclass
 class RunPlan:
@@ -122,13 +125,17 @@ class Timeline:
         Called with ``stage`` after each stage's evaluation.
     resume : RunState, optional
         The state of a killed run to continue from (same plan).
+    on_event : callable, optional
+        Called with each event of ``metrics.jsonl`` as it is written (experiment tracking).
     """
 
     def __init__(self, plan: RunPlan, on_round: Callable[[int, int], None] | None = None,
-                 on_stage: Callable[[int], None] | None = None, resume: RunState | None = None) -> None:
+                 on_stage: Callable[[int], None] | None = None, resume: RunState | None = None,
+                 on_event: Callable[[dict], None] | None = None) -> None:
         self.plan = plan
         self.on_round = on_round
         self.on_stage = on_stage
+        self.on_event = on_event
         self.resume = resume
         self.result: RunResult | None = None
         self._runner = StageRunner(plan.task, plan.round_timeout)
@@ -138,7 +145,7 @@ class Timeline:
         self._checkpoints = plan.run_dir / "checkpoints"
         self._checkpoints.mkdir(parents=True, exist_ok=True)
         log = self._log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round,
-                                 resume_from=None if self.resume is None else self.resume.log)
+                                 resume_from=None if self.resume is None else self.resume.log, on_event=self.on_event)
         try:
             site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"),
                                           site_nodes=plan.site_nodes)
@@ -153,7 +160,7 @@ class Timeline:
                 log.write("resumed", position=asdict(state.position))
             else:
                 self._save(Position(1), LATEST, STAGE_START)
-            everyone = self._views.exchange(scenario.site_ids, "matrix")
+            everyone = self._views.exchange(scenario.site_ids, MATRIX_EVENT)
             for stage in scenario.stages[state.position.stage - 1:]:
                 log.stage = stage.index
                 state = self._train_until_a_site_trains(stage)

@@ -1,13 +1,14 @@
 """The whole run config (``configs/config.yaml`` and its groups) as one typed object."""
 
-from typing import Any
+import importlib.util
+from typing import Any, Literal
 
-from pydantic import NonNegativeInt, PositiveFloat
+from pydantic import NonNegativeInt, PositiveFloat, field_validator
 
 from server.discovery import DeploymentConfig
 from server.replay_config import ReplayConfig
 from server.scenario import ScenarioConfig
-from sites.config import ConfigModel
+from sites.config import ConfigModel, invalid
 from sites.faults import FaultConfig
 from sites.privacy import Privacy
 
@@ -29,6 +30,28 @@ class Backend(ConfigModel):
     client_cpus: PositiveFloat
     round_timeout: PositiveFloat
     address: str | None = None
+
+
+class Tracking(ConfigModel):
+    """``tracking``: where the run's metrics and figures are also logged, besides its own files
+    (:mod:`simulations.tracking`).
+
+    Parameters
+    ----------
+    backend : str
+        ``none``; ``tensorboard``: event files in ``<run dir>/tensorboard``; ``mlflow``: a local
+        MLflow store in ``<run dir>/mlflow`` (SQLite ``mlflow.db`` and ``artifacts/``).
+    """
+
+    backend: Literal["none", "tensorboard", "mlflow"] = "none"
+
+    @field_validator("backend")
+    @classmethod
+    def _installed(cls, backend: str) -> str:
+        # Checked here so that a missing library stops the run before its directory is claimed.
+        if backend != "none" and importlib.util.find_spec(backend) is None:
+            raise invalid("", f"{backend} is not installed: pip install 'medsites[tracking]'")
+        return backend
 
 
 class RunConfig(ConfigModel):
@@ -59,6 +82,8 @@ class RunConfig(ConfigModel):
         Show Flower's and Ray's own logs.
     resume : str or None
         The run directory of a killed run to continue.
+    tracking : Tracking
+        Experiment tracking (TensorBoard, MLflow).
     """
 
     scenario: ScenarioConfig
@@ -73,3 +98,4 @@ class RunConfig(ConfigModel):
     deployment: DeploymentConfig = DeploymentConfig()
     verbose: bool = False
     resume: str | None = None
+    tracking: Tracking = Tracking()

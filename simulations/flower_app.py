@@ -29,6 +29,7 @@ from sites.errors import ConfigError, MedsitesError
 
 from .console import print_summary
 from .run import close_run, open_run, prepare, site_app
+from .tracking import track
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -68,10 +69,13 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = run_dir_of(context)
     try:
         prepared = open_run(compose_config(str(context.run_config["overrides"])), run_dir)
-        stages = len(prepared.plan.scenario.stages)
-        timeline = Timeline(prepared.plan, on_stage=lambda stage: log(INFO, "stage %d/%d done", stage, stages))
-        build_server_app(timeline)(grid, context)
-        result = close_run(timeline)
+        plan = prepared.plan
+        stages = len(plan.scenario.stages)
+        with track(prepared.config.tracking, run_dir, plan.task.primary_metric) as tracking:
+            timeline = Timeline(plan, on_stage=lambda stage: log(INFO, "stage %d/%d done", stage, stages),
+                                on_event=None if tracking is None else tracking.on_event)
+            build_server_app(timeline)(grid, context)
+            result = close_run(timeline, tracking)
     except MedsitesError as error:
         log(ERROR, "medsites: %s", error)
         raise

@@ -35,6 +35,7 @@ from .console import exit_with, print_summary, timeline_progress
 from .engine import run_federation
 from .replay_report import write_replay_figures
 from .report import write_report
+from .tracking import RunTracking, track
 from .withdrawal_report import write_sweep_table
 
 # Files whose presence marks a directory as holding a run.
@@ -175,14 +176,17 @@ def site_app(prepared: Prepared) -> ClientApp:
                             train_mods=train_mods(plan.strategy))
 
 
-def close_run(timeline: Timeline) -> RunResult:
-    """Check that the timeline finished, then measure replay fidelity and write the report."""
+def close_run(timeline: Timeline, tracking: RunTracking | None = None) -> RunResult:
+    """Check that the timeline finished, then measure replay fidelity, write the report and
+    hand the summary and figures to ``tracking``."""
     plan, result = timeline.plan, timeline.result
     if result is None:
         raise MedsitesError("the federation stopped before the timeline finished")
     if plan.replay.source == "smd":
         add_replay_fidelity(plan.run_dir, plan, result)
     write_report(plan.run_dir, result)
+    if tracking is not None:
+        tracking.log_results(result, plan.run_dir)
     return result
 
 
@@ -198,11 +202,13 @@ def execute(cfg: DictConfig) -> Path:
         prepared, resume = open_run(cfg, run_dir), None
     plan, config = prepared.plan, prepared.config
     done = 0 if resume is None else resume.log["round"] + resume.position.stage - 1
-    with timeline_progress(plan.scenario, len(plan.task.phases), done) as progress:
-        timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage, resume=resume)
-        run_federation(build_server_app(timeline), site_app(prepared), len(plan.scenario.sites),
-                       config.backend.client_cpus, verbose=config.verbose, address=config.backend.address)
-    result = close_run(timeline)
+    with track(config.tracking, run_dir, plan.task.primary_metric) as tracking:
+        with timeline_progress(plan.scenario, len(plan.task.phases), done) as progress:
+            timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage, resume=resume,
+                                on_event=None if tracking is None else tracking.on_event)
+            run_federation(build_server_app(timeline), site_app(prepared), len(plan.scenario.sites),
+                           config.backend.client_cpus, verbose=config.verbose, address=config.backend.address)
+        result = close_run(timeline, tracking)
     if result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
         write_sweep_table(run_dir.parent)
     print_summary(result, str(run_dir))

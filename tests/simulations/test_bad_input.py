@@ -45,6 +45,7 @@ REFUSED_BEFORE_START = [
     Case("picks a strategy that does not exist", ("strategy=nope",), ("Could not find 'strategy/nope'",), 1),
     Case("picks a scenario that does not exist", ("scenario=nope",), ("Could not find 'scenario/nope'",), 1),
     Case("sets a key that does not exist", ("scenario.bogus=1",), ("Could not override 'scenario.bogus'",), 1),
+    Case("picks a tracking backend that does not exist", ("tracking=wandb",), ("Could not find 'tracking/wandb'",), 1),
     # the config: unknown keys added with +
     Case("adds an unknown scenario key", ("+scenario.bogus=1",), ("scenario: unknown keys ['bogus']",)),
     Case("adds an unknown privacy key", ("+privacy.foo=1",), ("privacy: unknown keys ['foo']",)),
@@ -65,6 +66,8 @@ REFUSED_BEFORE_START = [
     Case("gives a site no samples", ("+scenario.sites.0.n_train=0",),
          ("scenario.sites.0.n_train: must be greater than 0 (got 0)",)),
     Case("gives a negative seed", ("seed=-1",), ("seed: must be greater than or equal to 0 (got -1)",)),
+    Case("names a tracking backend that does not exist", ("tracking.backend=wandb",),
+         ("tracking.backend: must be 'none', 'tensorboard' or 'mlflow' (got 'wandb')",)),
     Case("gives a negative round timeout", ("backend.round_timeout=-5",),
          ("backend.round_timeout: must be greater than 0 (got -5)",)),
     Case("gives no CPUs to a site", ("backend.client_cpus=0",),

@@ -10,7 +10,8 @@ import pytest
 from conftest import read_json, run_cli
 from tracking_logs import Scalars, mlflow_runs, read_mlflow, read_tensorboard
 
-pytestmark = pytest.mark.e2e
+# Two runs through the CLI: slow (the unit tests read both backends back by default; CI runs these).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def expected_scalars(run_dir: Path) -> Scalars:

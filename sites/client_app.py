@@ -332,7 +332,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
     def evaluate(message: Message, context: Context) -> Message:
         _, task, data = load(context)
         split = protocol.EVALUATE.config_of(message).split
-        metrics = task.evaluate(_global_model(task, message), data.train if split == "train" else data.test)
+        metrics = task.evaluate_on_device(_global_model(task, message), data.train if split == "train" else data.test)
         return Message(RecordDict({RecordName.METRICS: MetricRecord(metrics)}), reply_to=message)
 
     return app

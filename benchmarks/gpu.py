@@ -33,8 +33,7 @@ def measure(size: str, device: str, rounds: int, client_gpus: float, repeats: in
               f"scenario.rounds_per_stage={rounds}", *overrides]
     config = compose_config(shared)
     total_rounds = rounds * len(config["scenario"]["stages"])
-    platform = [simulate([*shared, f"backend.client_gpus={client_gpus if device == 'cuda' else 0.0}"])[0]
-                for _ in range(repeats)]
+    platform = [simulate([*shared, f"backend.client_gpus={client_gpus}"])[0] for _ in range(repeats)]
     bare, peaks = [], []
     for _ in range(repeats):
         if device == "cuda":
@@ -61,9 +60,9 @@ def main() -> None:
                  "(or pass --device cpu to check the script)")
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     memory = torch.cuda.get_device_properties(0).total_memory if args.device == "cuda" else None
-    results = {size: measure(size, args.device, args.rounds, args.client_gpus, args.repeats, args.overrides)
-               for size in args.sizes}
-    print(f"{where}; {args.rounds} rounds per stage; platform sites at backend.client_gpus={args.client_gpus}; "
+    share = args.client_gpus if args.device == "cuda" else 0.0
+    results = {size: measure(size, args.device, args.rounds, share, args.repeats, args.overrides) for size in args.sizes}
+    print(f"{where}; {args.rounds} rounds per stage; platform sites at backend.client_gpus={share}; "
           f"medians of {args.repeats}; overrides: {' '.join(args.overrides) or 'none'}\n")
     print(*table_header(("size", "rounds", "platform s / round", "bare loop s / round", "ratio platform / bare",
                          "peak GPU memory (GiB)", "sites per GPU (memory)")), sep="\n")

@@ -24,6 +24,7 @@ from server.server_app import initial_arrays
 from simulations.formatting import fmt, mean_std, table_header, table_row
 from sites import seeding
 from sites.config import parse
+from sites.device import resolve_compute
 from sites.protocol import MetricKey, TrainConfig
 from sites.tasks import build_task
 
@@ -37,6 +38,7 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
     torch.set_num_threads(int(config["backend"]["client_cpus"]))
     scenario = Scenario.from_config(parse(ScenarioConfig, config["scenario"], "scenario"))
     task = build_task(config["task"])
+    task.compute = resolve_compute(config["device"], config["precision"])
     data = {site.id: task.load_site(site, seed) for site in scenario.sites}
     index = {site.id: site.index for site in scenario.sites}
     state = initial_arrays(task, seed).to_torch_state_dict()
@@ -63,9 +65,9 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
             total = sum(weights)
             state = {key: sum(s[key] * (w / total) for s, w in zip(states, weights)) for key in state}
             for site in stage.sites:
-                task.evaluate(model_with(state), data[site].test)
+                task.evaluate_on_device(model_with(state), data[site].test)
         model = model_with(state)
-        rows.append([task.evaluate(model, data[s.id].test)[task.primary_metric] for s in scenario.sites])
+        rows.append([task.evaluate_on_device(model, data[s.id].test)[task.primary_metric] for s in scenario.sites])
     return np.array(rows)
 
 

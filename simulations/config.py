@@ -3,7 +3,7 @@
 import importlib.util
 from typing import Any, Literal
 
-from pydantic import NonNegativeInt, PositiveFloat, field_validator
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, field_validator
 
 from server.discovery import DeploymentConfig
 from server.replay_config import ReplayConfig
@@ -25,11 +25,14 @@ class Backend(ConfigModel):
     address : str or None
         ``None``: a private Ray instance on this machine; ``"<host>:<port>"`` of a Ray head node
         (or ``"auto"``): attach to that running cluster (docs/cluster.md).
+    client_gpus : float
+        GPUs Ray gives each site actor; a fraction lets several sites share one GPU (0.25: four).
     """
 
     client_cpus: PositiveFloat
     round_timeout: PositiveFloat
     address: str | None = None
+    client_gpus: NonNegativeFloat = 0.0
 
 
 class Tracking(ConfigModel):
@@ -84,6 +87,11 @@ class RunConfig(ConfigModel):
         The run directory of a killed run to continue.
     tracking : Tracking
         Experiment tracking (TensorBoard, MLflow).
+    device : str
+        ``auto`` | ``cpu`` | ``cuda``: where the sites' and the server's torch work runs
+        (:func:`sites.device.resolve_compute`).
+    precision : str
+        ``fp32`` | ``bf16`` (bfloat16 autocast of the forward passes, CUDA only).
     """
 
     scenario: ScenarioConfig
@@ -99,3 +107,5 @@ class RunConfig(ConfigModel):
     verbose: bool = False
     resume: str | None = None
     tracking: Tracking = Tracking()
+    device: str = "cpu"
+    precision: str = "fp32"

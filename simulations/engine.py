@@ -18,7 +18,8 @@ from sites.errors import ConfigError
 
 
 def run_federation(server_app: ServerApp, client_app: ClientApp, num_sites: int, client_cpus: float,
-                   verbose: bool = False, address: str | None = None) -> None:
+                   verbose: bool = False, address: str | None = None, client_gpus: float = 0.0,
+                   device: str = "cpu") -> None:
     """Run the apps until the ServerApp returns; re-raise what it raised.
 
     Parameters
@@ -35,6 +36,10 @@ def run_federation(server_app: ServerApp, client_app: ClientApp, num_sites: int,
     address : str or None
         ``None`` starts a private Ray instance on this machine; ``"<host>:<port>"`` of a Ray head
         node, or ``"auto"``, attaches to that running cluster and leaves it running afterwards.
+    client_gpus : float
+        GPUs per Ray actor (a fraction shares one GPU between sites).
+    device : str
+        The resolved device of the sites' torch work (:class:`sites.device.Compute`).
     """
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level
@@ -48,16 +53,17 @@ def run_federation(server_app: ServerApp, client_app: ClientApp, num_sites: int,
                 server_app=server_app,
                 client_app=client_app,
                 num_supernodes=num_sites,
-                backend_config=ray_backend_config(client_cpus, address, verbose),
+                backend_config=ray_backend_config(client_cpus, address, verbose, client_gpus, device),
                 verbose_logging=verbose,
             )
     finally:
         flwr_logger.setLevel(previous_level)
 
 
-def ray_backend_config(client_cpus: float, address: str | None, verbose: bool) -> dict:
+def ray_backend_config(client_cpus: float, address: str | None, verbose: bool, client_gpus: float = 0.0,
+                       device: str = "cpu") -> dict:
     """Flower's backend config for a private Ray instance or an attached cluster, once
-    ``client_cpus`` is known to fit on one node of it.
+    ``client_cpus`` and ``client_gpus`` are known to fit on one node of it.
 
     Parameters
     ----------
@@ -67,30 +73,44 @@ def ray_backend_config(client_cpus: float, address: str | None, verbose: bool) -
         The cluster to attach to (see :func:`run_federation`), or ``None``.
     verbose : bool
         Let Ray log at INFO level and forward the actors' output.
+    client_gpus : float
+        GPUs per site actor.
+    device : str
+        Where the sites' torch work runs: ``cuda`` needs ``client_gpus > 0``, since Ray hides
+        the GPUs from an actor that asked for none.
 
     Raises
     ------
     ConfigError
-        ``backend.address`` when no Ray cluster answers there, ``backend.client_cpus`` when
-        an actor would fit on no node.
+        ``backend.address`` when no Ray cluster answers there, ``backend.client_cpus`` or
+        ``backend.client_gpus`` when an actor would fit on no node, ``backend.client_gpus`` when
+        CUDA sites get no GPU.
     """
     init_args = {"logging_level": logging.INFO if verbose else logging.ERROR, "log_to_driver": verbose}
     if address is None:
-        cpus, where = os.cpu_count() or 1, "on this machine"
+        # torch is loaded by then (the task built); Ray finds the same GPUs for itself.
+        import torch
+
+        cpus, gpus, where = os.cpu_count() or 1, torch.cuda.device_count(), "on this machine"
         init_args["num_cpus"] = cpus
     else:
         # Attached, each node declares its own CPUs (Ray refuses num_cpus), and Flower's closing
         # ray.shutdown() only disconnects this process from the cluster.
-        cpus, where = largest_node_cpus(address), f"on the largest node of the Ray cluster at {address}"
+        (cpus, gpus), where = largest_node(address), f"on the largest node of the Ray cluster at {address}"
         init_args["address"] = address
     if client_cpus <= 0 or client_cpus > cpus:
         raise ConfigError("backend.client_cpus", f"must be in (0, {cpus:g}] {where} (got {client_cpus})")
-    return {"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0}, "init_args": init_args}
+    if client_gpus > gpus:
+        raise ConfigError("backend.client_gpus", f"must be in [0, {gpus:g}] {where} (got {client_gpus})")
+    if device == "cuda" and client_gpus == 0:
+        raise ConfigError("backend.client_gpus", "is 0 but device is cuda: Ray hides the GPUs from site actors "
+                          "that ask for none; give each a share (e.g. 0.25) or use device=cpu")
+    return {"client_resources": {"num_cpus": client_cpus, "num_gpus": client_gpus}, "init_args": init_args}
 
 
-def largest_node_cpus(address: str) -> float:
-    """The CPUs of the largest live node of the Ray cluster at ``address`` (``"<host>:<port>"``
-    of its head, or ``"auto"``); a site's actor must fit on one node."""
+def largest_node(address: str) -> tuple[float, float]:
+    """The most CPUs and the most GPUs of a live node of the Ray cluster at ``address``
+    (``"<host>:<port>"`` of its head, or ``"auto"``); a site's actor must fit on one node."""
     if address != "auto":
         host, _, port = str(address).rpartition(":")
         if not host or not port.isdigit():
@@ -109,6 +129,7 @@ def largest_node_cpus(address: str) -> float:
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise ConfigError("backend.address", f"cannot attach to the Ray cluster at {address}: {error}") from None
     try:
-        return max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]), default=0.0)
+        alive = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        return tuple(max((resources.get(kind, 0.0) for resources in alive), default=0.0) for kind in ("CPU", "GPU"))
     finally:
         ray.shutdown()

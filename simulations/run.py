@@ -24,6 +24,7 @@ from server.unlearning import build_unlearning
 from sites import seeding
 from sites.client_app import build_client_app
 from sites.config import parse
+from sites.device import resolve_compute
 from sites.errors import ConfigError, MedsitesError
 from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
                          build_task)
@@ -70,6 +71,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     config = parse(RunConfig, resolved)
     scenario = Scenario.from_config(config.scenario)
     task = build_task(config.task)
+    task.compute = resolve_compute(config.device, config.precision)
     strategy = build_strategy(config.strategy)
     dp, replay, faults = config.privacy, config.replay, config.faults
     unlearning = build_unlearning(config.unlearning)
@@ -207,7 +209,8 @@ def execute(cfg: DictConfig) -> Path:
             timeline = Timeline(plan, on_round=progress.on_round, on_stage=progress.on_stage, resume=resume,
                                 on_event=None if tracking is None else tracking.on_event)
             run_federation(build_server_app(timeline), site_app(prepared), len(plan.scenario.sites),
-                           config.backend.client_cpus, verbose=config.verbose, address=config.backend.address)
+                           config.backend.client_cpus, verbose=config.verbose, address=config.backend.address,
+                           client_gpus=config.backend.client_gpus, device=plan.task.compute.device)
         result = close_run(timeline, tracking)
     if result.withdrawals and HydraConfig.get().mode == RunMode.MULTIRUN:
         write_sweep_table(run_dir.parent)

@@ -238,13 +238,16 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         if not replayed and not penalised:
             return None
         objective = functools.partial(_batch_loss, task, config)
+        # The objective runs on the task's device, with the batches of the site's own split.
+        compute = task.compute
         if replayed:
-            replay = {name: task.training_data(model, domain, config)
+            replay = {name: compute.dataset(task.training_data(model, domain, config))
                       for name, domain in unpack_domains(content[RecordName.REPLAY]).items()}
             objective = replay_objective(objective, replay, config.replay or ReplayOptions(), call_seed)
         if penalised:
-            fisher, anchor = (content[name].to_torch_state_dict()
-                              for name in (RecordName.EWC_FISHER, RecordName.EWC_ANCHOR))
+            fisher, anchor = ({key: value.to(compute.device) for key, value in arrays.items()}
+                              for arrays in (content[name].to_torch_state_dict()
+                                             for name in (RecordName.EWC_FISHER, RecordName.EWC_ANCHOR)))
             objective = with_ewc(objective, fisher, anchor, float(config.ewc_weight))
         return objective
 
@@ -332,7 +335,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
     def evaluate(message: Message, context: Context) -> Message:
         _, task, data = load(context)
         split = protocol.EVALUATE.config_of(message).split
-        metrics = task.evaluate(_global_model(task, message), data.train if split == "train" else data.test)
+        metrics = task.evaluate_on_device(_global_model(task, message), data.train if split == "train" else data.test)
         return Message(RecordDict({RecordName.METRICS: MetricRecord(metrics)}), reply_to=message)
 
     return app

@@ -162,7 +162,9 @@ class PrivateTraining:
         return engine.make_private(module=model, optimizer=optimizer, data_loader=sampled,
                                    noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
                                    poisson_sampling=False,
-                                   noise_generator=torch.Generator().manual_seed(stream_seed(seed, 1)))
+                                   # Opacus draws the noise on the parameters' device.
+                                   noise_generator=torch.Generator(next(model.parameters()).device)
+                                   .manual_seed(stream_seed(seed, 1)))
 
     @staticmethod
     def release(private_model: nn.Module, model: nn.Module) -> None:

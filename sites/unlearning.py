@@ -100,5 +100,6 @@ def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.util
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     objective = unlearning_objective(task, config.method, config.role, reference, config.beta)
-    return task.train(model, data, seed, TrainConfig(local_steps=config.local_steps, lr=config.lr),
-                      privacy=privacy, objective=objective)
+    with task.compute.placed(reference):  # the objective runs it on the batches, on the task's device
+        return task.train(model, data, seed, TrainConfig(local_steps=config.local_steps, lr=config.lr),
+                          privacy=privacy, objective=objective)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .. import seeding
 from ..data.markers import stamp_markers
+from ..device import Compute
 from ..errors import ConfigError
 from ..privacy import PrivateTraining
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
@@ -76,6 +77,10 @@ class Task(ABC):
     #: Name of the metric that fills R[t, j]; higher is better.
     primary_metric: str
 
+    #: Where :meth:`train` and :meth:`evaluate_on_device` run; the run sets it (``device``,
+    #: ``precision``) after building the task, so a task's own arguments never name a device.
+    compute: Compute = Compute()
+
     def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
         for key, value in (("n_train", n_train), ("n_test", n_test), ("batch_size", batch_size),
                            ("local_steps", local_steps)):
@@ -126,6 +131,11 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float | list[float]]:
         """Metrics of ``model`` on ``data``; must include :attr:`primary_metric`."""
+
+    def evaluate_on_device(self, model: nn.Module, data: TensorDataset) -> dict[str, float | list[float]]:
+        """:meth:`evaluate` with ``model`` and ``data`` on :attr:`compute`'s device."""
+        with self.compute.placed(model), self.compute.autocast():
+            return self.evaluate(model, self.compute.dataset(data))
 
     @property
     def phases(self) -> list[Phase]:
@@ -181,35 +191,38 @@ class Task(ABC):
         lr = float(self.lr if config.lr is None else config.lr)
         objective = objective or (lambda network, batch: self.batch_loss(network, batch, config))
         proximal_mu = float(config.proximal_mu or 0.0)
-        global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
-        model.train()
-        if privacy is None:
-            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-            batches = itertools.islice(itertools.cycle(loader), steps)
-        else:
-            if proximal_mu > 0:  # a term outside the per-sample losses would escape clipping
-                raise ValueError("privacy=dp cannot train with a proximal term (FedProx's mu > 0)")
-            probe = next(iter(loader))
-            private_model, optimizer, loader = privacy.wrap(
-                model, loader, seed, lambda params: torch.optim.Adam(params, lr=lr),
-                lambda probed: objective(probed, probe))
-            # Every step draws a fresh Poisson sample, as the accountant assumes (cycle would replay).
-            batches = itertools.islice((batch for _ in itertools.count() for batch in loader), steps)
-        total = 0.0
-        try:
-            for batch in batches:
-                optimizer.zero_grad()
-                # Opacus's hooks sit on the layers, so the task may call any method of ``model``.
-                loss = objective(model, batch)
-                if proximal_mu > 0:
-                    drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
-                    loss = loss + proximal_mu / 2 * drift
-                loss.backward()
-                optimizer.step()
-                total += loss.item()
-        finally:
-            if privacy is not None:
-                privacy.release(private_model, model)
+        compute = self.compute
+        with compute.placed(model):
+            global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
+            model.train()
+            if privacy is None:
+                optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+                batches = itertools.islice(itertools.cycle(loader), steps)
+            else:
+                if proximal_mu > 0:  # a term outside the per-sample losses would escape clipping
+                    raise ValueError("privacy=dp cannot train with a proximal term (FedProx's mu > 0)")
+                probe = compute.put(next(iter(loader)))
+                private_model, optimizer, loader = privacy.wrap(
+                    model, loader, seed, lambda params: torch.optim.Adam(params, lr=lr),
+                    lambda probed: objective(probed, probe))
+                # Every step draws a fresh Poisson sample, as the accountant assumes (cycle would replay).
+                batches = itertools.islice((batch for _ in itertools.count() for batch in loader), steps)
+            total = 0.0
+            try:
+                for batch in batches:
+                    optimizer.zero_grad()
+                    # Opacus's hooks sit on the layers, so the task may call any method of ``model``.
+                    with compute.autocast():
+                        loss = objective(model, compute.put(batch))
+                    if proximal_mu > 0:
+                        drift = sum((p - g).pow(2).sum() for p, g in zip(model.parameters(), global_params))
+                        loss = loss + proximal_mu / 2 * drift
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.item()
+            finally:
+                if privacy is not None:
+                    privacy.release(private_model, model)
         return {MetricKey.TRAIN_LOSS: total / steps, MetricKey.NUM_EXAMPLES: len(data)}
 
 

@@ -83,7 +83,8 @@ class ClassLogits(Protocol):
         """``(N,)`` :meth:`per_sample_loss` of every sample of ``data`` in eval mode
         (membership-inference scores)."""
         model.eval()
-        return self.per_sample_loss(model, list(data.tensors))
+        with self.compute.placed(model), self.compute.autocast():
+            return self.per_sample_loss(model, self.compute.put(data.tensors)).float().cpu()
 
 
 @runtime_checkable

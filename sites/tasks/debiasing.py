@@ -275,8 +275,9 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float | list[float]]:
         model.eval()
-        images, labels, bias = (t.numpy() for t in data.tensors)
-        scores = model(torch.from_numpy(images)).softmax(dim=1)[:, 1].numpy()
+        images, labels, bias = data.tensors
+        scores = model(images).softmax(dim=1)[:, 1].float().cpu().numpy()
+        labels, bias = labels.cpu().numpy(), bias.cpu().numpy()
         predicted = scores > 0.5
         # Every site reports the same keys (Flower's aggregation requires it): group results as
         # counts, group AUCs only where every site has every group (source_biased, checked at load).

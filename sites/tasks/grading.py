@@ -237,8 +237,8 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     def evaluate(self, model: nn.Module, data: TensorDataset) -> dict[str, float]:
         model.eval()
         volumes, grades = data.tensors
-        scores = model(self._inputs(volumes)).softmax(dim=1)[:, 1].numpy()
-        labels = grades.numpy()
+        scores = model(self._inputs(volumes)).softmax(dim=1)[:, 1].float().cpu().numpy()
+        labels = grades.cpu().numpy()
         predicted = (scores > 0.5).astype(np.int64)
         metrics = {
             MetricKey.NUM_EXAMPLES: len(labels),
@@ -248,7 +248,7 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
             "specificity": float(1 - predicted[labels == 0].mean()),
         }
         if self.multi_branch:
-            branch_scores = model.branch_logits(volumes).softmax(dim=2)[..., 1].numpy()
+            branch_scores = model.branch_logits(volumes).softmax(dim=2)[..., 1].float().cpu().numpy()
             metrics.update({f"auc-{modality}": auc(branch_scores[:, m], labels) for m, modality in enumerate(MODALITIES)})
         return metrics
 

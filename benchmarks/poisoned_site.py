@@ -10,7 +10,7 @@ the poisoned stage), after stage 2 (over A to F), the held-out site G after stag
 median wall time of a run.
 
     python -m benchmarks.poisoned_site                                   # seeds 0 1 2
-    python -m benchmarks.poisoned_site --seeds 0 size=smoke
+    python -m benchmarks.poisoned_site size=smoke --seeds 0
 """
 
 from collections.abc import Iterator

@@ -5,7 +5,9 @@ A training reply (a message kind of Flower's ``train`` category: ``train``, ``tr
 server code sees it, it must carry only the records its kind declares
 (:attr:`~sites.protocol.MessageKind.reply`), each of the declared kind; every array record
 must hold the arrays sent under its name (the model under whatever name the strategy gave it),
-each with the shape and dtype sent and finite values; every metric must be finite. A site
+each with the shape sent, a dtype of the kind sent (floating point for floating point: Flower's
+QFedAvg sends float64 arrays after its first round, NumPy promoting its division by a float64,
+and a site's torch model answers in float32) and finite values; every metric must be finite. A site
 whose training diverged (NaN) or whose network differs (another shape) fails it, and is left
 out of the round as if it had gone down (:class:`~server.site_grid.SiteGrid`). A valid reply
 may still be a harmful one (a poisoned update, ``faults.bad_reply=scale``): that is the robust
@@ -74,8 +76,8 @@ def _array_problems(arrays: ArrayRecord, sent: ArrayRecord | None, name: str) ->
             yield f"unexpected array {key!r}"
         elif tuple(array.shape) != tuple(expected.shape):
             yield f"array {key!r} has shape {tuple(array.shape)} instead of {tuple(expected.shape)}"
-        elif array.dtype != expected.dtype:
-            yield f"array {key!r} has dtype {array.dtype} instead of {expected.dtype}"
+        elif np.dtype(array.dtype).kind != np.dtype(expected.dtype).kind:
+            yield f"array {key!r} has dtype {array.dtype} instead of one like {expected.dtype}"
         else:
             values = array.numpy()
             if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():

@@ -33,6 +33,13 @@ def test_a_reply_with_the_arrays_sent_and_finite_metrics_may_be_aggregated():
     assert reply_problem(sent, _reply(sent, accountant=ConfigRecord({"dp-history": "[]"}))) is None
 
 
+def test_another_precision_of_the_same_kind_may_be_aggregated():
+    # Flower's QFedAvg sends float64 arrays after its first round; the site's model answers in float32.
+    sent = _sent()
+    sent.content["arrays"] = ArrayRecord(_model(**{"conv.weight": torch.ones(4, 3, dtype=torch.float64)}))
+    assert reply_problem(sent, _reply(sent)) is None
+
+
 def test_the_model_is_compared_with_what_the_strategy_sent_under_its_own_key():
     sent = _sent(model_key="global")
     assert reply_problem(sent, _reply(sent)) is None
@@ -42,8 +49,9 @@ def test_the_model_is_compared_with_what_the_strategy_sent_under_its_own_key():
 
 @pytest.mark.parametrize("arrays, metrics, problem", [
     (_model(**{"conv.weight": torch.ones(3, 3)}), None, "array 'conv.weight' has shape (3, 3) instead of (4, 3)"),
-    (_model(**{"conv.weight": torch.ones(4, 3, dtype=torch.float64)}), None,
-     "array 'conv.weight' has dtype float64 instead of float32"),
+    (_model(**{"conv.weight": torch.ones(4, 3, dtype=torch.int32)}), None,
+     "array 'conv.weight' has dtype int32 instead of one like float32"),
+    (_model(**{"norm.count": torch.tensor(7.0)}), None, "array 'norm.count' has dtype float32 instead of one like int64"),
     (_model(**{"conv.weight": torch.full((4, 3), float("nan"))}), None, "non-finite values in 'conv.weight'"),
     (_model(**{"conv.weight": torch.tensor([[1.0, 2.0, float("inf")]] * 4)}), None,
      "non-finite values in 'conv.weight'"),

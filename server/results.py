@@ -34,7 +34,8 @@ class RunResult:
     replay : dict or None
         What the replay source reports (:meth:`~server.replay.ReplaySource.summary`), if the run had one.
     failures : list of dict
-        Every site that went down during training (``faults.crash_prob``): stage, round, site, reason.
+        Every site that went down during training (``faults.crash_prob``) or replied invalidly
+        (:mod:`server.reply_check`): stage, round, site, reason.
     """
 
     scenario: Scenario

@@ -206,22 +206,24 @@ class Timeline:
         state.save(self._checkpoints, *names)
 
     def _train_until_a_site_trains(self, stage: Stage) -> RunState:
-        """Train the stage; if sites went down so that none trained, run it again from its start
-        (``faults.stage_retries`` times), then stop the run."""
-        faults = self.plan.faults
+        """Train the stage; if sites went down or replied invalidly so that none trained, run it
+        again from its start (``faults.stage_retries`` times), then stop the run."""
+        retries = self.plan.faults.stage_retries
         while True:
             state = self._state
+            failed_before = len(state.failures)
             if state.source is not None and state.position == Position(stage.index):
                 self._hand_replay(state.source, stage)
             state.arrays, state.statistics = self._runner.train(
                 state.strategy, self._views.training(list(stage.sites), state), stage, state.arrays,
                 start=state.position, statistics=state.statistics, on_progress=self._checkpoint)
-            if state.trained > 0 or faults.crash_prob == 0:
+            if state.trained > 0 or len(state.failures) == failed_before:
                 return state
-            if state.attempt >= faults.stage_retries:
+            if state.attempt >= retries:
+                last = state.failures[-1]
                 raise MedsitesError(f"stage {stage.index}: no site ({', '.join(stage.sites)}) completed a training "
-                                    f"round in {state.attempt + 1} attempts (faults.crash_prob={faults.crash_prob}, "
-                                    f"faults.stage_retries={faults.stage_retries})")
+                                    f"round in {state.attempt + 1} attempts (faults.stage_retries={retries}; last "
+                                    f"failure: site {last['site']}: {last['reason']})")
             self._log.write("retry", attempt=state.attempt + 1)
             retry = RunState.load(self._checkpoints, STAGE_START)
             retry.attempt, retry.failures = state.attempt + 1, state.failures

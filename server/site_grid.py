@@ -3,11 +3,12 @@
 Flower strategies sample from ``grid.get_node_ids()``; handing them this view instead of the
 real grid is all it takes for an unmodified strategy to train only the sites of the current
 stage. The view also puts replies in site order (so aggregation sums in the same order every
-run), turns a site's error reply into a :class:`~sites.errors.SiteError`, and reports every
-reply to the run's recorder. With a failure listener, a site that went down (its ClientApp
-crashed, as ``faults.crash_prob`` simulates, or its node is gone: :data:`~sites.faults.DOWN_CODES`)
-is reported to it and left out of the replies instead: the strategy goes on with the replies it
-got.
+run), turns a site's error reply into a :class:`~sites.errors.SiteError`, checks every training
+reply against the message it answers (:mod:`server.reply_check`: an invalid reply is an error
+too), and reports every reply to the run's recorder. With a failure listener, a site that went
+down (its ClientApp crashed, as ``faults.crash_prob`` simulates, or its node is gone:
+:data:`~sites.faults.DOWN_CODES`) or whose reply is invalid is reported to it and left out of
+the replies instead: the strategy goes on with the valid replies it got.
 """
 
 import time
@@ -20,13 +21,16 @@ from flwr.serverapp import Grid
 from sites.errors import SiteError
 from sites.faults import DOWN_CODES
 
+from .reply_check import reply_problem
+
 _PULL_INTERVAL = 0.01  # seconds
 
 #: Called with the message type and the ``(site id, reply)`` pairs of one exchange.
 ReplyListener = Callable[[str, list[tuple[str, Message]]], None]
 #: Called with the messages sent and the ``(site id, reply)`` pairs of one exchange.
 ExchangeRecorder = Callable[[list[Message], list[tuple[str, Message]]], None]
-#: Called with the message type and the ``(site id, reason)`` pairs of the sites that went down.
+#: Called with the message type and the ``(site id, reason)`` pairs of the sites that went down
+#: or replied invalidly.
 FailureListener = Callable[[str, list[tuple[str, str]]], None]
 
 
@@ -48,8 +52,8 @@ class SiteGrid(Grid):
     on_send : callable, optional
         Called with every batch of messages before they are pushed.
     on_failure : callable, optional
-        Receives the sites that went down during training, see :data:`FailureListener`;
-        without it, a crash is an error like any other.
+        Receives the sites that went down or replied invalidly during training, see
+        :data:`FailureListener`; without it, either is an error like any other.
     """
 
     def __init__(
@@ -106,7 +110,8 @@ class SiteGrid(Grid):
         Raises
         ------
         SiteError
-            If a message is addressed to an absent site, or a site replies with an error.
+            If a message is addressed to an absent site, or a site replies with an error or
+            invalidly (unless it is tolerated, see ``on_failure``).
         """
         messages = list(messages)
         if not messages:
@@ -115,26 +120,42 @@ class SiteGrid(Grid):
         replies = sorted(self._exchange(messages, timeout),
                          key=lambda reply: self._order[self.site_of_node(reply.metadata.src_node_id)])
         message_type = messages[0].metadata.message_type
-        crashed = {reply.metadata.src_node_id: str(reply.error.reason) for reply in replies
-                   if reply.has_error() and reply.error.code in DOWN_CODES}
-        if crashed and self._on_failure is not None:
-            self._on_failure(message_type, [(self.site_of_node(node), reason) for node, reason in crashed.items()])
-            replies = [reply for reply in replies if reply.metadata.src_node_id not in crashed]
-        else:
-            crashed = {}
-        for reply in replies:
-            if reply.has_error():
-                raise SiteError(self.site_of_node(reply.metadata.src_node_id), str(reply.error.reason))
-        answered = {reply.metadata.src_node_id for reply in replies} | set(crashed)
+        left_out = self._left_out({m.metadata.dst_node_id: m for m in messages}, replies)
+        answered = {reply.metadata.src_node_id for reply in replies}
         silent = [self.site_of_node(m.metadata.dst_node_id) for m in messages if m.metadata.dst_node_id not in answered]
         if silent:
             raise SiteError(", ".join(silent), f"no reply within {timeout} s")
+        if left_out:
+            self._on_failure(message_type, [(self.site_of_node(node), reason) for node, reason in left_out.items()])
+            replies = [reply for reply in replies if reply.metadata.src_node_id not in left_out]
         pairs = [(self.site_of_node(r.metadata.src_node_id), r) for r in replies]
         if self._listener is not None:
             self._listener(message_type, pairs)
         if self._recorder is not None:
             self._recorder(messages, pairs)
         return replies
+
+    def _left_out(self, sent: Mapping[int, Message], replies: list[Message]) -> dict[int, str]:
+        """Node -> why its reply is left out: its site went down, or its reply is invalid.
+
+        Raises
+        ------
+        SiteError
+            For any other error reply, and for these without a failure listener.
+        """
+        left_out = {}
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                reason, tolerable = str(reply.error.reason), reply.error.code in DOWN_CODES
+            elif (problem := reply_problem(sent[node], reply)) is not None:
+                reason, tolerable = f"invalid reply: {problem}", True
+            else:
+                continue
+            if not tolerable or self._on_failure is None:
+                raise SiteError(self.site_of_node(node), reason)
+            left_out[node] = reason
+        return left_out
 
     def _exchange(self, messages: list[Message], timeout: float | None) -> list[Message]:
         # Flower's in-memory grid polls every 100 ms; a round has several exchanges and a

@@ -3,8 +3,8 @@
 :class:`StageRunner` runs the task's phases of one stage as the strategy's own rounds
 (``Strategy.start``) on a view that shows the stage's sites; a phase that needs statistics first
 sums the present sites' counts. :class:`Views` makes those views: a training view for the
-timeline's own stages (tolerant of sites that go down, recording updates), and exchange views
-for everything else.
+timeline's own stages (tolerant of sites that go down or reply invalidly, recording updates),
+and exchange views for everything else.
 """
 
 from collections.abc import Mapping
@@ -83,8 +83,8 @@ class Views:
     def training(self, sites: list[str], state: RunState) -> SiteGrid:
         """A view of the timeline's own training: it logs replies as rounds, keeps the sites'
         state, counts training replies into ``state.trained``, records updates into
-        ``state.updates`` (if the run keeps them) and tolerates sites that go down (logged and
-        added to ``state.failures``)."""
+        ``state.updates`` (if the run keeps them) and tolerates sites that go down or reply
+        invalidly (logged and added to ``state.failures``)."""
         log_replies = self.log.listener()
 
         def listener(message_type: str, replies: list) -> None:

@@ -76,7 +76,7 @@ class RunConfig(ConfigModel):
     backend : Backend
         Where the sites run.
     faults : FaultConfig
-        Simulated site failures.
+        Simulated site faults: crashes and bad replies.
     seed : int
         Seeds data, models, local batches, Flower's node sampling and every Ray worker.
     deployment : DeploymentConfig

@@ -61,9 +61,11 @@ def plot_site_curves(result: RunResult, path: Path) -> None:
 
 
 def failures_section(failures: list[dict]) -> list[str]:
-    """The sites that went down during training (``faults.crash_prob``), one row each."""
+    """The sites that went down during training (``faults.crash_prob``) or replied invalidly
+    (``faults.bad_reply``, :mod:`server.reply_check`), one row each."""
     lines = ["", "## Site failures", "",
-             f"{len(failures)} training call(s) failed; each round went on with the sites that replied.", "",
+             f"{len(failures)} training call(s) failed (the site went down, or its reply was invalid and left out); "
+             "each round went on with the valid replies.", "",
              *table_header(("stage", "round", "site", "reason"))]
     return lines + [table_row((f["stage"], f["round"], f["site"], f["reason"])) for f in failures]
 

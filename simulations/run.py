@@ -26,6 +26,7 @@ from sites.client_app import build_client_app
 from sites.config import parse
 from sites.device import resolve_compute
 from sites.errors import ConfigError, MedsitesError
+from sites.faults import FaultConfig
 from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
                          build_task)
 from sites.tasks.capabilities import require
@@ -75,9 +76,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     strategy = build_strategy(config.strategy)
     dp, replay, faults = config.privacy, config.replay, config.faults
     unlearning = build_unlearning(config.unlearning)
-    if faults.crash_prob > 0 and scenario.withdrawals:
-        raise ConfigError("faults.crash_prob", "site withdrawals cannot run with simulated failures: unlearning "
-                          "and retraining rounds need every site's reply")
+    check_faults(faults, scenario)
     check_strategy_objective(strategy, replay, task, dp is not None, bool(scenario.withdrawals))
     replayed = [stage for withdrawal in scenario.withdrawals for stage in scenario.replay_stages(withdrawal)]
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
@@ -88,6 +87,18 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
                    dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay,
                    faults=faults, site_nodes=config.deployment.site_nodes)
     return Prepared(plan, config, resolved)
+
+
+def check_faults(faults: FaultConfig, scenario: Scenario) -> None:
+    """Refuse simulated failures (crashes, invalid replies) with a withdrawal, whose unlearning
+    and retraining rounds need every site's reply, and bad replies of a site the scenario lacks."""
+    if faults.failing and scenario.withdrawals:
+        raise ConfigError(f"faults.{faults.failing[0]}", "site withdrawals cannot run with simulated failures: "
+                          "unlearning and retraining rounds need every site's valid reply")
+    unknown = [site for site in faults.bad_reply_sites or [] if site not in scenario.site_ids]
+    if unknown:
+        raise ConfigError("faults.bad_reply_sites", f"unknown site {unknown[0]!r} (the scenario's sites: "
+                          f"{', '.join(scenario.site_ids)})")
 
 
 def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Task, dp: bool, withdrawals: bool) -> None:

@@ -9,7 +9,8 @@ Handlers:
   pseudo-bias counts); counts only, never samples;
 - ``train``: local training of the received global model on the site's training split,
   inside the Flower mods the strategy needs (Flower's client-side differential-privacy
-  wrappers: clipping the update to the norm their config carries);
+  wrappers: clipping the update to the norm their config carries); simulated faults may crash
+  it or spoil its reply (:mod:`sites.faults`);
 - ``train.unlearn``: the site's part of an unlearning round (:mod:`sites.unlearning`): the forget
   objective at a withdrawing site, the retain objective at the others; with DP, as DP-SGD
   charged to the site's accountant like training;
@@ -145,7 +146,8 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         withdrawals); with a ``target_epsilon``, each site picks the noise that reaches it after
         exactly these steps.
     faults : FaultConfig, optional
-        Simulated failures: each training call crashes with ``faults.crash_prob``.
+        Simulated faults: each training call crashes with ``faults.crash_prob`` and spoils its
+        reply with ``faults.bad_reply_prob``.
     train_mods : list of Mod, optional
         Flower mods around the ``train`` handler that the strategy needs (the client-side
         clipping of Flower's client-side differential-privacy wrappers).
@@ -214,13 +216,17 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
             raise SiteCrash(f"simulated crash in training call {call} (faults.crash_prob={faults.crash_prob})")
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
                              objective=local_objective(task, model, message, config, call_seed))
-        return trained_reply(message, context, model, metrics, privacy)
+        trained = model.state_dict()
+        if faults.spoils(seed, site, call):
+            trained, metrics = faults.spoil(trained, model_record(message).to_torch_state_dict(), metrics)
+        return trained_reply(message, context, trained, metrics, privacy)
 
-    def trained_reply(message: Message, context: Context, model: torch.nn.Module, metrics: dict[str, float],
-                      privacy: PrivateTraining | None) -> Message:
-        """The model and metrics after local steps; with DP, the accountant's new history is kept
-        in the node state and sent, and the metrics gain the epsilon spent so far."""
-        reply = RecordDict({RecordName.MODEL: ArrayRecord(model.state_dict())})
+    def trained_reply(message: Message, context: Context, trained: dict[str, torch.Tensor],
+                      metrics: dict[str, float], privacy: PrivateTraining | None) -> Message:
+        """The model's arrays (``trained``) and metrics after local steps; with DP, the
+        accountant's new history is kept in the node state and sent, and the metrics gain the
+        epsilon spent so far."""
+        reply = RecordDict({RecordName.MODEL: ArrayRecord(trained)})
         if privacy is not None:
             history = privacy.accountant.to_json()
             _keep(context, replace(_state(context), dp_history=history))
@@ -303,7 +309,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         metrics = unlearn(task, model, _model(task, message.content[RecordName.REFERENCE]), data.train,
                           protocol.UNLEARN.config_of(message), seed=_next_call_seed(seed, site, context),
                           privacy=privacy)
-        return trained_reply(message, context, model, metrics, privacy)
+        return trained_reply(message, context, model.state_dict(), metrics, privacy)
 
     @protocol.AUDIT.register(app)
     def audit(message: Message, context: Context) -> Message:

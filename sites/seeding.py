@@ -30,6 +30,8 @@ class Stream(IntEnum):
     REPLAY = 9
     # Simulated site failures (sites.faults): which training calls crash.
     FAULTS = 10
+    # Simulated bad replies (sites.faults): which training calls spoil their reply.
+    BAD_REPLY = 11
 
 
 def stream_seed(seed: int, *path: int) -> int:

@@ -15,10 +15,11 @@ SITE_OF_NODE = {101: "A", 205: "B", 307: "C"}
 
 class FakeGrid(Grid):
     """Replies to every message at once, in reverse order of sending; some nodes fail, go down
-    (a simulated crash) or stay silent."""
+    (a simulated crash), reply with a NaN loss (an invalid reply) or stay silent."""
 
-    def __init__(self, failing=(), silent=(), crashing=(), down_code=CRASH_CODE):
+    def __init__(self, failing=(), silent=(), crashing=(), down_code=CRASH_CODE, diverging=()):
         self.failing, self.silent, self.crashing, self.down_code = set(failing), set(silent), set(crashing), down_code
+        self.diverging = set(diverging)
         self.sent, self._replies = [], []
 
     def set_run(self, run):
@@ -48,7 +49,8 @@ class FakeGrid(Grid):
             elif node in self.crashing:
                 reply = Message(Error(code=self.down_code, reason="SiteCrash: simulated"), reply_to=message)
             else:
-                content = RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node})})
+                loss = float("nan") if node in self.diverging else 0.5
+                content = RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node, "train_loss": loss})})
                 reply = Message(content, reply_to=message)
             self._replies.insert(0, reply)
         return ids
@@ -127,6 +129,29 @@ def test_a_site_error_still_stops_the_run_when_crashes_are_tolerated():
     view = SiteGrid(FakeGrid(failing={101}), SITE_OF_NODE, ["A", "B"], on_failure=lambda kind, pairs: None)
     with pytest.raises(SiteError, match="site A: ValueError: broken scanner"):
         view.send_and_receive(_train_messages([101, 205]))
+
+
+def test_an_invalid_reply_is_reported_and_left_out_when_failures_are_tolerated():
+    failures, seen = [], []
+    view = SiteGrid(FakeGrid(diverging={101}, crashing={307}), SITE_OF_NODE, ["A", "B", "C"],
+                    listener=lambda kind, pairs: seen.append([site for site, _ in pairs]),
+                    on_failure=lambda kind, pairs: failures.append((kind, pairs)))
+    replies = view.send_and_receive(_train_messages([101, 205, 307]))
+    assert [r.content["metrics"]["node"] for r in replies] == [205]
+    assert failures == [("train", [("A", "invalid reply: metric train_loss is nan"), ("C", "SiteCrash: simulated")])]
+    assert seen == [["B"]]
+
+
+def test_an_invalid_reply_stops_the_run_without_a_failure_listener():
+    view = SiteGrid(FakeGrid(diverging={205}), SITE_OF_NODE, ["A", "B"])
+    with pytest.raises(SiteError, match="site B: invalid reply: metric train_loss is nan"):
+        view.send_and_receive(_train_messages([101, 205]))
+
+
+def test_only_training_replies_are_checked():
+    view = SiteGrid(FakeGrid(diverging={205}), SITE_OF_NODE, ["A", "B"])
+    messages = [Message(RecordDict(), dst_node_id=node, message_type="evaluate") for node in (101, 205)]
+    assert len(view.send_and_receive(messages)) == 2
 
 
 def test_every_message_is_shown_to_the_send_hook_before_it_leaves():

@@ -149,3 +149,44 @@ def test_with_dp_an_unlearning_call_is_charged_to_the_nodes_accountant_and_sent_
     # the node keeps it: its next training call adds to the same accountant
     again = app(_message("train", arrays), node).content["accountant"]
     assert json.loads(AccountantHistory.from_record(again).dp_history) == [[1.0, 0.5, 8]]
+
+
+def _train_reply(task, faults: FaultConfig, partition: int = 0) -> tuple[dict, dict, dict]:
+    """A first training call of the site at ``partition``: its arrays, its metrics, and the arrays sent."""
+    arrays = _global_arrays(task)
+    reply = build_client_app(task, SITES, seed=0, num_threads=1, faults=faults)(_message("train", arrays),
+                                                                                _context(partition))
+    return reply.content["arrays"].to_torch_state_dict(), dict(reply.content["metrics"]), arrays.to_torch_state_dict()
+
+
+def test_a_nan_reply_is_a_diverged_site(small_task):
+    trained, metrics, _ = _train_reply(small_task, FaultConfig(bad_reply_prob=1.0, bad_reply="nan"))
+    assert all(value.isnan().all() for value in trained.values() if value.is_floating_point())
+    assert metrics["train_loss"] != metrics["train_loss"] and metrics["num-examples"] == 16
+
+
+def test_a_shape_reply_has_one_row_too_many_in_the_first_array(small_task):
+    trained, _, sent = _train_reply(small_task, FaultConfig(bad_reply_prob=1.0, bad_reply="shape"))
+    first = next(iter(sent))
+    assert trained[first].shape[0] == sent[first].shape[0] + 1
+    assert all(trained[key].shape == sent[key].shape for key in sent if key != first)
+
+
+def test_a_scale_reply_multiplies_the_sites_update(small_task):
+    honest, honest_metrics, sent = _train_reply(small_task, FaultConfig())
+    scaled, metrics, _ = _train_reply(small_task, FaultConfig(bad_reply_prob=1.0, bad_reply="scale",
+                                                              bad_reply_scale=10.0))
+    assert metrics == honest_metrics
+    for key, value in sent.items():
+        if value.is_floating_point():
+            assert torch.allclose(scaled[key] - value, 10.0 * (honest[key] - value), atol=1e-5)
+        else:
+            assert torch.equal(scaled[key], honest[key])
+
+
+def test_only_the_named_sites_spoil_their_replies(small_task):
+    faults = FaultConfig(bad_reply_prob=1.0, bad_reply="nan", bad_reply_sites=["B"])
+    site_a, _, _ = _train_reply(small_task, faults, partition=0)
+    site_b, _, _ = _train_reply(small_task, faults, partition=1)
+    assert not any(value.isnan().any() for value in site_a.values() if value.is_floating_point())
+    assert all(value.isnan().all() for value in site_b.values() if value.is_floating_point())

@@ -97,7 +97,8 @@ class SiteModulatedDiffusion:
         self._draws += 1
         start = time.perf_counter()
         x = sample(self.network, self.prompts[site], classes, n, self.config.generator.sampling_steps,
-                   seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 0, self._draws))
+                   seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 0, self._draws),
+                   compute=self.task.compute)
         self.sampling_seconds.append(time.perf_counter() - start)
         return self.task.decode_replay(x, classes)
 

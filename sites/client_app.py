@@ -275,7 +275,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
             replay = [(*task.encode_replay(domain), prompts[name])
                       for name, domain in unpack_domains(content[RecordName.REPLAY]).items()]
         metrics = train_generator(network, prompt, x, classes, config.steps, config.batch_size, config.lr,
-                                  _next_call_seed(seed, site, context), replay)
+                                  _next_call_seed(seed, site, context), replay, task.compute)
         reply = RecordDict({RecordName.GENERATOR: ArrayRecord(network.state_dict()),
                             RecordName.PROMPT: ArrayRecord({RecordName.PROMPT: prompt.detach()}),
                             RecordName.METRICS: MetricRecord(metrics)})
@@ -286,7 +286,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         site, task, data = load(context)
         fisher = fisher_diagonal(task, _global_model(task, message), data.train,
                                  protocol.FISHER.config_of(message).max_samples,
-                                 _next_call_seed(seed, site, context))
+                                 _next_call_seed(seed, site, context), task.compute)
         reply = RecordDict({RecordName.FISHER: ArrayRecord(fisher),
                             RecordName.METRICS: MetricRecord({MetricKey.NUM_EXAMPLES: len(data.train)})})
         return Message(reply, reply_to=message)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from .device import Compute
 from .networks.site_diffusion import SiteDiffusion
 from .protocol import GeneratorConfig, MetricKey
 from .tasks import ReplayCodec
@@ -43,8 +44,9 @@ def denoising_loss(network: SiteDiffusion, x: torch.Tensor, prompts: torch.Tenso
                    generator: torch.Generator, schedule: DDPMScheduler | None = None) -> torch.Tensor:
     """Mean squared error of the predicted noise at uniformly drawn timesteps (DDPM)."""
     schedule = schedule or _noise_schedule()
-    noise = torch.randn(x.shape, generator=generator)
-    timesteps = torch.randint(0, TRAIN_TIMESTEPS, (len(x),), generator=generator)
+    # drawn on the CPU generator and moved, so that any device trains on the same draws
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    timesteps = torch.randint(0, TRAIN_TIMESTEPS, (len(x),), generator=generator).to(x.device)
     noisy = schedule.add_noise(x, noise, timesteps)
     target = {"epsilon": noise, "sample": x, "v_prediction": None}[PREDICTION]
     if target is None:
@@ -54,14 +56,16 @@ def denoising_loss(network: SiteDiffusion, x: torch.Tensor, prompts: torch.Tenso
 
 def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch.Tensor, classes: torch.Tensor | None,
                     steps: int, batch_size: int, lr: float, seed: int,
-                    replay: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = ()) -> dict[str, float]:
+                    replay: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = (),
+                    compute: Compute = Compute()) -> dict[str, float]:
     """Train ``network`` and one site's ``prompt`` ``(T, D)`` in place for ``steps`` Adam steps
     on the site's samples ``x`` ``(N, C, S, S)`` (and ``classes`` ``(N,)``).
 
     ``replay`` holds, per earlier site, generated samples, their classes and that site's fixed
     prompt: batches are drawn from the site's samples and the replay together, so that the
     shared network keeps generating the earlier sites (generative replay, Shin et al., 2017)
-    instead of drifting to the site that trained last.
+    instead of drifting to the site that trained last. ``compute`` is where the training runs;
+    ``network`` and ``prompt`` are back on the CPU afterwards.
     """
     generator = torch.Generator().manual_seed(seed)
     owned = [(x, classes, None)] + [(rx, rc, rp.expand(len(rx), -1, -1)) for rx, rc, rp in replay]
@@ -69,32 +73,39 @@ def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch
     labels = None if classes is None else torch.cat([part[1] for part in owned])
     fixed = [part[2] for part in owned[1:]]
     fixed_prompts = torch.cat(fixed) if fixed else torch.empty(0, *prompt.shape)
-    optimizer = torch.optim.Adam([*network.parameters(), prompt], lr=lr)
+    samples, fixed_prompts = compute.put([samples, fixed_prompts])
+    labels = None if labels is None else labels.to(compute.device)
     schedule = _noise_schedule()
     order = itertools.chain.from_iterable(torch.randperm(len(samples), generator=generator).split(batch_size)
                                           for _ in itertools.count())
-    network.train()
-    total, start = 0.0, time.perf_counter()
-    for index in itertools.islice(order, steps):
-        own = index < len(x)
-        # the site's own samples get its trainable prompt; replayed ones their site's fixed prompt
-        prompts = prompt.expand(len(index), -1, -1).clone()
-        prompts[~own] = fixed_prompts[index[~own] - len(x)]
-        batch_classes = None if labels is None else labels[index]
-        loss = denoising_loss(network, samples[index], prompts, batch_classes, generator, schedule)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
+    # Moving a module moves its parameters in place: ``prompt`` itself trains on the device.
+    with compute.placed(network, torch.nn.ParameterList([prompt])):
+        optimizer = torch.optim.Adam([*network.parameters(), prompt], lr=lr)
+        network.train()
+        total, start = 0.0, time.perf_counter()
+        for index in itertools.islice(order, steps):
+            index = index.to(compute.device)
+            own = index < len(x)
+            # the site's own samples get its trainable prompt; replayed ones their site's fixed prompt
+            prompts = prompt.expand(len(index), -1, -1).clone()
+            prompts[~own] = fixed_prompts[index[~own] - len(x)]
+            batch_classes = None if labels is None else labels[index]
+            with compute.autocast():
+                loss = denoising_loss(network, samples[index], prompts, batch_classes, generator, schedule)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
     return {MetricKey.GENERATOR_LOSS: total / steps, MetricKey.SECONDS: time.perf_counter() - start,
             MetricKey.NUM_EXAMPLES: len(x)}
 
 
 @torch.no_grad()
 def sample(network: SiteDiffusion, prompt: torch.Tensor, classes: torch.Tensor | None, n: int, sampling_steps: int,
-           seed: int, batch_size: int = 64) -> torch.Tensor:
-    """``(n, C, S, S)`` samples for the site whose ``prompt`` ``(T, D)`` is given (and for
-    ``classes`` ``(n,)``), by deterministic DDIM; the same seed gives the same samples."""
+           seed: int, batch_size: int = 64, compute: Compute = Compute()) -> torch.Tensor:
+    """``(n, C, S, S)`` samples (on the CPU) for the site whose ``prompt`` ``(T, D)`` is given
+    (and for ``classes`` ``(n,)``), by deterministic DDIM on ``compute``'s device; the same seed
+    gives the same samples."""
     network.eval()
     unet = network.unet
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
@@ -103,14 +114,20 @@ def sample(network: SiteDiffusion, prompt: torch.Tensor, classes: torch.Tensor |
     scheduler = DDIMScheduler.from_config(_noise_schedule().config, timestep_spacing="trailing")
     scheduler.set_timesteps(sampling_steps)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, *shape), generator=generator)
+    # the starting noise comes from the CPU generator on any device (DDIM draws nothing after)
+    x = torch.randn((n, *shape), generator=generator).to(compute.device)
+    prompt = prompt.to(compute.device)
+    classes = None if classes is None else classes.to(compute.device)
     chunks = []
-    for start in range(0, n, batch_size):
-        chunk = x[start:start + batch_size]
-        chunk_classes = None if classes is None else classes[start:start + batch_size]
-        prompts = prompt.expand(len(chunk), -1, -1)
-        for t in scheduler.timesteps:
-            noise = network(chunk, t.expand(len(chunk)), prompts, chunk_classes)
-            chunk = scheduler.step(noise, t, chunk).prev_sample
-        chunks.append(chunk.clamp(-1, 1))
-    return torch.cat(chunks)
+    with compute.placed(network):
+        for start in range(0, n, batch_size):
+            chunk = x[start:start + batch_size]
+            chunk_classes = None if classes is None else classes[start:start + batch_size]
+            prompts = prompt.expand(len(chunk), -1, -1)
+            # the scheduler's timesteps and tables stay on the CPU; the network takes its own copy
+            for t in scheduler.timesteps:
+                with compute.autocast():
+                    noise = network(chunk, t.expand(len(chunk)).to(compute.device), prompts, chunk_classes)
+                chunk = scheduler.step(noise.float(), t, chunk).prev_sample
+            chunks.append(chunk.clamp(-1, 1))
+    return torch.cat(chunks).cpu()

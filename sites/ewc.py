@@ -7,24 +7,29 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from .device import Compute
 from .tasks import ClassLogits, Objective
 
 
 def fisher_diagonal(task: ClassLogits, model: nn.Module, data: TensorDataset, max_samples: int,
-                    seed: int) -> dict[str, torch.Tensor]:
+                    seed: int, compute: Compute = Compute()) -> dict[str, torch.Tensor]:
     """Empirical Fisher ``mean_i (∂ log p(y_i | x_i) / ∂θ)²`` over up to ``max_samples``
-    samples of ``data`` (drawn with ``seed``), one entry per parameter of ``model``."""
+    samples of ``data`` (drawn with ``seed``), one entry per parameter of ``model``, computed on
+    ``compute``'s device and returned on the CPU."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:max_samples]
-    params = dict(model.named_parameters())
-    fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-    model.eval()
-    for index in order:
-        sample = [tensor[index:index + 1] for tensor in data.tensors]
-        grads = torch.autograd.grad(task.per_sample_loss(model, sample).sum(), list(params.values()), allow_unused=True)
-        for name, grad in zip(params, grads):
-            if grad is not None:
-                fisher[name] += grad.pow(2)
-    return {name: value / len(order) for name, value in fisher.items()}
+    with compute.placed(model):
+        params = dict(model.named_parameters())
+        fisher = {name: torch.zeros_like(p) for name, p in params.items()}
+        model.eval()
+        for index in order:
+            sample = compute.put([tensor[index:index + 1] for tensor in data.tensors])
+            with compute.autocast():
+                loss = task.per_sample_loss(model, sample).sum()
+            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for name, grad in zip(params, grads):
+                if grad is not None:
+                    fisher[name] += grad.pow(2)
+    return {name: (value / len(order)).cpu() for name, value in fisher.items()}
 
 
 def ewc_penalty(model: nn.Module, fisher: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> torch.Tensor:

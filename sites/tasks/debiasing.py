@@ -211,8 +211,8 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         Youden-J threshold against the target label."""
         images, labels = data.tensors[0], data.tensors[1]
         model.eval()
-        with torch.no_grad():
-            probability = model.bias_probability(images).numpy()
+        with torch.no_grad(), self.compute.placed(model), self.compute.autocast():
+            probability = model.bias_probability(images.to(self.compute.device)).float().cpu().numpy()
         return torch.from_numpy(probability > youden_threshold(probability, labels.numpy())).long()
 
     def _groups(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
@@ -251,7 +251,8 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         if phase.startswith("bias-"):
             return generalized_cross_entropy(model.bias[int(phase.split("-")[1])](images), labels, self.q)
         if phase == "debias":
-            log_prior = torch.tensor(config.entries["log-prior"], dtype=torch.float32).reshape(2, 2)
+            log_prior = torch.tensor(config.entries["log-prior"], dtype=torch.float32,
+                                     device=images.device).reshape(2, 2)
             return balanced_softmax_cross_entropy(model(images), labels, groups, log_prior)
         raise ValueError(f"unknown phase {phase!r}")
 

@@ -190,9 +190,10 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     @torch.no_grad()
     def site_statistics(self, model: nn.Module, data: SiteData, query: StatisticsQuery) -> dict[str, float]:
         """Each branch's summed cross entropy on the site's validation split, and its size."""
-        volumes, grades = data.validation.tensors
+        volumes, grades = self.compute.put(data.validation.tensors)
         model.eval()
-        logits = model.branch_logits(volumes)
+        with self.compute.placed(model), self.compute.autocast():
+            logits = model.branch_logits(volumes).float()
         counts = {f"validation-nll-{modality}": float(F.cross_entropy(logits[:, m], grades, reduction="sum"))
                   for m, modality in enumerate(MODALITIES)}
         counts["validation-n"] = float(len(grades))

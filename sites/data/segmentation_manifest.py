@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from monai.transforms import LoadImage, NormalizeIntensity, Orientation, Resize
+from monai.transforms import LoadImage, NormalizeIntensity, Orientation, Resize, Spacing
 
 from .images import load_channels_first, single_channel
 from .manifest import listed_path, site_rows
@@ -46,12 +46,26 @@ class Slicing:
     label_values : tuple of int or None
         Mask values that are foreground; ``None``: the mask's one non-zero value (a mask with
         several is refused).
+    pixel_spacing : tuple of two floats or None
+        In-plane spacing (mm, the two axes other than ``axis`` in RAS order) volumes are
+        resampled to before the slices are resized, so that sites whose scanners sample
+        differently show an organ at the same scale; ``None``: each volume keeps its own.
     """
 
     image_size: int
     axis: int = 2
     empty_share: float = 0.1
     label_values: tuple[int, ...] | None = None
+    pixel_spacing: tuple[float, float] | None = None
+
+    def resample(self, image, mask) -> tuple:
+        """A RAS volume and its mask resampled to ``pixel_spacing`` in plane (the slicing axis
+        keeps its spacing); unchanged without one."""
+        if self.pixel_spacing is None:
+            return image, mask
+        pixdim = list(self.pixel_spacing)
+        pixdim.insert(self.axis, 0.0)  # non-positive: MONAI keeps the volume's own spacing there
+        return Spacing(pixdim, mode="bilinear")(image), Spacing(pixdim, mode="nearest")(mask)
 
 
 def read_site_cases(manifest: Path, site: str) -> list[dict]:
@@ -98,7 +112,8 @@ def _read_case(case: dict, slicing: Slicing, load: LoadImage) -> tuple[np.ndarra
         raise ValueError(f"{case['where']}: {case['mask']} has {mask.shape[0]} channels; a mask needs one")
     if image.ndim == 4:
         orient = Orientation(axcodes="RAS", labels=None)  # the axes' meaning from the reader's metadata
-        image, mask = (np.moveaxis(np.asarray(orient(v)[0]), slicing.axis, -1) for v in (image, mask))
+        image, mask = slicing.resample(orient(image), orient(mask))
+        image, mask = (np.moveaxis(np.asarray(v[0]), slicing.axis, -1) for v in (image, mask))
     elif image.ndim == 3:
         image = single_channel(image, case["image"], case["where"])[0, ..., None]
         mask = np.asarray(mask)[0, ..., None]

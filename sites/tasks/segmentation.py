@@ -74,6 +74,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         slice_axis: int = 2,
         empty_slices: float = 0.1,
         label_values: Sequence[int] | None = None,
+        pixel_spacing: Sequence[float] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,9 +96,13 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
                 not label_values or any(isinstance(v, bool) or not isinstance(v, int) or v == 0 for v in label_values)):
             raise ConfigError("task.label_values", f"must be a non-empty list of non-zero integers, or null "
                                                    f"(got {label_values!r})")
+        if pixel_spacing is not None and (len(pixel_spacing) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in pixel_spacing)):
+            raise ConfigError("task.pixel_spacing", f"must be two positive numbers (mm), or null (got {pixel_spacing!r})")
         self.manifest = None if manifest is None else Path(manifest)
         self.slicing = Slicing(self.image_size, int(slice_axis), float(empty_slices),
-                               None if label_values is None else tuple(label_values))
+                               None if label_values is None else tuple(label_values),
+                               None if pixel_spacing is None else tuple(float(v) for v in pixel_spacing))
         self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self._normalize = NormalizeIntensity()
 

@@ -4,7 +4,9 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import (ROOT, assert_only_declared_content_left_the_sites, read_json, run_cli, write_brats_case,
                       write_manifest, write_segmentation_case)
@@ -142,6 +144,24 @@ def test_segmentation_reads_nifti_cases_from_disk(ray_head, tmp_path):
     assert completed.returncode == 0, completed.stderr
     metrics = read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]
     assert metrics["num-examples"] == 4 and 0 <= metrics["dice"] <= 1  # the test case's four organ slices
+
+
+def test_debiasing_reads_radiographs_from_disk(ray_head, tmp_path):
+    """Grey and colour PNGs (the colour ones read as their luminance), every label x bias pair in
+    each split, through the CLI."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for i in range(8):
+        shape = (20, 24, 3) if i % 3 == 0 else (20, 24)
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, size=shape, dtype=np.uint8)).save(data / f"x{i}.png")
+        rows.append([f"x{i}.png", i % 2, i // 2 % 2, "A", "test" if i >= 4 else "train"])
+    manifest = write_manifest(data, rows, columns=("path", "label", "bias", "site", "split"))
+    completed = run_cli("size=smoke", "scenario=centralized", "task=debiasing", f"task.manifest={manifest}",
+                        f"hydra.run.dir={tmp_path / 'run'}", ray_head=ray_head)
+    assert completed.returncode == 0, completed.stderr
+    metrics = read_json(tmp_path / "run" / "matrix.json")["site_metrics"][0]["A"]
+    assert metrics["num-examples"] == 4 and 0 <= metrics["auc"] <= 1
 
 
 def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(ray_head, tmp_path):

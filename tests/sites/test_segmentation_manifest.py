@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from nibabel.testing import data_path
+from monai.transforms import LoadImage
 from PIL import Image
 
 from conftest import load_config, task_config_error_key, write_manifest, write_segmentation_case
@@ -215,10 +216,24 @@ def test_a_site_needs_a_case_for_each_split(tmp_path):
         task.check_sites([SiteSpec(id="B", name="b", index=1)])
 
 
+@pytest.mark.parametrize(("axis", "spacing", "shape"), [(2, (1.0, 1.0), (23, 10, 8)), (0, (0.5, 1.0), (12, 19, 8))])
+def test_volumes_are_resampled_in_plane_to_the_pixel_spacing(tmp_path, axis, spacing, shape):
+    """A volume of 2 x 1 x 1 mm voxels, (12, 10, 8): in plane (the two axes other than the
+    slicing axis) it takes the spacing asked for, along the slicing axis it keeps its own."""
+    image, mask = write_segmentation_case(tmp_path, "case0", affine=np.diag([2.0, 1.0, 1.0, 1.0]))
+    load = LoadImage(image_only=True, ensure_channel_first=True)
+    slicing = Slicing(image_size=16, axis=axis, pixel_spacing=spacing)
+    image, mask = slicing.resample(load(str(tmp_path / image)), load(str(tmp_path / mask)))
+    assert tuple(image.shape[1:]) == tuple(mask.shape[1:]) == shape
+    assert set(np.unique(np.asarray(mask))) == {0, 1}  # nearest neighbour: still a mask
+    assert Slicing(image_size=16).resample(image, mask) == (image, mask)
+
+
 @pytest.mark.parametrize(("changes", "key"), [
     ({"slice_axis": 3}, "task.slice_axis"), ({"slice_axis": True}, "task.slice_axis"),
     ({"empty_slices": 1.5}, "task.empty_slices"), ({"label_values": [0, 1]}, "task.label_values"),
-    ({"label_values": []}, "task.label_values"),
+    ({"label_values": []}, "task.label_values"), ({"pixel_spacing": [1.0]}, "task.pixel_spacing"),
+    ({"pixel_spacing": [1.0, 0]}, "task.pixel_spacing"),
 ])
 def test_bad_slicing_options_name_their_key(changes, key):
     assert task_config_error_key(_small_config(), changes) == key

@@ -164,6 +164,7 @@ def test_debiasing_reads_radiographs_from_disk(ray_head, tmp_path):
     assert metrics["num-examples"] == 4 and 0 <= metrics["auc"] <= 1
 
 
+@pytest.mark.slow
 def test_dp_training_reports_each_site_s_composed_epsilon_within_its_target(ray_head, tmp_path):
     completed = run_cli("size=smoke", "privacy=dp", "privacy.target_epsilon=4.0", "scenario.rounds_per_stage=2",
                         f"hydra.run.dir={tmp_path}", ray_head=ray_head)

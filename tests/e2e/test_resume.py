@@ -38,6 +38,7 @@ def _site_replies(run_dir) -> list[dict]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(ewc_pbbl_run, ray_head, tmp_path):
     whole, killed = ewc_pbbl_run, tmp_path / "killed"
 

@@ -27,6 +27,9 @@ class RunResult:
         Per stage, phase -> the site statistics summed before that phase (if it needed any).
     pooled : list of dict
         Per stage, federation-wide metrics the task computed from every site's evaluation.
+    phase_configs : list of dict
+        Per stage, phase -> the training-config entries the server set from that phase's
+        statistics (e.g. grading's primary modality), for phases that needed statistics.
     audit : dict or None
         The privacy audit (:func:`~server.privacy_audit.audit_result`), if the scenario ran one.
     withdrawals : list of dict
@@ -43,18 +46,20 @@ class RunResult:
     site_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     statistics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     pooled: list[dict[str, float]] = field(default_factory=list)
+    phase_configs: list[dict[str, dict[str, Any]]] = field(default_factory=list)
     audit: dict[str, Any] | None = None
     withdrawals: list[dict[str, Any]] = field(default_factory=list)
     replay: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
-                  pooled: dict[str, float]) -> None:
+                  pooled: dict[str, float], phase_configs: dict[str, dict[str, Any]] | None = None) -> None:
         scalars = {site: {k: v for k, v in metrics.items() if not isinstance(v, list)}
                    for site, metrics in site_metrics.items()}
         self.site_metrics.append({site: scalars[site] for site in self.scenario.site_ids})
         self.statistics.append(statistics)
         self.pooled.append(pooled)
+        self.phase_configs.append(phase_configs or {})
 
     @property
     def matrix(self) -> np.ndarray:
@@ -91,6 +96,7 @@ class RunResult:
             "site_metrics": self.site_metrics,
             "statistics": self.statistics,
             "pooled": self.pooled,
+            "phase_configs": self.phase_configs,
         }
 
     def write(self, run_dir: Path) -> None:

@@ -170,7 +170,9 @@ class Timeline:
                     state.source.save(self._checkpoints / "replay.pt")
                 site_metrics = self._evaluate_everyone(everyone, state.arrays, stage.index)
                 state.result.add_stage(site_metrics, state.statistics,
-                                       plan.task.pool_metrics(site_metrics, state.statistics))
+                                       plan.task.pool_metrics(site_metrics, state.statistics),
+                                       {phase: plan.task.phase_config(phase, totals)
+                                        for phase, totals in state.statistics.items()})
                 for withdrawal in scenario.withdrawals_after(stage.index):
                     state.arrays, record = self._withdrawal_event(state).run(withdrawal, state.arrays)
                     state.result.withdrawals.append(record)

@@ -60,6 +60,13 @@ def plot_site_curves(result: RunResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _entry(value: object) -> str:
+    """A phase-config entry as the report shows it: numbers rounded, lists in brackets."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_entry(v) for v in value) + "]"
+    return fmt(value) if isinstance(value, float) else str(value)
+
+
 def failures_section(failures: list[dict]) -> list[str]:
     """The sites that went down during training (``faults.crash_prob``) or replied invalidly
     (``faults.bad_reply``, :mod:`server.reply_check`), one row each."""
@@ -105,6 +112,14 @@ def write_report(run_dir: Path, result: RunResult) -> None:
                   *table_header(["after stage", *keys])]
         for t, pooled in enumerate(result.pooled, start=1):
             lines.append(table_row([t, *(fmt(pooled.get(key)) for key in keys)]))
+    if any(result.phase_configs):
+        lines += ["", "## Phase configs", "",
+                  "What the server set for each phase from the sites' summed statistics "
+                  "(e.g. grading's primary modality; the figures it rests on are above).", "",
+                  *table_header(["after stage", "phase", "config"])]
+        for t, configs in enumerate(result.phase_configs, start=1):
+            lines += [table_row([t, phase, ", ".join(f"{key}: {_entry(value)}" for key, value in entries.items())])
+                      for phase, entries in configs.items()]
     if result.audit is not None:
         write_privacy_audit(run_dir, result.audit)
         levels = ", ".join(f"{site}: {m['verdict']['level']}" for site, m in result.audit["sites"].items())

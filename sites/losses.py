@@ -62,3 +62,26 @@ def cross_modality_guidance(branch_logits: torch.Tensor, primary: int, temperatu
     log_students = F.log_softmax(branch_logits[:, secondary] / temperature, dim=2)
     divergence = F.kl_div(log_students, teacher[:, None].expand_as(log_students), reduction="none").sum(dim=2)
     return temperature**2 * divergence.mean()
+
+
+def feature_guidance(features: torch.Tensor, projected: torch.Tensor, primary: int) -> torch.Tensor:
+    """Pull every secondary branch's projected pooled features towards the primary's features.
+
+    Mean over the secondary branches ``m`` of the mean squared error between ``projected[:, m]``
+    (branch ``m``'s features through its own learned projection) and ``features[:, primary]``,
+    with the gradient stopped on the primary. The projection lets a secondary keep a feature
+    space of its own and still be told what the primary sees.
+
+    Parameters
+    ----------
+    features : torch.Tensor
+        ``(N, M, F)`` pooled features of the ``M`` modality branches.
+    projected : torch.Tensor
+        ``(N, M, F)``: ``projected[:, m]`` is branch ``m``'s features through its projection
+        (the primary's own entry is not used).
+    primary : int
+        Index of the primary branch.
+    """
+    secondary = [m for m in range(features.shape[1]) if m != primary]
+    target = features[:, primary].detach()[:, None].expand(-1, len(secondary), -1)
+    return F.mse_loss(projected[:, secondary], target)

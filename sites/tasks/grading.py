@@ -7,11 +7,14 @@ Models (``model``):
 - ``late_fusion``: one MC3 branch per sequence, each trained with its own cross entropy,
   prediction = mean of the branches' logits;
 - ``cmg``: the late-fusion network trained with cross-modality guidance. Every stage has two
-  phases, each with half of ``local_steps`` per round: ``branches`` (as late fusion), then
-  ``guided``: before it, the present sites report each branch's summed cross entropy on their
-  validation split; the server picks the branch with the lowest total as the primary modality,
-  and the guided phase adds ``guidance_weight`` x :func:`~sites.losses.cross_modality_guidance`
-  towards it. The primary is chosen on validation data at every stage, never fixed in advance.
+  phases: ``branches`` (as late fusion, ``warmup_share`` of ``local_steps`` per round), then
+  ``guided`` (the rest): before it, the present sites report, per branch, counts on their
+  validation split (correctly ordered HGG-LGG pairs and summed cross entropy); the server
+  picks the primary modality from their totals (``primary_selection``) and keeps it for the
+  rest of the stage, and the guided phase adds ``guidance_weight`` x the guidance loss towards
+  it: :func:`~sites.losses.cross_modality_guidance` of the logits or
+  :func:`~sites.losses.feature_guidance` of the pooled features (``guidance``). The primary is
+  chosen on validation data at every stage, never fixed in advance.
 
 ``attention`` adds dual attention (spatial and slice) to every MC3. Metrics: ROC AUC (primary),
 accuracy, sensitivity and specificity at probability 0.5, and for multi-branch models each
@@ -36,7 +39,7 @@ from ..data.manifest import check_manifest
 from ..data.scanner import acquire
 from ..errors import ConfigError
 from ..group_metrics import auc
-from ..losses import cross_modality_guidance
+from ..losses import cross_modality_guidance, feature_guidance
 from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
@@ -46,6 +49,8 @@ from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, Refere
                            cannot_generate, from_replay_range, to_replay_range)
 
 MODELS = ("single", "early_fusion", "late_fusion", "cmg")
+GUIDANCE = ("logit", "feature")
+PRIMARY_SELECTION = ("auc", "nll")
 _SPLIT_STREAMS = {"train": seeding.Stream.DATA_TRAIN, "validation": seeding.Stream.DATA_VALIDATION,
                   "test": seeding.Stream.DATA_TEST, "reference": seeding.Stream.DATA_REFERENCE}
 
@@ -67,10 +72,20 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
         The sequence of ``model=single``: ``t1``, ``t1ce``, ``t2`` or ``flair``.
     attention : bool
         Dual attention in every MC3.
+    guidance : str
+        ``cmg``'s guidance loss: ``logit`` (KL towards the primary's prediction) or ``feature``
+        (the secondaries' projected pooled features towards the primary's).
     guidance_weight : float
         Weight of the guidance loss in ``cmg``'s guided phase (>= 0).
     guidance_temperature : float
-        Softmax temperature of the guidance loss (> 0).
+        Softmax temperature of the logit guidance loss (> 0).
+    warmup_share : float
+        Share of ``local_steps`` of each ``cmg`` round spent in the ``branches`` warm-up, in
+        (0, 1); the guided phase takes the rest.
+    primary_selection : str
+        What picks ``cmg``'s primary from the summed validation counts: ``auc`` (the highest
+        pooled AUC: correctly ordered pairs over all pairs, ties by cross entropy) or ``nll``
+        (the lowest mean cross entropy).
     n_validation : int
         Validation cases per site (synthetic data), used to choose ``cmg``'s primary modality.
     manifest : str or None
@@ -86,8 +101,9 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     primary_metric = "auc"
 
     def __init__(self, depth: int, image_size: int, channels: Sequence[int], conv3d_stages: int, model: str,
-                 modality: str, attention: bool, guidance_weight: float, guidance_temperature: float,
-                 n_validation: int, manifest: str | None = None, **kwargs) -> None:
+                 modality: str, attention: bool, guidance: str, guidance_weight: float, guidance_temperature: float,
+                 warmup_share: float, primary_selection: str, n_validation: int, manifest: str | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if model not in MODELS:
             raise ConfigError("task.model", f"must be one of {list(MODELS)} (got {model!r})")
@@ -97,6 +113,13 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
             raise ConfigError("task.conv3d_stages", f"must be in [0, {len(channels)}] (got {conv3d_stages})")
         if int(image_size) % 2 ** len(channels) != 0:
             raise ConfigError("task.image_size", f"must be divisible by 2 ** len(channels) = {2 ** len(channels)}")
+        if guidance not in GUIDANCE:
+            raise ConfigError("task.guidance", f"must be one of {list(GUIDANCE)} (got {guidance!r})")
+        if primary_selection not in PRIMARY_SELECTION:
+            raise ConfigError("task.primary_selection",
+                              f"must be one of {list(PRIMARY_SELECTION)} (got {primary_selection!r})")
+        if not 0 < warmup_share < 1:
+            raise ConfigError("task.warmup_share", f"must be in (0, 1) (got {warmup_share})")
         if guidance_weight < 0:
             raise ConfigError("task.guidance_weight", f"must be >= 0 (got {guidance_weight})")
         if guidance_temperature <= 0:
@@ -107,6 +130,7 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
         self.depth, self.image_size = int(depth), int(image_size)
         self.channels, self.conv3d_stages = tuple(channels), int(conv3d_stages)
         self.model, self.modality, self.attention = model, modality, bool(attention)
+        self.guidance, self.primary_selection, self.warmup_share = guidance, primary_selection, float(warmup_share)
         self.guidance_weight, self.guidance_temperature = float(guidance_weight), float(guidance_temperature)
         self.n_validation = int(n_validation)
         self.manifest = None if manifest is None else Path(manifest)
@@ -119,7 +143,8 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
 
     def build_model(self) -> nn.Module:
         if self.multi_branch:
-            return MultiBranchMC3(len(MODALITIES), 2, self.channels, self.conv3d_stages, self.attention)
+            return MultiBranchMC3(len(MODALITIES), 2, self.channels, self.conv3d_stages, self.attention,
+                                  projections=self.model == "cmg" and self.guidance == "feature")
         in_channels = len(MODALITIES) if self.model == "early_fusion" else 1
         return MC3(in_channels, 2, self.channels, self.conv3d_stages, self.attention)
 
@@ -127,7 +152,8 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     def phases(self) -> list[Phase]:
         if self.model != "cmg":
             return [Phase("train")]
-        return [Phase("branches", steps_share=0.5), Phase("guided", statistics=True, steps_share=0.5)]
+        return [Phase("branches", steps_share=self.warmup_share),
+                Phase("guided", statistics=True, steps_share=1 - self.warmup_share)]
 
     def _inputs(self, volumes: torch.Tensor) -> torch.Tensor:
         if self.model == "single":
@@ -180,28 +206,42 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
         volumes, grades = batch
         if not self.multi_branch:
             return F.cross_entropy(model(self._inputs(volumes)), grades)
-        logits = model.branch_logits(volumes)
+        features = model.branch_features(volumes)
+        logits = model.classify(features)
         loss = F.cross_entropy(logits.flatten(0, 1), grades.repeat_interleave(len(MODALITIES)))
-        if config.phase == "guided":
-            primary = MODALITIES.index(config.entries["primary-modality"])
-            loss = loss + self.guidance_weight * cross_modality_guidance(logits, primary, self.guidance_temperature)
-        return loss
+        if config.phase != "guided":
+            return loss
+        primary = MODALITIES.index(config.entries["primary-modality"])
+        if self.guidance == "feature":
+            guidance = feature_guidance(features, model.project(features), primary)
+        else:
+            guidance = cross_modality_guidance(logits, primary, self.guidance_temperature)
+        return loss + self.guidance_weight * guidance
 
     @torch.no_grad()
     def site_statistics(self, model: nn.Module, data: SiteData, query: StatisticsQuery) -> dict[str, float]:
-        """Each branch's summed cross entropy on the site's validation split, and its size."""
+        """Counts on the site's validation split: its size ``validation-n``, its HGG-LGG pairs
+        ``validation-pairs`` and, per branch, the summed cross entropy ``validation-nll-<m>`` and
+        the correctly ordered pairs ``validation-concordant-<m>`` (ties count one half)."""
         volumes, grades = self.compute.put(data.validation.tensors)
         model.eval()
         with self.compute.placed(model), self.compute.autocast():
             logits = model.branch_logits(volumes).float()
-        counts = {f"validation-nll-{modality}": float(F.cross_entropy(logits[:, m], grades, reduction="sum"))
-                  for m, modality in enumerate(MODALITIES)}
-        counts["validation-n"] = float(len(grades))
+        counts = {"validation-n": float(len(grades)),
+                  "validation-pairs": float((grades == 1).sum() * (grades == 0).sum())}
+        for m, modality in enumerate(MODALITIES):
+            counts[f"validation-nll-{modality}"] = float(F.cross_entropy(logits[:, m], grades, reduction="sum"))
+            counts[f"validation-concordant-{modality}"] = concordant_pairs(logits[:, m, 1] - logits[:, m, 0], grades)
         return counts
 
     def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
-        """``primary-modality``: the branch with the lowest summed validation cross entropy."""
-        return {"primary-modality": min(MODALITIES, key=lambda m: totals[f"validation-nll-{m}"])}
+        """``primary-modality``: the branch with the highest pooled validation AUC (ties: the
+        lower cross entropy) or, with ``primary_selection=nll``, the lowest cross entropy."""
+        figures = validation_figures(totals)
+        if self.primary_selection == "nll":
+            return {"primary-modality": min(MODALITIES, key=lambda m: figures[f"validation_nll_{m}"])}
+        return {"primary-modality": min(MODALITIES, key=lambda m: (-figures[f"validation_auc_{m}"],
+                                                                   figures[f"validation_nll_{m}"]))}
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -255,9 +295,31 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
 
     def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],
                      statistics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-        """``cmg``: each branch's mean validation cross entropy over the present sites (the
-        primary modality is the lowest)."""
+        """``cmg``: the figures the primary modality was chosen on (:func:`validation_figures`)."""
         totals = statistics.get("guided")
-        if not totals:
-            return {}
-        return {f"validation_nll_{m}": totals[f"validation-nll-{m}"] / totals["validation-n"] for m in MODALITIES}
+        return validation_figures(totals) if totals else {}
+
+
+def concordant_pairs(scores: torch.Tensor, grades: torch.Tensor) -> float:
+    """Pairs of an HGG and an LGG case where the HGG case scores higher, ties counted one half:
+    the Mann-Whitney count, which divided by the number of pairs is the ROC AUC.
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        ``(N,)`` HGG scores (any monotone function of the HGG probability).
+    grades : torch.Tensor
+        ``(N,)`` 0 (LGG) or 1 (HGG).
+    """
+    difference = scores[grades == 1][:, None] - scores[grades == 0][None, :]
+    return float((difference > 0).sum() + 0.5 * (difference == 0).sum())
+
+
+def validation_figures(totals: Mapping[str, float]) -> dict[str, float]:
+    """Per branch, from the validation counts summed over the present sites: ``validation_auc_<m>``
+    (correctly ordered pairs over pairs; pairs are formed within a site, so this is the mean of
+    the sites' AUCs weighted by their pairs) and ``validation_nll_<m>`` (mean cross entropy)."""
+    figures = {f"validation_auc_{m}": totals[f"validation-concordant-{m}"] / totals["validation-pairs"]
+               for m in MODALITIES}
+    figures.update({f"validation_nll_{m}": totals[f"validation-nll-{m}"] / totals["validation-n"] for m in MODALITIES})
+    return figures

@@ -105,14 +105,18 @@ def test_grading_with_cross_modality_guidance_chooses_its_primary_on_validation_
     events = _events(tmp_path)
     statistics = [e for e in events if e["event"] == "statistics"]
     assert {(e["stage"], e["site"]) for e in statistics} == {(1, "A"), (2, "B"), (3, "C"), (4, "D")}
-    assert set(statistics[0]["metrics"]) == {"validation-n", "validation-nll-t1", "validation-nll-t1ce",
-                                             "validation-nll-t2", "validation-nll-flair"}
+    assert set(statistics[0]["metrics"]) == {"validation-n", "validation-pairs",
+                                             *(f"validation-{kind}-{m}" for kind in ("nll", "concordant")
+                                               for m in ("t1", "t1ce", "t2", "flair"))}
     assert len([e for e in events if e["event"] == "train" and e["stage"] == 1]) == 2  # branches, guided
     summary = read_json(tmp_path / "summary.json")
-    assert summary["metric"] == "auc" and "validation_nll_t1ce" in summary["pooled"]
-    final = read_json(tmp_path / "matrix.json")["site_metrics"][-1]["E"]
-    assert {"auc", "accuracy", "sensitivity", "specificity", "auc-flair"} <= set(final)
-    assert (tmp_path / "report.md").is_file()
+    assert summary["metric"] == "auc" and {"validation_nll_t1ce", "validation_auc_t1ce"} <= set(summary["pooled"])
+    matrix = read_json(tmp_path / "matrix.json")
+    assert {"auc", "accuracy", "sensitivity", "specificity", "auc-flair"} <= set(matrix["site_metrics"][-1]["E"])
+    # The primary the server set is the branch with the highest pooled validation AUC, and the report says it.
+    pooled, primary = matrix["pooled"][-1], matrix["phase_configs"][-1]["guided"]["primary-modality"]
+    assert pooled[f"validation_auc_{primary}"] == max(v for k, v in pooled.items() if k.startswith("validation_auc_"))
+    assert f"| 4 | guided | primary-modality: {primary} |" in (tmp_path / "report.md").read_text()
     assert_only_declared_content_left_the_sites(tmp_path)
 
 

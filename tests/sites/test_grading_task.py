@@ -9,11 +9,12 @@ from torch.utils.data import TensorDataset
 
 from conftest import task_config_error_key
 from sites.data.brain import MODALITIES
-from sites.losses import cross_modality_guidance
+from sites.losses import cross_modality_guidance, feature_guidance
 from sites.networks.mc3 import MC3
 from sites.networks.multi_branch_mc3 import MultiBranchMC3
 from sites.protocol import StatisticsQuery, TrainConfig
 from sites.tasks import SiteData, build_task
+from sites.tasks.grading import concordant_pairs
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,10 @@ from sites.tasks import SiteData, build_task
         ({"image_size": 10}, "task.image_size"),
         ({"guidance_weight": -1.0}, "task.guidance_weight"),
         ({"guidance_temperature": 0.0}, "task.guidance_temperature"),
+        ({"guidance": "attention"}, "task.guidance"),
+        ({"primary_selection": "accuracy"}, "task.primary_selection"),
+        ({"warmup_share": 0.0}, "task.warmup_share"),
+        ({"warmup_share": 1.0}, "task.warmup_share"),
         ({"depth": 0}, "task.depth"),
         ({"n_validation": 0}, "task.n_validation"),
     ],
@@ -78,6 +83,8 @@ def test_cmg_splits_the_step_budget_between_its_two_phases(small_grading_config)
     assert [(p.name, p.statistics) for p in task.phases] == [("branches", False), ("guided", True)]
     assert task.phase_steps("branches") == task.phase_steps("guided") == 5
     assert build_task({**small_grading_config, "model": "late_fusion", "local_steps": 10}).phase_steps("train") == 10
+    longer = build_task({**small_grading_config, "local_steps": 10, "warmup_share": 0.7})
+    assert (longer.phase_steps("branches"), longer.phase_steps("guided")) == (7, 3)
 
 
 def test_the_guided_phase_trains_for_its_share_of_steps(small_grading_config, scenario, monkeypatch):
@@ -111,6 +118,44 @@ def test_guidance_averages_the_secondaries_and_scales_by_temperature_squared():
     assert cross_modality_guidance(logits[:, :2], 0, temperature=2.0).item() == pytest.approx(0.0, abs=1e-7)
 
 
+def test_feature_guidance_is_the_projected_secondaries_squared_error_by_hand():
+    features = torch.tensor([[[1.0, 2.0], [5.0, 5.0], [7.0, 7.0]]], requires_grad=True)
+    # Branch 1's projection lands on (2, 0): squared errors 1 and 4 -> mean 2.5; branch 2's
+    # lands on the primary's features exactly -> 0. Mean over the two secondaries: 1.25.
+    projected = torch.tensor([[[9.0, 9.0], [2.0, 0.0], [1.0, 2.0]]], requires_grad=True)
+    loss = feature_guidance(features, projected, primary=0)
+    assert loss.item() == pytest.approx(1.25)
+    loss.backward()
+    # d/d projected[:, 1] = 2 (p - f_0) / 4 elements; the primary's own entry: none.
+    torch.testing.assert_close(projected.grad, torch.tensor([[[0.0, 0.0], [0.5, -1.0], [0.0, 0.0]]]))
+    assert features.grad is None  # features enter only as the primary's target, gradient stopped
+
+
+def test_only_feature_guided_cmg_has_projections_and_its_branches_start_the_same(small_grading_config):
+    torch.manual_seed(0)
+    logit = build_task(small_grading_config).build_model()
+    torch.manual_seed(0)
+    feature = build_task({**small_grading_config, "guidance": "feature"}).build_model()
+    late = build_task({**small_grading_config, "model": "late_fusion", "guidance": "feature"}).build_model()
+    assert not hasattr(logit, "projections") and not hasattr(late, "projections")
+    assert [p.shape for p in feature.projections.parameters()] == [(8, 8), (8,)] * len(MODALITIES)
+    for name, value in logit.state_dict().items():
+        torch.testing.assert_close(feature.state_dict()[name], value)
+
+
+def test_the_feature_guided_phase_adds_the_weighted_feature_loss(small_grading_config, scenario):
+    task = build_task({**small_grading_config, "guidance": "feature", "guidance_weight": 0.5})
+    torch.manual_seed(0)
+    net = task.build_model()
+    batch = list(task.load_site(scenario.sites[0], seed=0).train.tensors)
+    plain = task.batch_loss(net, batch, TrainConfig(phase="branches"))
+    guided = task.batch_loss(net, batch, TrainConfig(phase="guided", entries={"primary-modality": "t2"}))
+    features = net.branch_features(batch[0])
+    expected = plain + 0.5 * feature_guidance(features, net.project(features), MODALITIES.index("t2"))
+    torch.testing.assert_close(guided, expected)
+    assert guided > plain
+
+
 def test_the_guided_phase_adds_the_weighted_guidance_loss(small_grading_config, scenario):
     task = build_task({**small_grading_config, "guidance_weight": 0.5})
     torch.manual_seed(0)
@@ -135,22 +180,54 @@ class _KnownBranches(nn.Module):
         return logits
 
 
+@pytest.mark.parametrize("selection", ["auc", "nll"])
 @pytest.mark.parametrize("best", range(len(MODALITIES)))
-def test_the_primary_modality_is_the_branch_best_on_validation_data(small_grading_config, best):
-    task = build_task(small_grading_config)
+def test_the_primary_modality_is_the_branch_best_on_validation_data(small_grading_config, best, selection):
+    task = build_task({**small_grading_config, "primary_selection": selection})
     grades = torch.tensor([0, 1, 1, 0, 1, 0])
     validation = TensorDataset(torch.zeros(6, 4, 4, 16, 16), grades)
     model = _KnownBranches(best)
     model.grades = grades
     counts = task.site_statistics(model, SiteData(train=validation, test=validation, validation=validation),
                                  StatisticsQuery(stage=1, phase="guided"))
-    assert counts["validation-n"] == 6
+    assert counts["validation-n"] == 6 and counts["validation-pairs"] == 9
+    # The best branch orders all 9 pairs; the others score every case alike: 9 ties, 4.5.
+    assert [counts[f"validation-concordant-{m}"] for m in MODALITIES] == [9.0 if i == best else 4.5
+                                                                         for i in range(len(MODALITIES))]
     assert counts[f"validation-nll-{MODALITIES[best]}"] < min(
         counts[f"validation-nll-{m}"] for i, m in enumerate(MODALITIES) if i != best)
     totals = {k: 2 * v for k, v in counts.items()}  # as if two sites had reported the same
     assert task.phase_config("guided", totals) == {"primary-modality": MODALITIES[best]}
     pooled = task.pool_metrics({}, {"guided": totals})
-    assert min(pooled, key=pooled.get) == f"validation_nll_{MODALITIES[best]}"
+    assert pooled[f"validation_auc_{MODALITIES[best]}"] == 1.0
+    assert min((k for k in pooled if "nll" in k), key=pooled.get) == f"validation_nll_{MODALITIES[best]}"
+
+
+def _totals(concordant: list[float], nll: list[float], pairs: float = 100.0, n: float = 20.0) -> dict[str, float]:
+    return {"validation-pairs": pairs, "validation-n": n,
+            **{f"validation-concordant-{m}": c for m, c in zip(MODALITIES, concordant)},
+            **{f"validation-nll-{m}": x for m, x in zip(MODALITIES, nll)}}
+
+
+def test_auc_selection_ranks_by_pooled_pairs_and_breaks_ties_by_cross_entropy(small_grading_config):
+    task = build_task(small_grading_config)
+    # t2 orders the most pairs (AUC 0.8) although flair has the lowest cross entropy.
+    totals = _totals(concordant=[60, 70, 80, 75], nll=[14, 13, 12, 11])
+    assert task.phase_config("guided", totals) == {"primary-modality": "t2"}
+    assert task.pool_metrics({}, {"guided": totals})["validation_auc_t2"] == pytest.approx(0.8)
+    assert task.pool_metrics({}, {"guided": totals})["validation_nll_flair"] == pytest.approx(11 / 20)
+    nll_task = build_task({**small_grading_config, "primary_selection": "nll"})
+    assert nll_task.phase_config("guided", totals) == {"primary-modality": "flair"}
+    tied = _totals(concordant=[80, 80, 80, 75], nll=[14, 12, 13, 11])
+    assert task.phase_config("guided", tied) == {"primary-modality": "t1ce"}
+
+
+def test_concordant_pairs_count_correctly_ordered_pairs_and_half_the_ties():
+    grades = torch.tensor([1, 1, 1, 0, 0])
+    # Of the 6 (HGG, LGG) pairs only (0.2, 0.6) is misordered.
+    assert concordant_pairs(torch.tensor([0.9, 0.7, 0.2, 0.6, 0.1]), grades) == 5.0
+    # Pairs (0.6, 0.6) and (0.1, 0.1) tie; (0.1, 0.6) is misordered; 3 ordered + 2 halves.
+    assert concordant_pairs(torch.tensor([0.9, 0.6, 0.1, 0.6, 0.1]), grades) == 4.0
 
 
 # --- metrics -----------------------------------------------------------------------------------

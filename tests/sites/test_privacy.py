@@ -110,8 +110,9 @@ def test_private_training_refuses_a_proximal_term(small_task, scenario):
         _train_privately(small_task, data, config=TrainConfig(proximal_mu=0.1))
 
 
-def test_private_training_works_for_the_grading_networks(small_grading_config, scenario):
-    task = build_task(small_grading_config)
+@pytest.mark.parametrize("guidance", ["logit", "feature"])
+def test_private_training_works_for_the_grading_networks(small_grading_config, scenario, guidance):
+    task = build_task({**small_grading_config, "guidance": guidance})
     data = task.load_site(scenario.sites[0], seed=0)
     guided = TrainConfig(phase="guided", entries={"primary-modality": "t2"})
     model, accountant = _train_privately(task, data, config=guided)

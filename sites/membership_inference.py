@@ -10,16 +10,21 @@ attack's ROC summary, never a per-sample score:
   a sample that is easy for every model is not evidence of membership).
 
 The ROC is written out on a fixed logarithmic grid of false-positive rates, so that low-FPR
-behaviour (TPR at 1 % and 0.1 % FPR), where membership inference matters, stays readable.
+behaviour (TPR at 1 % and 0.1 % FPR), where membership inference matters, stays readable. Every
+summary travels with its 95 % confidence interval (:mod:`sites.intervals`): the scores never
+leave the site, so the intervals are computed here too.
 """
 
 import numpy as np
 import torch
 
 from .group_metrics import auc
+from .intervals import auc_interval, clopper_pearson, smallest_resolvable_fpr
 
 #: False-positive rates at which the ROC's true-positive rate is reported.
 FPR_GRID = np.logspace(-3, 0, 31)
+#: The low false-positive rates whose TPR is reported with an interval: key suffix -> rate.
+LOW_FPRS = {"1pct": 0.01, "0.1pct": 0.001}
 
 
 def roc_curve(member_scores: np.ndarray, non_member_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,20 +45,27 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
 
 
 def attack_metrics(member_scores: np.ndarray, non_member_scores: np.ndarray, prefix: str) -> dict[str, float | list]:
-    """``<prefix>-auc`` (MONAI's ROC AUC), ``-tpr-at-1pct-fpr``, ``-tpr-at-0.1pct-fpr``,
-    ``-advantage`` (max TPR - FPR) and ``-roc`` (TPR at :data:`FPR_GRID`); higher scores mean
-    "member". With ``n`` non-members the smallest FPR above 0 is ``1 / n``: below it only the
-    thresholds that call no non-member a member count, so TPR at 0.1 % FPR needs a thousand
-    non-members to be more than a lower bound."""
+    """``<prefix>-auc`` (MONAI's ROC AUC) with ``-auc-ci-low`` / ``-auc-ci-high`` (DeLong),
+    ``-tpr-at-1pct-fpr`` and ``-tpr-at-0.1pct-fpr`` each with ``-ci-low`` / ``-ci-high``
+    (Clopper–Pearson over the members), ``-advantage`` (max TPR - FPR) and ``-roc`` (TPR at
+    :data:`FPR_GRID`); higher scores mean "member", at least 2 of each. With ``n`` non-members
+    the smallest FPR above 0 is ``1 / n``: below it only the thresholds that call no non-member
+    a member count, so TPR at 0.1 % FPR needs a thousand non-members to be more than a lower
+    bound. The TPR intervals cover the members' sampling at the threshold the non-members
+    picked, not the uncertainty of that threshold's own FPR."""
     fpr, tpr = roc_curve(member_scores, non_member_scores)
     labels = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
-    return {
-        f"{prefix}-auc": auc(np.r_[member_scores, non_member_scores], labels),
-        f"{prefix}-tpr-at-1pct-fpr": tpr_at_fpr(fpr, tpr, 0.01),
-        f"{prefix}-tpr-at-0.1pct-fpr": tpr_at_fpr(fpr, tpr, 0.001),
-        f"{prefix}-advantage": float((tpr - fpr).max()),
-        f"{prefix}-roc": [tpr_at_fpr(fpr, tpr, f) for f in FPR_GRID],
-    }
+    auc_low, auc_high = auc_interval(member_scores, non_member_scores)
+    metrics = {f"{prefix}-auc": auc(np.r_[member_scores, non_member_scores], labels),
+               f"{prefix}-auc-ci-low": auc_low, f"{prefix}-auc-ci-high": auc_high}
+    for name, target in LOW_FPRS.items():
+        rate = tpr_at_fpr(fpr, tpr, target)
+        low, high = clopper_pearson(round(rate * len(member_scores)), len(member_scores))
+        metrics.update({f"{prefix}-tpr-at-{name}-fpr": rate, f"{prefix}-tpr-at-{name}-fpr-ci-low": low,
+                        f"{prefix}-tpr-at-{name}-fpr-ci-high": high})
+    metrics[f"{prefix}-advantage"] = float((tpr - fpr).max())
+    metrics[f"{prefix}-roc"] = [tpr_at_fpr(fpr, tpr, f) for f in FPR_GRID]
+    return metrics
 
 
 def audit_scores(target_losses: torch.Tensor, reference_losses: list[torch.Tensor]) -> dict[str, np.ndarray]:
@@ -95,7 +107,8 @@ def site_audit(task, model: torch.nn.Module, data, reference_models: list[torch.
         losses = task.sample_losses(model, subset)
         scores[name] = audit_scores(losses, [task.sample_losses(ref, subset) for ref in reference_models])
         marked[name] = None if flags is None else flags[rows].numpy()
-    metrics: dict[str, float | list] = {"n-members": n, "n-non-members": n}
+    metrics: dict[str, float | list] = {"n-members": n, "n-non-members": n,
+                                        "min-resolvable-fpr": smallest_resolvable_fpr(n)}
     if epsilon is not None:
         metrics["epsilon"] = epsilon
     for attack in scores["member"]:

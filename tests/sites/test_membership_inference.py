@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 from sites.data.markers import MARKER_INTENSITY, stamp_markers
 from sites.config import parse
 from sites.errors import ConfigError
+from sites.intervals import clopper_pearson
 from sites.membership_inference import FPR_GRID, attack_metrics, audit_scores, roc_curve, site_audit
 from sites.spec import SiteConfig
 from sites.tasks import SiteData
@@ -32,6 +33,10 @@ def test_attack_metrics_by_hand():
     assert metrics["loss-tpr-at-1pct-fpr"] == pytest.approx(1 / 3)  # only the top member before any false alarm
     assert metrics["loss-advantage"] == pytest.approx(0.5)
     assert len(metrics["loss-roc"]) == len(FPR_GRID) and metrics["loss-roc"][-1] == 1.0
+    # DeLong's +-1.96 * sqrt(5/36) reaches past both ends; 1 of 3 members found at 1 % FPR
+    assert (metrics["loss-auc-ci-low"], metrics["loss-auc-ci-high"]) == (0.0, 1.0)
+    assert metrics["loss-tpr-at-1pct-fpr-ci-low"] == pytest.approx(1 - 0.975 ** (1 / 3))
+    assert (metrics["loss-tpr-at-1pct-fpr-ci-low"], metrics["loss-tpr-at-1pct-fpr-ci-high"]) == clopper_pearson(1, 3)
 
 
 def test_a_perfect_and_a_blind_attack():
@@ -84,6 +89,7 @@ def test_a_site_audit_finds_a_memorised_training_set_and_reports_markers_apart()
                     marked_train=marked_train, marked_test=marked_test)
     metrics = site_audit(_MemorisingTask(train), None, data, [], epsilon=3.0, rng=np.random.default_rng(0))
     assert metrics["n-members"] == metrics["n-non-members"] == 30 and metrics["epsilon"] == 3.0
+    assert metrics["min-resolvable-fpr"] == 1 / 30
     assert metrics["loss-auc"] == 1.0 and metrics["loss-tpr-at-1pct-fpr"] == 1.0
     assert metrics["loss-marked-auc"] == metrics["loss-unmarked-auc"] == 1.0
     assert metrics["n-marked-non-members"] == 10 and "reference-auc" not in metrics

@@ -9,17 +9,20 @@ from typing import Any
 from pydantic import NonNegativeInt
 
 from sites.config import ConfigModel
+from sites.intervals import resolves, smallest_resolvable_fpr
 from sites.membership_inference import FPR_GRID
 
 from .withdrawal_privacy import unlearning_spent
 
 ATTACKS = ("loss", "reference")
-# Exposure levels by the strongest attack's AUC and TPR at 1 % FPR (an attack at chance has
-# AUC 0.5 and TPR 0.01 at 1 % FPR).
+# Exposure levels: an attack at chance has AUC 0.5 and TPR 0.01 at 1 % FPR.
+_CHANCE_AUC = 0.5
 _LOW = {"auc": 0.55, "tpr": 0.05}
 _HIGH = {"auc": 0.65, "tpr": 0.15}
-# Markers count as more exposing when their AUC exceeds the unmarked patients' by this much.
-_MARKER_GAP = 0.05
+#: The false-positive rate whose TPR the verdict uses, where the non-members resolve it.
+VERDICT_FPR = 0.01
+#: The verdict levels, from least to most exposed; ``inconclusive`` when the intervals support none.
+LEVELS = ("low", "moderate", "high", "inconclusive")
 
 
 class AuditConfig(ConfigModel):
@@ -34,52 +37,173 @@ class AuditConfig(ConfigModel):
     reference_models: NonNegativeInt = 1
 
 
-def judge(metrics: Mapping[str, Any], unlearning: Sequence[Mapping[str, Any]] = ()) -> dict[str, str]:
-    """A site's exposure level (``low``, ``moderate``, ``high``) and the reasons, in plain words;
-    ``unlearning`` lists the withdrawals whose unlearning spent budget at the site
-    (:func:`~server.withdrawal_privacy.unlearning_spent`)."""
+def _interval(metrics: Mapping[str, Any], key: str) -> tuple[float, float, float]:
+    return metrics[key], metrics[f"{key}-ci-low"], metrics[f"{key}-ci-high"]
+
+
+def level(metrics: Mapping[str, Any]) -> str:
+    """A site's exposure level, claimed only where every attack's 95 % intervals support it:
+
+    - ``high``: some attack's AUC is at least 0.65 (its interval's lower end), or its TPR at
+      1 % FPR at least 15 % where the non-members resolve 1 % FPR;
+    - ``moderate``: otherwise, some attack is better than chance (its AUC interval lies above 0.5);
+    - ``low``: otherwise, every attack's AUC interval lies below 0.55 and, with 1 % FPR
+      resolved, every TPR interval at 1 % FPR below 5 %;
+    - ``inconclusive``: none of these (e.g. an interval that spans chance and reaches 0.55, or
+      1 % FPR unresolved, which leaves low-false-alarm exposure unmeasured).
+
+    An AUC below 0.5 is never better than chance: its interval's lower end is below 0.5 too.
+    """
     attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
-    auc = max(metrics[f"{a}-auc"] for a in attacks)
-    tpr = max(metrics[f"{a}-tpr-at-1pct-fpr"] for a in attacks)
-    if auc < _LOW["auc"] and tpr < _LOW["tpr"]:
-        level, words = "low", "barely better than chance"
-    elif auc < _HIGH["auc"] and tpr < _HIGH["tpr"]:
-        level, words = "moderate", "measurably better than chance"
+    aucs = [_interval(metrics, f"{a}-auc") for a in attacks]
+    resolved = resolves(VERDICT_FPR, metrics["n-non-members"])
+    tprs = [_interval(metrics, f"{a}-tpr-at-1pct-fpr") for a in attacks] if resolved else []
+    if any(low >= _HIGH["auc"] for _, low, _ in aucs) or any(low >= _HIGH["tpr"] for _, low, _ in tprs):
+        return "high"
+    if any(low > _CHANCE_AUC for _, low, _ in aucs):
+        return "moderate"
+    if resolved and all(high < _LOW["auc"] for _, _, high in aucs) and all(high < _LOW["tpr"] for _, _, high in tprs):
+        return "low"
+    return "inconclusive"
+
+
+def _figures(metrics: Mapping[str, Any], attack: str) -> str:
+    auc, low, high = _interval(metrics, f"{attack}-auc")
+    return f"the {attack} attack's AUC is {auc:.2f} (95 % CI {low:.2f}-{high:.2f})"
+
+
+_WORDS = {"high": "clearly", "moderate": "measurably better than chance",
+          "low": "no better than chance within what was measured"}
+
+
+def _exposure(metrics: Mapping[str, Any], verdict: str) -> list[str]:
+    """The sentences of the verdict's measurements: the deciding attack with its interval, what
+    the low-FPR figure shows or why it cannot be used, and how many patients it rests on."""
+    attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
+    # high / moderate: the attack with the strongest evidence; otherwise the one that came closest
+    deciding = max(attacks, key=lambda a: metrics[f"{a}-auc-ci-low" if verdict in ("high", "moderate")
+                                                 else f"{a}-auc-ci-high"])
+    n_members, n_non_members = metrics["n-members"], metrics["n-non-members"]
+    if verdict == "inconclusive":
+        opening = (f"The measurement cannot tell whether an attacker holding the final model tells this "
+                   f"site's training patients from others: {_figures(metrics, deciding)}")
     else:
-        level, words = "high", "clearly"
-    sentences = [f"An attacker holding the final model tells this site's training patients from others "
-                 f"{words} (best attack AUC {auc:.2f}; at 1 % false alarms it finds {tpr:.0%} of them; "
-                 f"measured on {metrics['n-members']} training patients and as many others)."]
-    marked = [(metrics[f"{a}-marked-auc"], metrics[f"{a}-unmarked-auc"]) for a in attacks
-              if metrics.get(f"{a}-marked-auc") is not None and metrics.get(f"{a}-unmarked-auc") is not None]
-    if marked:
-        marked_auc, unmarked_auc = max(marked, key=lambda pair: pair[0] - pair[1])
-        if marked_auc - unmarked_auc > _MARKER_GAP:
-            sentences.append(f"Patients whose images carry identifying markers are more exposed "
-                             f"(AUC {marked_auc:.2f} vs {unmarked_auc:.2f} for the others).")
-        else:
-            sentences.append(f"Patients with identifying markers are not measurably more exposed "
-                             f"(AUC {marked_auc:.2f} vs {unmarked_auc:.2f}).")
+        opening = (f"An attacker holding the final model tells this site's training patients from others "
+                   f"{_WORDS[verdict]}: {_figures(metrics, deciding)}")
+    sentences = [f"{opening}, measured on {n_members} training patients and {n_non_members} others."]
+    if resolves(VERDICT_FPR, n_non_members):
+        tpr, low, high = max((_interval(metrics, f"{a}-tpr-at-1pct-fpr") for a in attacks), key=lambda t: t[1])
+        sentences.append(f"At 1 % false alarms the stronger attack finds {tpr:.0%} of them (95 % CI {low:.0%}-{high:.0%}).")
+    else:
+        sentences.append(f"1 % false alarms cannot be resolved with {n_non_members} non-members (the smallest "
+                         f"non-zero false-positive rate they show is {smallest_resolvable_fpr(n_non_members):.1%}): "
+                         f"the true-positive rate there is not used for the verdict, and a low exposure cannot be "
+                         f"claimed.")
+    if metrics[f"{deciding}-auc-ci-high"] < _CHANCE_AUC:
+        sentences.append("The attack does worse than chance: members' losses are higher than non-members', a sign "
+                         "that training and test patients differ, not evidence of membership.")
+    return sentences
+
+
+def _markers(metrics: Mapping[str, Any], attacks: Sequence[str]) -> list[str]:
+    """Marked patients are more exposed only where some attack's AUC interval on them lies
+    wholly above its interval on the unmarked ones (a conservative test: both are 95 %)."""
+    pairs = [(a, _interval(metrics, f"{a}-marked-auc"), _interval(metrics, f"{a}-unmarked-auc")) for a in attacks
+             if metrics.get(f"{a}-marked-auc") is not None and metrics.get(f"{a}-unmarked-auc") is not None]
+    if not pairs:
+        return []
+    _, marked, unmarked = max(pairs, key=lambda pair: pair[1][1] - pair[2][2])
+    figures = (f"AUC {marked[0]:.2f} (95 % CI {marked[1]:.2f}-{marked[2]:.2f}) vs {unmarked[0]:.2f} "
+               f"({unmarked[1]:.2f}-{unmarked[2]:.2f}) for the others, on {metrics['n-marked-members']:.0f} marked "
+               f"training patients")
+    if marked[1] > unmarked[2]:
+        return [f"Patients whose images carry identifying markers are more exposed ({figures})."]
+    return [f"Patients with identifying markers are not measurably more exposed ({figures})."]
+
+
+def judge(metrics: Mapping[str, Any], unlearning: Sequence[Mapping[str, Any]] = (),
+          scope: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
+    """A site's exposure :func:`level` and the reasons, in plain words.
+
+    Parameters
+    ----------
+    metrics : mapping
+        The site's audit reply (:func:`~sites.membership_inference.site_audit`).
+    unlearning : sequence of mapping
+        The withdrawals whose unlearning spent budget at the site
+        (:func:`~server.withdrawal_privacy.unlearning_spent`).
+    scope : mapping, optional
+        With DP, what the site's epsilon covers and what left the site outside it
+        (:func:`dp_scope`).
+    """
+    verdict = level(metrics)
+    attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
+    sentences = _exposure(metrics, verdict) + _markers(metrics, attacks)
     if "epsilon" in metrics:
-        sentences.append(f"The site trained with differential privacy: epsilon {metrics['epsilon']:.2f} "
-                         f"bounds what any attack can learn.")
+        covered = [*(scope or {}).get("covered", ["its DP-SGD training"])]
+        sentences.append(f"The site trained with differential privacy: epsilon {metrics['epsilon']:.2f} bounds what "
+                         f"an attack can learn from {_listed(covered)}.")
         sentences += [f"It includes the {spent['steps']} DP-SGD steps the site took to unlearn site "
                       f"{spent['withdrawn']} after stage {spent['stage']} ({spent['method']}), which took its "
                       f"epsilon from {spent['epsilon']['before']:.2f} to {spent['epsilon']['after']:.2f}."
                       for spent in unlearning]
+        if scope and scope.get("outside"):
+            sentences.append(f"It does not cover what else left the site: {_listed(scope['outside'])}.")
     else:
         sentences.append("The site trained without differential privacy: no formal bound.")
-    return {"level": level, "explanation": " ".join(sentences)}
+    return {"level": verdict, "explanation": " ".join(sentences)}
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{'; '.join(items[:-1])}; and {items[-1]}"
+
+
+def dp_scope(train_metrics: str, phase_statistics: bool, withdrawals: bool) -> dict[str, list[str]]:
+    """What a DP site's epsilon covers in a run and what its replies released outside it
+    (``sites/client_app.py``'s handlers a DP run calls: strategies that change the sites'
+    objective, hence EWC's Fisher, the generator and real exemplars, are refused with DP).
+
+    Parameters
+    ----------
+    train_metrics : str
+        ``privacy.train_metrics``: ``release``, ``noise`` or ``withhold``.
+    phase_statistics : bool
+        The task has a phase whose sites report statistics first (``query.statistics``).
+    withdrawals : bool
+        The scenario has withdrawals (their unlearning, evaluations and forget-set attack).
+    """
+    covered = ["the model updates it sent from DP-SGD training"]
+    outside = ["its split sizes, which its replies' example counts and its accountant's history (noise, "
+               "sampling rate, steps) also reveal"]
+    if withdrawals:
+        covered.append("the model updates of the unlearning and retraining steps a withdrawal charged to it")
+    if train_metrics == "noise":
+        covered.append("the training losses it reported, each through a Gaussian mechanism charged to the same "
+                       "accountant")
+    elif train_metrics == "release":
+        outside.append("the mean training loss of every training call (train_loss)")
+    if phase_statistics:
+        outside.append("the statistics it reported before a phase (e.g. PBBL's label x pseudo-bias counts, "
+                       "grading's per-modality validation losses)")
+    outside.append("the evaluation metrics of each stage's model on its test split")
+    if withdrawals:
+        outside.append("the metrics of the models around a withdrawal on its training split, and the loss "
+                       "attack's AUC on a withdrawing site's patients")
+    outside.append("this audit's ROC summaries")
+    return {"covered": covered, "outside": outside}
 
 
 def audit_result(site_metrics: Mapping[str, Mapping[str, Any]], delta: float | None,
-                 withdrawals: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                 withdrawals: Sequence[Mapping[str, Any]] = (),
+                 scope: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """``privacy_audit.json``'s content: every site's attack figures with its verdict and, where
     a withdrawal's unlearning spent budget at the site (``withdrawals``: the run's withdrawal
-    records), what it spent (``unlearning``)."""
+    records), what it spent (``unlearning``); with DP, what epsilon covers and what left the
+    sites outside it (``scope``: :func:`dp_scope`)."""
     sites = {}
     for site, metrics in site_metrics.items():
         unlearning = unlearning_spent(withdrawals, site)
         sites[site] = {**dict(metrics), **({"unlearning": unlearning} if unlearning else {}),
-                       "verdict": judge(metrics, unlearning)}
-    return {"delta": delta, "fpr_grid": FPR_GRID.tolist(), "sites": sites}
+                       "verdict": judge(metrics, unlearning, scope)}
+    return {"delta": delta, "fpr_grid": FPR_GRID.tolist(), "levels": list(LEVELS),
+            **({"dp_scope": dict(scope)} if scope else {}), "sites": sites}

@@ -29,7 +29,7 @@ from sites.tasks import Task
 
 from .checkpoint import LATEST, STAGE_START, Position, RngStates, RunState, SiteState
 from .discovery import check_site_data, discover_sites
-from .privacy_audit import audit_result
+from .privacy_audit import audit_result, dp_scope
 from .replay import ReplaySource, build_replay_source
 from .replay_config import ReplayConfig
 from .results import RunResult
@@ -65,6 +65,9 @@ class RunPlan:
         Seconds to wait for a round's replies.
     dp_delta : float or None
         The delta of the sites' DP guarantee (``None`` without DP), for the privacy audit.
+    dp_train_metrics : str or None
+        With DP, what training replies carry besides the model (``privacy.train_metrics``),
+        for the privacy audit's account of what epsilon covers.
     unlearning : UnlearningMethod
         How a withdrawing site is unlearned (the scenario's withdrawals say who and when).
     replay : ReplayConfig
@@ -82,6 +85,7 @@ class RunPlan:
     run_dir: Path
     round_timeout: float = 3600.0
     dp_delta: float | None = None
+    dp_train_metrics: str | None = None
     unlearning: UnlearningMethod = field(default_factory=NoUnlearning)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -252,7 +256,11 @@ class Timeline:
             (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                              timeout=self.plan.round_timeout)
             site_metrics[site] = dict(reply.content[RecordName.AUDIT])
-        return audit_result(site_metrics, self.plan.dp_delta, self._state.result.withdrawals)
+        scope = None
+        if self.plan.dp_train_metrics is not None:
+            scope = dp_scope(self.plan.dp_train_metrics, any(phase.statistics for phase in self.plan.task.phases),
+                             bool(scenario.withdrawals))
+        return audit_result(site_metrics, self.plan.dp_delta, self._state.result.withdrawals, scope)
 
     def _withdrawal_event(self, state: RunState) -> WithdrawalEvent:
         plan = self.plan

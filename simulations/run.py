@@ -27,6 +27,7 @@ from sites.config import parse
 from sites.device import resolve_compute
 from sites.errors import ConfigError, MedsitesError
 from sites.faults import FaultConfig
+from sites.privacy import DPConfig
 from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
                          build_task)
 from sites.tasks.capabilities import require
@@ -78,13 +79,15 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     unlearning = build_unlearning(config.unlearning)
     check_faults(faults, scenario)
     check_strategy_objective(strategy, replay, task, dp is not None, bool(scenario.withdrawals))
+    check_train_metrics(strategy, task, dp)
     replayed = [stage for withdrawal in scenario.withdrawals for stage in scenario.replay_stages(withdrawal)]
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
     check_task_capabilities(task, scenario)
     task.check_sites(scenario.sites)
     config.deployment.check_sites(scenario.site_ids)
     plan = RunPlan(scenario, task, strategy, config.seed, run_dir, config.backend.round_timeout,
-                   dp_delta=None if dp is None else dp.delta, unlearning=unlearning, replay=replay,
+                   dp_delta=None if dp is None else dp.delta,
+                   dp_train_metrics=None if dp is None else dp.train_metrics, unlearning=unlearning, replay=replay,
                    faults=faults, site_nodes=config.deployment.site_nodes)
     return Prepared(plan, config, resolved)
 
@@ -119,6 +122,19 @@ def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Tas
     if withdrawals and (replay.source != "none" or getattr(strategy, "changes_site_objective", False)):
         raise ConfigError("strategy", f"site withdrawals cannot run with {name} (replay={replay.source}): "
                           "its replay and state would keep the withdrawn site")
+
+
+def check_train_metrics(strategy: Strategy, task: Task, dp: DPConfig | None) -> None:
+    """Refuse ``privacy.train_metrics`` a run cannot honour: ``withhold`` with a strategy that
+    reads the training loss (Flower's QFedAvg: ``train_loss_key``), ``noise`` with a task
+    without per-sample losses."""
+    if dp is None:
+        return
+    if dp.train_metrics == "withhold" and getattr(strategy, "train_loss_key", None) is not None:
+        raise ConfigError("privacy.train_metrics", f"withhold: {type(strategy).__name__} reads each site's "
+                          f"{strategy.train_loss_key!r}; use noise or release")
+    if dp.train_metrics == "noise":
+        require(task, [(ClassLogits, "privacy.train_metrics=noise")], "privacy.train_metrics")
 
 
 def check_task_capabilities(task: Task, scenario: Scenario) -> None:

@@ -219,15 +219,21 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         trained = model.state_dict()
         if faults.spoils(seed, site, call):
             trained, metrics = faults.spoil(trained, model_record(message).to_torch_state_dict(), metrics)
-        return trained_reply(message, context, trained, metrics, privacy)
+        return trained_reply(message, context, trained, metrics, privacy, lambda: task.sample_losses(model, data.train),
+                             call_seed)
 
     def trained_reply(message: Message, context: Context, trained: dict[str, torch.Tensor],
-                      metrics: dict[str, float], privacy: PrivateTraining | None) -> Message:
-        """The model's arrays (``trained``) and metrics after local steps; with DP, the
-        accountant's new history is kept in the node state and sent, and the metrics gain the
-        epsilon spent so far."""
+                      metrics: dict[str, float], privacy: PrivateTraining | None,
+                      sample_losses: Callable[[], torch.Tensor], call_seed: int) -> Message:
+        """The model's arrays (``trained``) and metrics after local steps; with DP, the metrics
+        are those ``privacy.train_metrics`` releases (``sample_losses``: the trained model's
+        per-sample losses on the training split, for ``noise``, whose noise ``call_seed``
+        seeds), the accountant's new history is kept in the node state and sent, and the
+        metrics gain the epsilon spent so far."""
         reply = RecordDict({RecordName.MODEL: ArrayRecord(trained)})
         if privacy is not None:
+            metrics = dp.released_metrics(metrics, sample_losses, privacy.accountant,
+                                          seeding.stream_seed(call_seed, seeding.Stream.DP_METRICS))
             history = privacy.accountant.to_json()
             _keep(context, replace(_state(context), dp_history=history))
             metrics[MetricKey.EPSILON] = privacy.accountant.epsilon(dp.delta)
@@ -306,10 +312,11 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         site, task, data = load(context)
         model = _model(task, message.content[RecordName.MODEL])
         privacy = private_training(site, task, data, context)
+        call_seed = _next_call_seed(seed, site, context)
         metrics = unlearn(task, model, _model(task, message.content[RecordName.REFERENCE]), data.train,
-                          protocol.UNLEARN.config_of(message), seed=_next_call_seed(seed, site, context),
-                          privacy=privacy)
-        return trained_reply(message, context, model.state_dict(), metrics, privacy)
+                          protocol.UNLEARN.config_of(message), seed=call_seed, privacy=privacy)
+        return trained_reply(message, context, model.state_dict(), metrics, privacy,
+                             lambda: task.sample_losses(model, data.train), call_seed)
 
     @protocol.AUDIT.register(app)
     def audit(message: Message, context: Context) -> Message:

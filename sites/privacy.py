@@ -21,9 +21,12 @@ from torch.utils.data import DataLoader
 
 from .config import ConfigModel, check_keys, invalid
 from .errors import ConfigError
+from .protocol import MetricKey
 from .seeding import stream_seed
 
 METHODS = ("off", "dp")
+#: What a DP site does with its training metrics (``privacy.train_metrics``).
+TRAIN_METRICS = ("withhold", "noise", "release")
 # Beyond this much noise no model learns anything; a target that needs more is refused.
 MAX_NOISE_MULTIPLIER = 100.0
 
@@ -44,6 +47,16 @@ class DPConfig(ConfigModel):
         Per-sample gradient clipping norm.
     delta : float
         The delta of the reported (epsilon, delta) guarantee, in (0, 1).
+    train_metrics : str
+        What training and unlearning replies carry besides the model: ``withhold`` (only the
+        example count Flower weighs by, and epsilon), ``noise`` (also ``train_loss``, the
+        trained model's mean per-sample loss on the training split through a Gaussian mechanism
+        charged to the site's accountant: :func:`noisy_mean_loss`), ``release`` (the clean
+        ``train_loss``, outside the guarantee).
+    train_loss_clip : float
+        ``noise``: each per-sample loss is clipped to [0, ``train_loss_clip``].
+    train_loss_noise : float
+        ``noise``: the Gaussian noise's std over ``train_loss_clip``.
     """
 
     method: Literal["dp"]
@@ -51,6 +64,9 @@ class DPConfig(ConfigModel):
     target_epsilon: PositiveFloat | None = None
     max_grad_norm: PositiveFloat
     delta: Annotated[float, Field(gt=0, lt=1)]
+    train_metrics: Literal[TRAIN_METRICS] = "withhold"
+    train_loss_clip: PositiveFloat = 2.0
+    train_loss_noise: PositiveFloat = 20.0
 
     @model_validator(mode="after")
     def _one_noise_source(self) -> "DPConfig":
@@ -80,6 +96,35 @@ class DPConfig(ConfigModel):
                                           sample_rate=sample_rate, steps=steps, accountant="rdp"))
 
 
+    def released_metrics(self, metrics: Mapping[str, float], sample_losses: Callable[[], torch.Tensor],
+                         accountant: "SiteAccountant", seed: int) -> dict[str, float]:
+        """The training ``metrics`` a DP site sends, as :attr:`train_metrics` says; ``sample_losses``
+        gives the trained model's per-sample losses on the training split (called for ``noise``
+        only), ``seed`` seeds the noise."""
+        if self.train_metrics == "release":
+            return dict(metrics)
+        released = {MetricKey.NUM_EXAMPLES: metrics[MetricKey.NUM_EXAMPLES]}
+        if self.train_metrics == "noise":
+            released[MetricKey.TRAIN_LOSS] = noisy_mean_loss(sample_losses(), self.train_loss_clip,
+                                                             self.train_loss_noise, accountant, seed)
+        return released
+
+
+def noisy_mean_loss(losses: torch.Tensor, clip: float, noise_multiplier: float, accountant: "SiteAccountant",
+                    seed: int) -> float:
+    """The Gaussian mechanism on a mean loss: ``(sum of losses clipped to [0, clip] + N(0,
+    (noise_multiplier * clip)^2)) / n``, charged to ``accountant``.
+
+    Adding or removing a patient moves the clipped sum by at most ``clip``, so this is the
+    Gaussian mechanism of noise multiplier ``noise_multiplier`` on a sum of sensitivity
+    ``clip``: an RDP accountant entry of that noise, sampling rate 1 and one step, composed with
+    the site's DP-SGD steps. The count ``n`` is the split size, which the site reports anyway.
+    """
+    noise = torch.randn((), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    accountant.release(noise_multiplier)
+    return float((losses.double().clamp(0, clip).sum() + noise_multiplier * clip * noise) / len(losses))
+
+
 def _off_is_none(config: Any) -> Any:
     """``method: off`` (and nothing else) is ``None``; ``method: dp`` goes on to :class:`DPConfig`."""
     if not isinstance(config, Mapping) or config.get("method") == "dp":
@@ -95,24 +140,40 @@ Privacy = Annotated[DPConfig | None, BeforeValidator(_off_is_none)]
 
 
 class SiteAccountant:
-    """An Opacus RDP accountant whose history survives between training calls (as JSON)."""
+    """An Opacus RDP accountant whose history survives between training calls (as JSON).
+
+    Its JSON lists the DP-SGD entries ``[noise, sampling rate, steps]`` Opacus keeps, then one
+    ``[noise, 1, 1, "train_loss"]`` per noised training loss (:func:`noisy_mean_loss`): both are
+    Gaussian mechanisms that epsilon composes, but only the first are DP-SGD steps.
+    """
 
     def __init__(self, history_json: str = "[]") -> None:
         from opacus.accountants import RDPAccountant
 
+        entries = json.loads(history_json)
         self.accountant = RDPAccountant()
-        self.accountant.history = [tuple(step) for step in json.loads(history_json)]
+        self.accountant.history = [tuple(entry) for entry in entries if len(entry) == 3]
+        self.releases = [entry for entry in entries if len(entry) == 4]
 
     def to_json(self) -> str:
-        return json.dumps(self.accountant.history)
+        return json.dumps([*self.accountant.history, *self.releases])
 
     @property
     def steps(self) -> int:
+        """DP-SGD steps taken."""
         return sum(steps for _, _, steps in self.accountant.history)
+
+    def release(self, noise_multiplier: float) -> None:
+        """Charge one Gaussian release of a training loss of ``noise_multiplier``."""
+        self.releases.append([noise_multiplier, 1.0, 1, MetricKey.TRAIN_LOSS])
 
     def epsilon(self, delta: float) -> float:
         """Epsilon of everything the site has released so far (0 before its first step)."""
-        return float(self.accountant.get_epsilon(delta)) if self.accountant.history else 0.0
+        from opacus.accountants import RDPAccountant
+
+        composed = RDPAccountant()
+        composed.history = [*self.accountant.history, *(tuple(entry[:3]) for entry in self.releases)]
+        return float(composed.get_epsilon(delta)) if composed.history else 0.0
 
 
 @dataclass

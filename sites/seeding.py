@@ -32,6 +32,8 @@ class Stream(IntEnum):
     FAULTS = 10
     # Simulated bad replies (sites.faults): which training calls spoil their reply.
     BAD_REPLY = 11
+    # The noise of a DP site's released training loss (privacy.train_metrics=noise), per call.
+    DP_METRICS = 12
 
 
 def stream_seed(seed: int, *path: int) -> int:

@@ -51,7 +51,9 @@ def test_only_withdrawals_that_took_steps_at_a_site_count_as_spent_there(record)
 
 
 def test_the_audit_says_what_unlearning_spent_at_a_site(record):
-    metrics = {"loss-auc": 0.5, "loss-tpr-at-1pct-fpr": 0.01, "n-members": 8}
+    metrics = {"loss-auc": 0.5, "loss-auc-ci-low": 0.2, "loss-auc-ci-high": 0.8, "loss-tpr-at-1pct-fpr": 0.0,
+               "loss-tpr-at-1pct-fpr-ci-low": 0.0, "loss-tpr-at-1pct-fpr-ci-high": 0.37, "n-members": 8,
+               "n-non-members": 8}
     withdrawals = [{"site": "B", "stage": 2, "method": "npo", "privacy": record}]
     audit = audit_result({"A": {**metrics, "epsilon": _epsilon(2)}, "B": {**metrics, "epsilon": _epsilon(22)}}, 1e-5,
                          withdrawals)

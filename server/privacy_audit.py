@@ -96,9 +96,9 @@ def _exposure(metrics: Mapping[str, Any], verdict: str) -> list[str]:
         sentences.append(f"At 1 % false alarms the stronger attack finds {tpr:.0%} of them (95 % CI {low:.0%}-{high:.0%}).")
     else:
         sentences.append(f"1 % false alarms cannot be resolved with {n_non_members} non-members (the smallest "
-                         f"non-zero false-positive rate they show is {smallest_resolvable_fpr(n_non_members):.1%}): "
-                         f"the true-positive rate there is not used for the verdict, and a low exposure cannot be "
-                         f"claimed.")
+                         f"non-zero false-positive rate they show is 1/{n_non_members} = "
+                         f"{smallest_resolvable_fpr(n_non_members):.1%}): the true-positive rate there is not used "
+                         f"for the verdict{', so low exposure cannot be claimed' if verdict == 'inconclusive' else ''}.")
     if metrics[f"{deciding}-auc-ci-high"] < _CHANCE_AUC:
         sentences.append("The attack does worse than chance: members' losses are higher than non-members', a sign "
                          "that training and test patients differ, not evidence of membership.")

@@ -12,29 +12,50 @@ matplotlib.use("Agg")  # reports are written headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from server.privacy_audit import ATTACKS  # noqa: E402
+from server.privacy_audit import ATTACKS, VERDICT_FPR  # noqa: E402
+from sites.intervals import resolves  # noqa: E402
+from sites.membership_inference import LOW_FPRS  # noqa: E402
 
-from .formatting import fmt, table_header, table_row  # noqa: E402
+from .formatting import MISSING, fmt, table_header, table_row  # noqa: E402
 
-COLUMNS = ("epsilon", "members / non-members", "loss AUC", "reference AUC", "TPR at 1% FPR", "TPR at 0.1% FPR",
-           "advantage", "marked AUC", "unmarked AUC", "exposure")
+COLUMNS = ("epsilon", "members / non-members", "smallest FPR", "loss AUC [95% CI]", "reference AUC [95% CI]",
+           "TPR at 1% FPR [95% CI]", "TPR at 0.1% FPR [95% CI]", "advantage", "marked AUC [95% CI]",
+           "unmarked AUC [95% CI]", "exposure")
 
 
-def _best(metrics: dict, suffix: str) -> float | None:
-    values = [metrics[f"{a}-{suffix}"] for a in ATTACKS if metrics.get(f"{a}-{suffix}") is not None]
-    return max(values) if values else None
+def with_interval(metrics: dict, key: str) -> str:
+    """``value [low, high]`` of a figure and its interval, or :data:`MISSING`."""
+    if metrics.get(key) is None:
+        return MISSING
+    return f"{fmt(metrics[key])} [{fmt(metrics[f'{key}-ci-low'])}, {fmt(metrics[f'{key}-ci-high'])}]"
+
+
+def _best(metrics: dict, suffix: str) -> str:
+    """The figure of the attack whose interval's lower end is highest, with its interval."""
+    attacks = [a for a in ATTACKS if metrics.get(f"{a}-{suffix}") is not None]
+    if not attacks:
+        return MISSING
+    return with_interval(metrics, f"{max(attacks, key=lambda a: metrics[f'{a}-{suffix}-ci-low'])}-{suffix}")
+
+
+def _low_fpr(metrics: dict, name: str) -> str:
+    """TPR at a low FPR with its interval, marked ``not resolved`` where the non-members cannot
+    show that FPR (then it is a lower bound the verdict does not use)."""
+    figure = _best(metrics, f"tpr-at-{name}-fpr")
+    return figure if resolves(LOW_FPRS[name], metrics["n-non-members"]) else f"{figure} not resolved"
 
 
 def site_rows(audit: dict) -> list[list[str]]:
     """One row of :data:`COLUMNS` per audited site; rates and the marked/unmarked AUCs are the
-    stronger attack's."""
+    stronger attack's (the higher lower end), each with its 95 % interval."""
     rows = []
     for site, m in audit["sites"].items():
         rows.append([site, fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
-                     f"{m['n-members']} / {m['n-non-members']}", fmt(m.get("loss-auc")), fmt(m.get("reference-auc")),
-                     fmt(_best(m, "tpr-at-1pct-fpr")), fmt(_best(m, "tpr-at-0.1pct-fpr")),
-                     fmt(_best(m, "advantage")),
-                     fmt(_best(m, "marked-auc")), fmt(_best(m, "unmarked-auc")), m["verdict"]["level"]])
+                     f"{m['n-members']} / {m['n-non-members']}", fmt(1 / m["n-non-members"]),
+                     with_interval(m, "loss-auc"), with_interval(m, "reference-auc"),
+                     _low_fpr(m, "1pct"), _low_fpr(m, "0.1pct"), fmt(max(m[f"{a}-advantage"] for a in ATTACKS
+                                                                       if f"{a}-advantage" in m)),
+                     _best(m, "marked-auc"), _best(m, "unmarked-auc"), m["verdict"]["level"]])
     return rows
 
 
@@ -62,7 +83,24 @@ _INTRO = ("Each site that trained attacked the final global model on its own dat
           "(members) against as many patients of the same distribution the federation never trained on "
           "(non-members). The loss attack calls low-loss patients members; the reference attack first "
           "subtracts the loss of reference models trained on fresh data of the site's distribution. AUC "
-          "0.5 and TPR = FPR are chance. Marked: patients whose images carry identifying markers.")
+          "0.5 and TPR = FPR are chance. Brackets: 95 % confidence intervals (DeLong for AUC, Clopper-Pearson "
+          "for TPR). With n non-members the smallest FPR a threshold can show is 1/n: a TPR at a lower FPR is "
+          "'not resolved'. Marked: patients whose images carry identifying markers.")
+
+_LEVELS = (f"Exposure is claimed only where the intervals support it: high when an attack's AUC is at least "
+           f"0.65 (its interval's lower end) or, with 1/n at most {VERDICT_FPR:.0%}, its TPR at {VERDICT_FPR:.0%} "
+           f"FPR at least 15 %; moderate when an AUC interval lies above 0.5; low when every AUC interval lies "
+           f"below 0.55 and, with {VERDICT_FPR:.0%} FPR resolved, every TPR interval there below 5 %; "
+           f"inconclusive otherwise.")
+
+
+def _scope(audit: dict) -> list[str]:
+    """With DP, what epsilon covers and what left the sites outside it, as two sentences."""
+    scope = audit.get("dp_scope")
+    if not scope:
+        return []
+    return [f"Epsilon covers: {'; '.join(scope['covered'])}.",
+            f"Outside epsilon, each site released: {'; '.join(scope['outside'])}."]
 
 
 def write_privacy_audit(run_dir: Path, audit: dict) -> None:
@@ -72,7 +110,9 @@ def write_privacy_audit(run_dir: Path, audit: dict) -> None:
     rows = site_rows(audit)
     delta = audit["delta"]
     guarantee = f"(epsilon, delta = {delta:g})" if delta is not None else "(no differential privacy)"
-    lines = ["# Privacy audit", "", _INTRO, "", f"Guarantee per site: {guarantee}.", "",
+    scope = _scope(audit)
+    lines = ["# Privacy audit", "", _INTRO, "", _LEVELS, "", f"Guarantee per site: {guarantee}.", "",
+             *(line for item in scope for line in (item, "")),
              *table_header(("site", *COLUMNS))]
     lines += [table_row(row) for row in rows]
     lines += ["", "## Verdicts", ""]
@@ -89,9 +129,10 @@ def write_privacy_audit(run_dir: Path, audit: dict) -> None:
     (run_dir / "privacy_audit.html").write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Privacy audit</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}li.high{{color:#a00}}li.moderate{{color:#a60}}</style>
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}li.high{{color:#a00}}li.moderate{{color:#a60}}li.inconclusive{{color:#666}}</style>
 </head><body>
-<h1>Privacy audit</h1><p>{html.escape(_INTRO)}</p><p>Guarantee per site: {html.escape(guarantee)}.</p>
+<h1>Privacy audit</h1><p>{html.escape(_INTRO)}</p><p>{html.escape(_LEVELS)}</p>
+<p>Guarantee per site: {html.escape(guarantee)}.</p>{"".join(f"<p>{html.escape(item)}</p>" for item in scope)}
 <table id="sites"><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>
 <h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
 <h2>ROC</h2><img id="roc" alt="membership inference ROC" src="data:image/png;base64,{image}">

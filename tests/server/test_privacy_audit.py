@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli
-from server.privacy_audit import judge
+from server.privacy_audit import dp_scope, judge, level
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -61,23 +61,75 @@ def test_the_audit_page_renders_its_figure_and_numbers_in_chromium(audited_run, 
         assert f"<td>{metrics['loss-auc']:.3f}</td>" in dom
 
 
-def _metrics(loss_auc, tpr, marked=None, epsilon=None):
-    metrics = {"loss-auc": loss_auc, "loss-tpr-at-1pct-fpr": tpr, "n-members": 100}
+def _metrics(auc, tpr=(0.0, 0.0, 0.1), n=16, reference=None, marked=None, epsilon=None):
+    """A site's audit reply: each figure a (value, CI low, CI high); ``n`` members and as many non-members."""
+    metrics = {"n-members": n, "n-non-members": n}
+    for attack, figures in (("loss", (auc, tpr)), ("reference", reference)):
+        for name, (value, low, high) in zip(("auc", "tpr-at-1pct-fpr"), figures or ()):
+            metrics.update({f"{attack}-{name}": value, f"{attack}-{name}-ci-low": low,
+                            f"{attack}-{name}-ci-high": high})
     if marked:
-        metrics.update({"loss-marked-auc": marked[0], "loss-unmarked-auc": marked[1]})
+        for group, (value, low, high) in zip(("marked", "unmarked"), marked):
+            metrics.update({f"loss-{group}-auc": value, f"loss-{group}-auc-ci-low": low,
+                            f"loss-{group}-auc-ci-high": high})
+        metrics["n-marked-members"] = 4.0
     if epsilon is not None:
         metrics["epsilon"] = epsilon
     return metrics
 
 
-@pytest.mark.parametrize(("loss_auc", "tpr", "level"), [(0.51, 0.01, "low"), (0.6, 0.02, "moderate"),
-                                                         (0.52, 0.2, "high"), (0.8, 0.3, "high")])
-def test_the_verdict_follows_the_strongest_signal(loss_auc, tpr, level):
-    assert judge(_metrics(loss_auc, tpr))["level"] == level
+@pytest.mark.parametrize(("auc", "tpr", "n", "verdict"), [
+    ((0.46, 0.26, 0.66), (0.06, 0.0, 0.3), 16, "inconclusive"),  # the issue's site: spans chance and 0.55
+    ((0.52, 0.42, 0.62), (0.01, 0.0, 0.02), 400, "inconclusive"),  # resolved, but the AUC may reach 0.62
+    ((0.60, 0.52, 0.68), (0.06, 0.0, 0.3), 16, "moderate"),  # above chance, not shown to reach 0.65
+    ((0.80, 0.66, 0.94), (0.06, 0.0, 0.3), 16, "high"),  # at least 0.65
+    ((0.52, 0.42, 0.62), (0.25, 0.16, 0.36), 16, "inconclusive"),  # 1 % FPR unresolved: the TPR is not used
+    ((0.52, 0.42, 0.62), (0.25, 0.16, 0.36), 200, "high"),  # resolved: at least 16 % at 1 % FPR
+    ((0.50, 0.46, 0.54), (0.01, 0.003, 0.03), 400, "low"),  # both intervals below the low bounds
+    ((0.50, 0.46, 0.54), (0.01, 0.003, 0.03), 99, "inconclusive"),  # 99 non-members cannot resolve 1 %
+    ((0.50, 0.46, 0.54), (0.04, 0.02, 0.07), 400, "inconclusive"),  # the TPR may reach 7 %
+    ((0.30, 0.20, 0.40), (0.0, 0.0, 0.01), 400, "low"),  # worse than chance is never better than it
+])
+def test_the_verdict_claims_only_what_the_intervals_support(auc, tpr, n, verdict):
+    assert level(_metrics(auc, tpr, n)) == verdict
+
+
+def test_any_attack_can_show_exposure_but_low_needs_every_attack():
+    spans = ((0.52, 0.42, 0.62), (0.0, 0.0, 0.1))
+    assert level(_metrics(*spans, reference=((0.6, 0.53, 0.67), (0.0, 0.0, 0.1)))) == "moderate"
+    quiet = ((0.50, 0.46, 0.54), (0.01, 0.003, 0.03))
+    assert level(_metrics(*quiet, n=400, reference=((0.52, 0.48, 0.56), (0.01, 0.003, 0.03)))) == "inconclusive"
+
+
+def test_an_inconclusive_verdict_says_why_and_never_calls_the_attack_better_than_chance():
+    explanation = judge(_metrics((0.46, 0.26, 0.66), (0.06, 0.0, 0.3)))["explanation"]
+    assert "better than chance" not in explanation and "cannot tell" in explanation
+    assert "AUC is 0.46 (95 % CI 0.26-0.66)" in explanation
+    assert "1 % false alarms cannot be resolved with 16 non-members" in explanation and "6.2%" in explanation
+    resolved = judge(_metrics((0.30, 0.20, 0.40), (0.0, 0.0, 0.01), n=400))["explanation"]
+    assert "finds 0% of them (95 % CI 0%-1%)" in resolved and "worse than chance" in resolved
 
 
 def test_the_verdict_says_when_markers_expose_patients_and_what_dp_guarantees():
-    exposed = judge(_metrics(0.6, 0.05, marked=(0.8, 0.55), epsilon=2.0))["explanation"]
-    assert "more exposed (AUC 0.80 vs 0.55" in exposed and "epsilon 2.00" in exposed
-    calm = judge(_metrics(0.6, 0.05, marked=(0.57, 0.55)))["explanation"]
-    assert "not measurably more exposed" in calm and "no formal bound" in calm
+    exposed = judge(_metrics((0.6, 0.52, 0.68), marked=((0.8, 0.7, 0.9), (0.55, 0.45, 0.65)), epsilon=2.0))
+    assert "more exposed (AUC 0.80 (95 % CI 0.70-0.90) vs 0.55 (0.45-0.65)" in exposed["explanation"]
+    assert "epsilon 2.00" in exposed["explanation"]
+    overlapping = judge(_metrics((0.6, 0.52, 0.68), marked=((0.8, 0.5, 1.0), (0.55, 0.45, 0.65))))["explanation"]
+    assert "not measurably more exposed" in overlapping and "no formal bound" in overlapping
+
+
+@pytest.mark.parametrize(("train_metrics", "covered", "outside"), [
+    ("release", [], ["the mean training loss of every training call (train_loss)"]),
+    ("noise", ["the training losses it reported"], []),
+    ("withhold", [], []),
+])
+def test_the_dp_sentence_says_what_epsilon_covers_and_what_left_outside_it(train_metrics, covered, outside):
+    scope = dp_scope(train_metrics, phase_statistics=True, withdrawals=False)
+    explanation = judge(_metrics((0.6, 0.52, 0.68), epsilon=2.0), scope=scope)["explanation"]
+    assert "epsilon 2.00 bounds what an attack can learn from the model updates it sent from DP-SGD training" \
+        in explanation
+    covers, leaves = explanation.split("It does not cover")
+    assert all(item in covers for item in covered) and all(item in leaves for item in outside)
+    assert "PBBL's label x pseudo-bias counts" in leaves and "this audit's ROC summaries" in leaves
+    assert ("train_loss" in leaves) == (train_metrics == "release")
+    assert "unlearning" not in explanation  # no withdrawals

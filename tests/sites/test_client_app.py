@@ -9,6 +9,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from opacus.accountants import RDPAccountant
 
+from sites import seeding
 from sites.client_app import build_client_app
 from sites.config import parse
 from sites.faults import CRASH_CODE, FaultConfig
@@ -190,3 +191,35 @@ def test_only_the_named_sites_spoil_their_replies(small_task):
     site_b, _, _ = _train_reply(small_task, faults, partition=1)
     assert not any(value.isnan().any() for value in site_a.values() if value.is_floating_point())
     assert all(value.isnan().all() for value in site_b.values() if value.is_floating_point())
+
+
+def _dp_train_reply(task, train_metrics: str) -> Message:
+    dp = parse(Privacy, {"method": "dp", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5,
+                         "train_metrics": train_metrics, "train_loss_clip": 2.0, "train_loss_noise": 3.0}, "privacy")
+    return build_client_app(task, SITES, seed=0, num_threads=1, dp=dp)(_message("train", _global_arrays(task)),
+                                                                      _context(1))
+
+
+def test_with_dp_withheld_training_metrics_leave_only_the_example_count_and_epsilon(small_task):
+    withheld, released = (_dp_train_reply(small_task, mode) for mode in ("withhold", "release"))
+    assert set(withheld.content["metrics"]) == {"num-examples", "epsilon"}
+    assert "train_loss" in released.content["metrics"]
+    assert withheld.content["metrics"]["epsilon"] == released.content["metrics"]["epsilon"]  # nothing else charged
+
+
+def test_with_dp_a_noised_training_loss_is_the_gaussian_mechanism_on_the_trained_model_and_is_charged(small_task):
+    reply = _dp_train_reply(small_task, "noise")
+    model = small_task.build_model()
+    model.load_state_dict(reply.content["arrays"].to_torch_state_dict())
+    losses = small_task.sample_losses(model, small_task.site_data(SITES[1], 0).train).double()
+    call_seed = seeding.stream_seed(0, 1, seeding.Stream.LOCAL_TRAINING, 1)
+    z = torch.randn((), generator=torch.Generator().manual_seed(
+        seeding.stream_seed(call_seed, seeding.Stream.DP_METRICS)), dtype=torch.float64).item()
+    metrics = reply.content["metrics"]
+    assert metrics["train_loss"] == pytest.approx(float((losses.clamp(0, 2.0).sum() + 3.0 * 2.0 * z) / 16))
+    history = json.loads(AccountantHistory.from_record(reply.content["accountant"]).dp_history)
+    assert history == [[1.0, 0.5, 3], [3.0, 1.0, 1, "train_loss"]]  # 3 DP-SGD steps, then the loss
+    composed = RDPAccountant()
+    composed.history = [(1.0, 0.5, 3), (3.0, 1.0, 1)]
+    assert metrics["epsilon"] == pytest.approx(composed.get_epsilon(1e-5))
+    assert metrics["epsilon"] > _dp_train_reply(small_task, "withhold").content["metrics"]["epsilon"]

@@ -1,6 +1,8 @@
 """DP-SGD at a site: config checks, the noise for a target epsilon, an accountant that spans the
 run, and private local training for every task."""
 
+import json
+
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
@@ -8,7 +10,7 @@ from opacus.accountants.utils import get_noise_multiplier
 
 from sites.config import parse
 from sites.errors import ConfigError
-from sites.privacy import Privacy, PrivateTraining, SiteAccountant
+from sites.privacy import Privacy, PrivateTraining, SiteAccountant, noisy_mean_loss
 from sites.protocol import TrainConfig
 from sites.tasks import build_task
 
@@ -127,3 +129,40 @@ def test_a_network_opacus_cannot_handle_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="BatchNorm"):
         private.wrap(model, loader, 0, lambda params: torch.optim.Adam(params),
                      lambda m: m(torch.randn(4, 1, 6, 6)).sum())
+
+
+def test_a_noised_mean_loss_is_the_gaussian_mechanism_on_the_clipped_sum_and_is_charged():
+    site = SiteAccountant(json.dumps([[1.0, 0.5, 5]]))
+    value = noisy_mean_loss(torch.tensor([0.5, 3.0, 1.0]), clip=2.0, noise_multiplier=1.5, accountant=site, seed=7)
+    z = torch.randn((), generator=torch.Generator().manual_seed(7), dtype=torch.float64).item()
+    assert value == pytest.approx((0.5 + 2.0 + 1.0 + 1.5 * 2.0 * z) / 3)  # 3.0 clipped to 2.0
+    assert site.steps == 5 and json.loads(site.to_json()) == [[1.0, 0.5, 5], [1.5, 1.0, 1, "train_loss"]]
+    composed = RDPAccountant()
+    composed.history = [(1.0, 0.5, 5), (1.5, 1.0, 1)]  # one unsampled Gaussian mechanism after DP-SGD
+    assert site.epsilon(1e-5) == pytest.approx(composed.get_epsilon(1e-5))
+    assert SiteAccountant(site.to_json()).epsilon(1e-5) == site.epsilon(1e-5) > _epsilon_of([(1.0, 0.5, 5)])
+
+
+def _epsilon_of(history):
+    accountant = RDPAccountant()
+    accountant.history = history
+    return accountant.get_epsilon(1e-5)
+
+
+@pytest.mark.parametrize(("mode", "keys"), [("withhold", {"num-examples"}), ("noise", {"num-examples", "train_loss"}),
+                                            ("release", {"num-examples", "train_loss", "other"})])
+def test_train_metrics_release_only_what_the_mode_says(mode, keys):
+    config = _privacy({**DP, "train_metrics": mode})
+    site = SiteAccountant()
+    released = config.released_metrics({"num-examples": 4, "train_loss": 0.7, "other": 1.0},
+                                       lambda: torch.full((4,), 0.5), site, seed=0)
+    assert set(released) == keys
+    assert len(site.releases) == (mode == "noise")
+    if mode == "noise":  # 20 x 2 / 4 = std 10 around 0.5
+        assert released["train_loss"] != 0.5
+
+
+def test_train_metrics_must_be_a_known_mode():
+    with pytest.raises(ConfigError) as raised:
+        _privacy({**DP, "train_metrics": "blur"})
+    assert raised.value.key == "privacy.train_metrics"

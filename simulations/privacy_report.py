@@ -51,7 +51,7 @@ def site_rows(audit: dict) -> list[list[str]]:
     rows = []
     for site, m in audit["sites"].items():
         rows.append([site, fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
-                     f"{m['n-members']} / {m['n-non-members']}", fmt(1 / m["n-non-members"]),
+                     f"{m['n-members']} / {m['n-non-members']}", fmt(m.get("min-resolvable-fpr")),
                      with_interval(m, "loss-auc"), with_interval(m, "reference-auc"),
                      _low_fpr(m, "1pct"), _low_fpr(m, "0.1pct"), fmt(max(m[f"{a}-advantage"] for a in ATTACKS
                                                                        if f"{a}-advantage" in m)),

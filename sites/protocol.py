@@ -4,7 +4,8 @@ message's configuration, a reply's small records), with ``to_record()`` / ``from
 
 Flower's conventions hold on the wire: the model travels under ``arrays`` and the config under
 ``config`` (the keys Flower's strategies use), a training reply's metrics carry ``train_loss``
-and ``num-examples`` (what Flower's strategies aggregate and weigh by), FedProx's
+and ``num-examples`` (what Flower's strategies aggregate and weigh by; a DP site sends
+``train_loss`` only as ``privacy.train_metrics`` says), FedProx's
 ``proximal-mu`` is understood, and a strategy may add entries of its own to any config (Flower
 adds ``server-round``): ``from_record`` leaves the entries it does not own alone.
 

@@ -1,5 +1,6 @@
 """The privacy audit scenario end to end, its report in a real headless browser, the judge."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -31,9 +32,21 @@ def test_the_audit_covers_every_site_that_trained_with_both_attacks_and_its_epsi
         assert 0 < metrics["epsilon"] <= 8.0
         for attack in ("loss", "reference"):
             assert 0 <= metrics[f"{attack}-auc"] <= 1 and len(metrics[f"{attack}-roc"]) == 31
-        assert metrics["n-members"] == metrics["n-non-members"] == 16
-        assert metrics["verdict"]["level"] in {"low", "moderate", "high"}
-        assert "differential privacy: epsilon" in metrics["verdict"]["explanation"]
+            assert metrics[f"{attack}-auc-ci-low"] <= metrics[f"{attack}-auc"] <= metrics[f"{attack}-auc-ci-high"]
+            low, high = metrics[f"{attack}-tpr-at-1pct-fpr-ci-low"], metrics[f"{attack}-tpr-at-1pct-fpr-ci-high"]
+            assert low <= metrics[f"{attack}-tpr-at-1pct-fpr"] <= high
+        assert metrics["n-members"] == metrics["n-non-members"] == 16 and metrics["min-resolvable-fpr"] == 1 / 16
+        # 16 non-members cannot resolve 1 % FPR: never low, and the verdict says so
+        assert metrics["verdict"]["level"] in {"moderate", "high", "inconclusive"}
+        explanation = metrics["verdict"]["explanation"]
+        assert "1 % false alarms cannot be resolved with 16 non-members" in explanation
+        assert "differential privacy: epsilon" in explanation and "It does not cover" in explanation
+    # the default task has no phase statistics, the scenario no withdrawal
+    assert audit["dp_scope"] == dp_scope("withhold", phase_statistics=False, withdrawals=False)
+    # privacy.train_metrics defaults to withhold: training replies carry no loss
+    trains = [e for e in map(json.loads, (audited_run / "metrics.jsonl").read_text().splitlines())
+              if e["event"] == "train"]
+    assert trains and all(set(e["metrics"]) == {"num-examples", "epsilon"} for e in trains)
     assert_only_declared_content_left_the_sites(audited_run)
 
 
@@ -58,7 +71,7 @@ def test_the_audit_page_renders_its_figure_and_numbers_in_chromium(audited_run, 
     audit = read_json(audited_run / "privacy_audit.json")
     for site, metrics in audit["sites"].items():
         assert f"<td>{site}</td><td>{metrics['epsilon']:.3f}</td>" in dom
-        assert f"<td>{metrics['loss-auc']:.3f}</td>" in dom
+        assert f"<td>{metrics['loss-auc']:.3f} [{metrics['loss-auc-ci-low']:.3f}, " in dom
 
 
 def _metrics(auc, tpr=(0.0, 0.0, 0.1), n=16, reference=None, marked=None, epsilon=None):

@@ -10,7 +10,7 @@ from sites.membership_inference import attack_metrics
 def _site(n: int, shift: float, epsilon: float) -> dict:
     rng = np.random.default_rng(0)
     members, non_members = rng.normal(shift, 1, n), rng.normal(0, 1, n)
-    return {"n-members": n, "n-non-members": n, "epsilon": epsilon,
+    return {"n-members": n, "n-non-members": n, "min-resolvable-fpr": 1 / n, "epsilon": epsilon,
             **attack_metrics(members, non_members, "loss")}
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sites.intervals import auc_interval, clopper_pearson, delong_auc, resolves, smallest_resolvable_fpr
+from sites.intervals import (auc_interval, clopper_pearson, delong_auc, null_auc_variance, resolves,
+                             smallest_resolvable_fpr)
 
 
 @pytest.mark.parametrize("n", [1, 16, 160])
@@ -39,10 +40,19 @@ def test_delong_counts_ties_half():
 
 def test_auc_interval_is_normal_and_clipped_to_the_unit_interval():
     members, non_members = np.array([3.0, 2.0, 1.0]), np.array([2.5, 0.5])
-    half = 0.6744898 * (5 / 36) ** 0.5  # the normal quantile of a 50 % interval
+    half = 0.6744898 * (5 / 36) ** 0.5  # the normal quantile of a 50 % interval; DeLong's 5/36 > the null's 6/72
     assert auc_interval(members, non_members, confidence=0.5) == pytest.approx((2 / 3 - half, 2 / 3 + half))
     assert auc_interval(members, non_members) == (0.0, 1.0)  # +-1.96 * 0.37 reaches past both ends
-    assert auc_interval(np.arange(10.0, 20.0), np.arange(10.0)) == (1.0, 1.0)  # separated: no variance
+
+
+def test_a_perfect_separation_is_not_a_certainty():
+    # DeLong's variance is 0; the null variance (10 + 10 + 1) / (12 * 10 * 10) takes its place
+    assert null_auc_variance(10, 10) == pytest.approx(21 / 1200)
+    assert delong_auc(np.arange(10.0, 20.0), np.arange(10.0)) == (1.0, 0.0)
+    low, high = auc_interval(np.arange(10.0, 20.0), np.arange(10.0))
+    assert (low, high) == (pytest.approx(1 - 1.959964 * (21 / 1200) ** 0.5), 1.0)
+    # four marked patients against two, ranked the wrong way round: the interval still reaches chance
+    assert auc_interval(np.zeros(4), np.ones(2))[1] > 0.5
 
 
 def test_delong_needs_two_of_each():

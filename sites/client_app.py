@@ -10,7 +10,8 @@ Handlers:
 - ``train``: local training of the received global model on the site's training split,
   inside the Flower mods the strategy needs (Flower's client-side differential-privacy
   wrappers: clipping the update to the norm their config carries); simulated faults may crash
-  it or spoil its reply (:mod:`sites.faults`);
+  it or spoil its reply (:mod:`sites.faults`); with DP, its metrics are those
+  ``privacy.train_metrics`` releases (:meth:`~sites.privacy.DPConfig.released_metrics`);
 - ``train.unlearn``: the site's part of an unlearning round (:mod:`sites.unlearning`): the forget
   objective at a withdrawing site, the retain objective at the others; with DP, as DP-SGD
   charged to the site's accountant like training;

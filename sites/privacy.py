@@ -95,7 +95,6 @@ class DPConfig(ConfigModel):
         return float(get_noise_multiplier(target_epsilon=self.target_epsilon, target_delta=self.delta,
                                           sample_rate=sample_rate, steps=steps, accountant="rdp"))
 
-
     def released_metrics(self, metrics: Mapping[str, float], sample_losses: Callable[[], torch.Tensor],
                          accountant: "SiteAccountant", seed: int) -> dict[str, float]:
         """The training ``metrics`` a DP site sends, as :attr:`train_metrics` says; ``sample_losses``

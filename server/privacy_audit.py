@@ -72,6 +72,7 @@ def _figures(metrics: Mapping[str, Any], attack: str) -> str:
     return f"the {attack} attack's AUC is {auc:.2f} (95 % CI {low:.2f}-{high:.2f})"
 
 
+_NO_LOW = ", so low exposure cannot be claimed"
 _WORDS = {"high": "clearly", "moderate": "measurably better than chance",
           "low": "no better than chance within what was measured"}
 
@@ -93,12 +94,13 @@ def _exposure(metrics: Mapping[str, Any], verdict: str) -> list[str]:
     sentences = [f"{opening}, measured on {n_members} training patients and {n_non_members} others."]
     if resolves(VERDICT_FPR, n_non_members):
         tpr, low, high = max((_interval(metrics, f"{a}-tpr-at-1pct-fpr") for a in attacks), key=lambda t: t[1])
-        sentences.append(f"At 1 % false alarms the stronger attack finds {tpr:.0%} of them (95 % CI {low:.0%}-{high:.0%}).")
+        sentences.append(f"At 1 % false alarms the stronger attack finds {tpr:.0%} of them "
+                         f"(95 % CI {low:.0%}-{high:.0%}).")
     else:
         sentences.append(f"1 % false alarms cannot be resolved with {n_non_members} non-members (the smallest "
                          f"non-zero false-positive rate they show is 1/{n_non_members} = "
                          f"{smallest_resolvable_fpr(n_non_members):.1%}): the true-positive rate there is not used "
-                         f"for the verdict{', so low exposure cannot be claimed' if verdict == 'inconclusive' else ''}.")
+                         f"for the verdict{_NO_LOW if verdict == 'inconclusive' else ''}.")
     if metrics[f"{deciding}-auc-ci-high"] < _CHANCE_AUC:
         sentences.append("The attack does worse than chance: members' losses are higher than non-members', a sign "
                          "that training and test patients differ, not evidence of membership.")

@@ -129,7 +129,8 @@ def write_privacy_audit(run_dir: Path, audit: dict) -> None:
     (run_dir / "privacy_audit.html").write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Privacy audit</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}li.high{{color:#a00}}li.moderate{{color:#a60}}li.inconclusive{{color:#666}}</style>
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}li.high{{color:#a00}}li.moderate{{color:#a60}}
+li.inconclusive{{color:#666}}</style>
 </head><body>
 <h1>Privacy audit</h1><p>{html.escape(_INTRO)}</p><p>{html.escape(_LEVELS)}</p>
 <p>Guarantee per site: {html.escape(guarantee)}.</p>{"".join(f"<p>{html.escape(item)}</p>" for item in scope)}

@@ -223,3 +223,4 @@ def test_with_dp_a_noised_training_loss_is_the_gaussian_mechanism_on_the_trained
     composed.history = [(1.0, 0.5, 3), (3.0, 1.0, 1)]
     assert metrics["epsilon"] == pytest.approx(composed.get_epsilon(1e-5))
     assert metrics["epsilon"] > _dp_train_reply(small_task, "withhold").content["metrics"]["epsilon"]
+    assert metrics["train_loss"] != _dp_train_reply(small_task, "release").content["metrics"]["train_loss"]

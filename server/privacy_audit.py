@@ -110,11 +110,11 @@ def _exposure(metrics: Mapping[str, Any], verdict: str) -> list[str]:
 def _markers(metrics: Mapping[str, Any], attacks: Sequence[str]) -> list[str]:
     """Marked patients are more exposed only where some attack's AUC interval on them lies
     wholly above its interval on the unmarked ones (a conservative test: both are 95 %)."""
-    pairs = [(a, _interval(metrics, f"{a}-marked-auc"), _interval(metrics, f"{a}-unmarked-auc")) for a in attacks
+    pairs = [(_interval(metrics, f"{a}-marked-auc"), _interval(metrics, f"{a}-unmarked-auc")) for a in attacks
              if metrics.get(f"{a}-marked-auc") is not None and metrics.get(f"{a}-unmarked-auc") is not None]
     if not pairs:
         return []
-    _, marked, unmarked = max(pairs, key=lambda pair: pair[1][1] - pair[2][2])
+    marked, unmarked = max(pairs, key=lambda pair: pair[0][1] - pair[1][2])  # the widest gap between intervals
     figures = (f"AUC {marked[0]:.2f} (95 % CI {marked[1]:.2f}-{marked[2]:.2f}) vs {unmarked[0]:.2f} "
                f"({unmarked[1]:.2f}-{unmarked[2]:.2f}) for the others, on {metrics['n-marked-members']:.0f} marked "
                f"training patients")

@@ -13,7 +13,7 @@ four stages of ``sequential_sites``, a fifth of the patients marked, 160 test pa
 
     python -m benchmarks.privacy                          # seeds 0 1 2
     python -m benchmarks.privacy size=smoke --seeds 0
-    python -m benchmarks.privacy --settings no-dp dp-8 scenario.audit.attack=lira scenario.audit.reference_models=4
+    python -m benchmarks.privacy scenario.audit.attack=lira scenario.audit.reference_models=4 --settings no-dp dp-8
 """
 
 import json
@@ -26,6 +26,7 @@ from benchmarks.common import compose_config, median, seed_sweep_parser, simulat
 from server.privacy_audit import ATTACKS
 from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 from sites.intervals import CONFIDENCE, clopper_pearson
+from sites.membership_inference import LOW_FPRS
 
 # Each setting's name on the command line (--settings), its label in the tables, its overrides.
 SETTINGS = {
@@ -34,8 +35,6 @@ SETTINGS = {
     "dp-2": ("DP, target epsilon 2", ["privacy=dp", "privacy.target_epsilon=2"]),
 }
 OUTPUTS = ("matrix.json", "summary.json", "privacy_audit.json", "metrics.jsonl")
-# False-positive rates of the attack table, as the audit's metric keys name them.
-LOW_FPRS = ("1pct", "0.1pct")
 
 
 def _dp(run: dict) -> bool:
@@ -75,7 +74,7 @@ def epsilon_check(run: dict, overrides: list[str]) -> float:
 
 
 def attack_cells(runs: list[dict], attack: str) -> list[str] | None:
-    """``attack``'s AUC and TPR at :data:`LOW_FPRS` over every audited site of ``runs``, each
+    """``attack``'s AUC and TPR at the audit's low FPRs over every audited site of ``runs``, each
     with its 95 % interval (``None`` if the attack did not run). The sites' audits are
     independent: the mean AUC's variance is the sum of the sites' DeLong variances (read off
     their intervals) over the count squared; the TPR pools the members found at each site's own

@@ -1,9 +1,10 @@
 """Privacy figures on the audited default timeline (``scenario=privacy_audit``: the five sites and
 four stages of ``sequential_sites``, a fifth of the patients marked, 160 test patients per site):
 
-- no DP vs DP-SGD at a target epsilon of about 8 and 2 (delta 1e-5), over seeds: the primary
-  metric (memorizability and generalizability after the last stage), each site's epsilon, the
-  membership-inference AUC of both attacks, TPR at 1 % FPR, and marked vs unmarked patients;
+- no DP vs DP-SGD at a target epsilon of about 8 and 2 (delta 1e-5; ``--settings`` picks), over
+  seeds: the primary metric (memorizability and generalizability after the last stage), each
+  site's epsilon, the membership-inference AUC of each attack that ran (``lira`` with
+  ``scenario.audit.attack=lira``), TPR at 1 % FPR, and marked vs unmarked patients;
 - the time DP costs: each seed's runs go one after the other, and the ratio of DP to no-DP wall
   time is taken per seed;
 - our epsilon against Opacus's RDP accountant called directly with the same noise multiplier

@@ -82,8 +82,9 @@ def plot_roc(audit: dict) -> bytes:
 _INTRO = ("Each site that trained attacked the final global model on its own data: its training patients "
           "(members) against as many patients of the same distribution the federation never trained on "
           "(non-members). The loss attack calls low-loss patients members; the reference attack first "
-          "subtracts the loss of reference models trained on fresh data of the site's distribution. AUC "
-          "0.5 and TPR = FPR are chance. Brackets: 95 % confidence intervals (DeLong for AUC, Clopper-Pearson "
+          "subtracts the loss of reference models trained on fresh data of the site's distribution; LiRA "
+          "(with scenario.audit.attack=lira) asks how far above the reference models' confidence, in their "
+          "spread, the final model's lies. AUC 0.5 and TPR = FPR are chance. Brackets: 95 % confidence intervals (DeLong for AUC, Clopper-Pearson "
           "for TPR). With n non-members the smallest FPR a threshold can show is 1/n: a TPR at a lower FPR is "
           "'not resolved'. Marked: patients whose images carry identifying markers.")
 
@@ -101,10 +102,6 @@ def _scope(audit: dict) -> list[str]:
         return []
     return [f"Epsilon covers: {'; '.join(scope['covered'])}.",
             f"Outside epsilon, each site released: {'; '.join(scope['outside'])}."]
-          "subtracts the loss of reference models trained on fresh data of the site's distribution; LiRA "
-          "(with scenario.audit.attack=lira) asks how far above the reference models' confidence, in their "
-          "spread, the final model's lies. AUC 0.5 and TPR = FPR are chance. Marked: patients whose images "
-          "carry identifying markers.")
 
 
 def write_privacy_audit(run_dir: Path, audit: dict) -> None:

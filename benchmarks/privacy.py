@@ -1,30 +1,39 @@
 """Privacy figures on the audited default timeline (``scenario=privacy_audit``: the five sites and
 four stages of ``sequential_sites``, a fifth of the patients marked, 160 test patients per site):
 
-- no DP vs DP-SGD at a target epsilon of about 8 and 2 (delta 1e-5), over seeds: the primary
-  metric (memorizability and generalizability after the last stage), each site's epsilon, the
-  membership-inference AUC of both attacks, TPR at 1 % FPR, and marked vs unmarked patients;
+- no DP vs DP-SGD at a target epsilon of about 8 and 2 (delta 1e-5; ``--settings`` picks), over
+  seeds: the primary metric (memorizability and generalizability after the last stage), each
+  site's epsilon, the membership-inference AUC of each attack that ran (``lira`` with
+  ``scenario.audit.attack=lira``), TPR at 1 % FPR, and marked vs unmarked patients;
 - the time DP costs: each seed's runs go one after the other, and the ratio of DP to no-DP wall
   time is taken per seed;
 - our epsilon against Opacus's RDP accountant called directly with the same noise multiplier
-  (the one each site reported before training), sampling rate and number of steps.
+  (the one each site reported before training), sampling rate and number of steps;
+- per attack that ran, over every audited site of every seed: the AUC with DeLong's 95 %
+  interval and the TPR at 1 % and 0.1 % FPR with Clopper–Pearson's.
 
     python -m benchmarks.privacy                          # seeds 0 1 2
     python -m benchmarks.privacy size=smoke --seeds 0
+    python -m benchmarks.privacy scenario.audit.attack=lira scenario.audit.reference_models=4 --settings no-dp dp-8
 """
 
 import json
 
 import numpy as np
 from opacus.accountants import RDPAccountant
+from scipy import stats
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from server.privacy_audit import ATTACKS
 from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
+from sites.intervals import CONFIDENCE, clopper_pearson
+from sites.membership_inference import LOW_FPRS
 
+# Each setting's name on the command line (--settings), its label in the tables, its overrides.
 SETTINGS = {
-    "no DP": ["privacy=off"],
-    "DP, target epsilon 8": ["privacy=dp", "privacy.target_epsilon=8"],
-    "DP, target epsilon 2": ["privacy=dp", "privacy.target_epsilon=2"],
+    "no-dp": ("no DP", ["privacy=off"]),
+    "dp-8": ("DP, target epsilon 8", ["privacy=dp", "privacy.target_epsilon=8"]),
+    "dp-2": ("DP, target epsilon 2", ["privacy=dp", "privacy.target_epsilon=2"]),
 }
 OUTPUTS = ("matrix.json", "summary.json", "privacy_audit.json", "metrics.jsonl")
 
@@ -33,7 +42,7 @@ def _dp(run: dict) -> bool:
     return run["privacy_audit.json"]["delta"] is not None
 
 
-def _site_values(run: dict, key: str, attacks: tuple[str, ...] = ("loss", "reference")) -> list[float]:
+def _site_values(run: dict, key: str, attacks: tuple[str, ...] = ATTACKS) -> list[float]:
     """Per audited site, the largest of ``<attack>-<key>`` over ``attacks`` (``""``: ``key`` itself)."""
     values = []
     for metrics in run["privacy_audit.json"]["sites"].values():
@@ -41,6 +50,10 @@ def _site_values(run: dict, key: str, attacks: tuple[str, ...] = ("loss", "refer
         if found:
             values.append(max(found))
     return values
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def epsilon_check(run: dict, overrides: list[str]) -> float:
@@ -61,12 +74,36 @@ def epsilon_check(run: dict, overrides: list[str]) -> float:
     return max(gaps)
 
 
+def attack_cells(runs: list[dict], attack: str) -> list[str] | None:
+    """``attack``'s AUC and TPR at the audit's low FPRs over every audited site of ``runs``, each
+    with its 95 % interval (``None`` if the attack did not run). The sites' audits are
+    independent: the mean AUC's variance is the sum of the sites' DeLong variances (read off
+    their intervals) over the count squared; the TPR pools the members found at each site's own
+    threshold, whose Clopper–Pearson interval is conservative for rates that differ by site."""
+    audits = [metrics for run in runs for metrics in run["privacy_audit.json"]["sites"].values()]
+    if f"{attack}-auc" not in audits[0]:
+        return None
+    z = stats.norm.ppf(1 - (1 - CONFIDENCE) / 2)
+    auc = np.mean([m[f"{attack}-auc"] for m in audits])
+    half = z * np.sqrt(sum(((m[f"{attack}-auc-ci-high"] - m[f"{attack}-auc-ci-low"]) / (2 * z)) ** 2
+                           for m in audits)) / len(audits)
+    cells = [f"{auc:.3f} ({auc - half:.3f}–{auc + half:.3f})"]
+    members = sum(m["n-members"] for m in audits)
+    for fpr in LOW_FPRS:
+        found = sum(round(m[f"{attack}-tpr-at-{fpr}-fpr"] * m["n-members"]) for m in audits)
+        low, high = clopper_pearson(found, members)
+        cells.append(f"{found / members:.3f} ({low:.3f}–{high:.3f})")
+    return cells
+
+
 def main() -> None:
     parser = seed_sweep_parser(__doc__)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args()
-    runs = {name: [] for name in SETTINGS}
+    settings = {SETTINGS[key][0]: SETTINGS[key][1] for key in args.settings}
+    runs = {name: [] for name in settings}
     for seed in args.seeds:
-        for name, setting in SETTINGS.items():
+        for name, setting in settings.items():
             overrides = [*setting, f"seed={seed}", *args.overrides]
             seconds, outputs = simulate(["scenario=privacy_audit", *overrides], OUTPUTS)
             outputs["seconds"] = seconds
@@ -81,8 +118,7 @@ def main() -> None:
         "memorizability": lambda r: r["summary.json"]["memorizability"],
         "generalizability": lambda r: r["summary.json"]["generalizability"],
         "site epsilon (max)": lambda r: max(_site_values(r, "epsilon", attacks=("",))) if _dp(r) else None,
-        "loss AUC": lambda r: np.mean(_site_values(r, "auc", attacks=("loss",))),
-        "reference AUC": lambda r: np.mean(_site_values(r, "auc", attacks=("reference",))),
+        **{f"{attack} AUC": lambda r, a=attack: _mean(_site_values(r, "auc", attacks=(a,))) for attack in ATTACKS},
         "TPR at 1% FPR (best attack)": lambda r: np.mean(_site_values(r, "tpr-at-1pct-fpr")),
         "marked AUC (best attack)": lambda r: np.mean(_site_values(r, "marked-auc")),
         "unmarked AUC (best attack)": lambda r: np.mean(_site_values(r, "unmarked-auc")),
@@ -94,10 +130,23 @@ def main() -> None:
     print(*table_header(("setting", "wall s, median", "ratio to no DP, median over seeds",
                          "max abs epsilon gap to Opacus")), sep="\n")
     for name, results in runs.items():
-        ratios = [r["seconds"] / base["seconds"] for r, base in zip(results, runs["no DP"])]
+        ratios = [r["seconds"] / base["seconds"] for r, base in zip(results, runs.get(SETTINGS["no-dp"][0], []))]
         gaps = [r["epsilon gap"] for r in results if r["epsilon gap"] is not None]
-        print(table_row((name, fmt(median([r["seconds"] for r in results]), 1), fmt(median(ratios), 2),
-                         f"{max(gaps):.1e}" if gaps else MISSING)))
+        print(table_row((name, fmt(median([r["seconds"] for r in results]), 1),
+                         fmt(median(ratios), 2) if ratios else MISSING, f"{max(gaps):.1e}" if gaps else MISSING)))
+    print()
+    non_members = sorted({m["n-non-members"] for results in runs.values() for r in results
+                          for m in r["privacy_audit.json"]["sites"].values()})
+    print(f"each attack over every audited site of every seed, {CONFIDENCE:.0%} intervals; non-members per site "
+          f"{non_members}: below 1 / that FPR only thresholds without a false alarm count")
+    print()
+    print(*table_header(("setting", "attack", "AUC", *(f"TPR at {fpr.replace('pct', ' %')} FPR" for fpr in LOW_FPRS))),
+          sep="\n")
+    for name, results in runs.items():
+        for attack in ATTACKS:
+            cells = attack_cells(results, attack)
+            if cells is not None:
+                print(table_row((name, attack, *cells)))
 
 
 if __name__ == "__main__":

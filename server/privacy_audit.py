@@ -4,17 +4,17 @@ membership inference against the final global model on its own data
 plain words, and the run writes them to ``privacy_audit.json``."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import NonNegativeInt
+from pydantic import NonNegativeInt, model_validator
 
-from sites.config import ConfigModel
+from sites.config import ConfigModel, invalid
 from sites.intervals import resolves, smallest_resolvable_fpr
-from sites.membership_inference import FPR_GRID
+from sites.membership_inference import FPR_GRID, LIRA_MIN_MODELS
 
 from .withdrawal_privacy import unlearning_spent
 
-ATTACKS = ("loss", "reference")
+ATTACKS = ("loss", "reference", "lira")
 # Exposure levels: an attack at chance has AUC 0.5 and TPR 0.01 at 1 % FPR.
 _CHANCE_AUC = 0.5
 _LOW = {"auc": 0.55, "tpr": 0.05}
@@ -31,10 +31,26 @@ class AuditConfig(ConfigModel):
     Parameters
     ----------
     reference_models : int
-        Reference models each site trains for the reference-model attack (0: loss attack only).
+        Reference models each site trains for the reference-model attacks (0: loss attack only).
+    attack : str
+        ``reference``: the reference models share the federation's initialisation and one draw
+        of the site's data, and the ``reference`` attack subtracts their mean loss. ``lira``:
+        each has its own initialisation and data draw, and the site runs the likelihood-ratio
+        attack beside ``loss`` and ``reference`` (whose mean then runs over these models); it
+        fits a Gaussian per patient, so it needs at least two
+        (:data:`~sites.membership_inference.LIRA_MIN_MODELS`).
     """
 
     reference_models: NonNegativeInt = 1
+    attack: Literal["reference", "lira"] = "reference"
+
+    @model_validator(mode="after")
+    def _enough_for_lira(self) -> "AuditConfig":
+        if self.attack == "lira" and self.reference_models < LIRA_MIN_MODELS:
+            raise invalid("reference_models", f"the lira attack fits a Gaussian to each patient's reference models' "
+                          f"confidence and needs at least {LIRA_MIN_MODELS} (got {self.reference_models}; 4 to 8 "
+                          "is usual)")
+        return self
 
 
 def _interval(metrics: Mapping[str, Any], key: str) -> tuple[float, float, float]:

@@ -252,7 +252,7 @@ class Timeline:
         site_metrics = {}
         for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
             view = self._views.exchange([site], "audit")
-            query = AuditQuery(scenario.audit.reference_models, planned_steps[site])
+            query = AuditQuery(scenario.audit.reference_models, planned_steps[site], scenario.audit.attack)
             (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                              timeout=self.plan.round_timeout)
             site_metrics[site] = dict(reply.content[RecordName.AUDIT])

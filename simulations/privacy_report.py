@@ -19,8 +19,8 @@ from sites.membership_inference import LOW_FPRS  # noqa: E402
 from .formatting import MISSING, fmt, table_header, table_row  # noqa: E402
 
 COLUMNS = ("epsilon", "members / non-members", "smallest FPR", "loss AUC [95% CI]", "reference AUC [95% CI]",
-           "TPR at 1% FPR [95% CI]", "TPR at 0.1% FPR [95% CI]", "advantage", "marked AUC [95% CI]",
-           "unmarked AUC [95% CI]", "exposure")
+           "LiRA AUC [95% CI]", "TPR at 1% FPR [95% CI]", "TPR at 0.1% FPR [95% CI]", "advantage",
+           "marked AUC [95% CI]", "unmarked AUC [95% CI]", "exposure")
 
 
 def with_interval(metrics: dict, key: str) -> str:
@@ -53,18 +53,18 @@ def site_rows(audit: dict) -> list[list[str]]:
         rows.append([site, fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
                      f"{m['n-members']} / {m['n-non-members']}", fmt(m.get("min-resolvable-fpr")),
                      with_interval(m, "loss-auc"), with_interval(m, "reference-auc"),
-                     _low_fpr(m, "1pct"), _low_fpr(m, "0.1pct"), fmt(max(m[f"{a}-advantage"] for a in ATTACKS
-                                                                       if f"{a}-advantage" in m)),
+                     with_interval(m, "lira-auc"), _low_fpr(m, "1pct"), _low_fpr(m, "0.1pct"),
+                     fmt(max(m[f"{a}-advantage"] for a in ATTACKS if f"{a}-advantage" in m)),
                      _best(m, "marked-auc"), _best(m, "unmarked-auc"), m["verdict"]["level"]])
     return rows
 
 
 def plot_roc(audit: dict) -> bytes:
-    """PNG of every site's ROC for both attacks, log-scaled, with chance as the diagonal."""
+    """PNG of every site's ROC for each attack it ran, log-scaled, with chance as the diagonal."""
     fpr = np.asarray(audit["fpr_grid"])
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for site, metrics in audit["sites"].items():
-        for attack, style in zip(ATTACKS, ("-", "--")):
+        for attack, style in zip(ATTACKS, ("-", "--", "-.")):
             if f"{attack}-roc" in metrics:
                 ax.plot(fpr, np.maximum(metrics[f"{attack}-roc"], 1e-3), style, label=f"{site} {attack}")
     ax.plot(fpr, fpr, ":", color="grey", label="chance")
@@ -82,10 +82,11 @@ def plot_roc(audit: dict) -> bytes:
 _INTRO = ("Each site that trained attacked the final global model on its own data: its training patients "
           "(members) against as many patients of the same distribution the federation never trained on "
           "(non-members). The loss attack calls low-loss patients members; the reference attack first "
-          "subtracts the loss of reference models trained on fresh data of the site's distribution. AUC "
-          "0.5 and TPR = FPR are chance. Brackets: 95 % confidence intervals (DeLong for AUC, Clopper-Pearson "
-          "for TPR). With n non-members the smallest FPR a threshold can show is 1/n: a TPR at a lower FPR is "
-          "'not resolved'. Marked: patients whose images carry identifying markers.")
+          "subtracts the loss of reference models trained on fresh data of the site's distribution; LiRA "
+          "(with scenario.audit.attack=lira) asks how far above the reference models' confidence, in their "
+          "spread, the final model's lies. AUC 0.5 and TPR = FPR are chance. Brackets: 95 % confidence "
+          "intervals (DeLong for AUC, Clopper-Pearson for TPR). With n non-members the smallest FPR a "
+          "threshold can show is 1/n: a TPR at a lower FPR is 'not resolved'. Marked: patients whose images carry identifying markers.")
 
 _LEVELS = (f"Exposure is claimed only where the intervals support it: high when an attack's AUC is at least "
            f"0.65 (its interval's lower end) or, with 1/n at most {VERDICT_FPR:.0%}, its TPR at {VERDICT_FPR:.0%} "

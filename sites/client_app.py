@@ -323,17 +323,26 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
     def audit(message: Message, context: Context) -> Message:
         site, task, data = load(context)
         query = protocol.AUDIT.config_of(message)
-        references = [reference_model(site, task, k, query.reference_steps) for k in range(query.reference_models)]
+        references = [reference_model(site, task, k, query.reference_steps, query.attack)
+                      for k in range(query.reference_models)]
         epsilon = None if dp is None else accountant(context).epsilon(dp.delta)
         metrics = site_audit(task, _global_model(task, message), data, references, epsilon,
-                             seeding.numpy_rng(seed, site.index, seeding.Stream.AUDIT))
+                             seeding.numpy_rng(seed, site.index, seeding.Stream.AUDIT), query.attack)
         return Message(RecordDict({RecordName.AUDIT: MetricRecord(metrics)}), reply_to=message)
 
-    def reference_model(site: SiteSpec, task: Task, k: int, steps: int) -> torch.nn.Module:
-        """A model of the same architecture, initialisation and step budget as the federation's,
-        trained (without DP) on fresh data of the site's distribution."""
-        sample = _made_once((app_id, site.index, "reference"), lambda: reference_sample(task, site, seed))
-        torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.MODEL_INIT))
+    def reference_model(site: SiteSpec, task: Task, k: int, steps: int, attack: str) -> torch.nn.Module:
+        """A model of the same architecture and step budget as the federation's, trained (without
+        DP) on fresh data of the site's distribution: for the ``reference`` attack from the
+        federation's initialisation and one draw shared by all ``k``, for ``lira`` from an
+        initialisation and a draw of its own (LiRA's Gaussians are the spread over training runs)."""
+        if attack == "lira":
+            init_seed, draw_seed = (seeding.stream_seed(seed, site.index, seeding.Stream.LIRA_REFERENCE, k, purpose)
+                                    for purpose in range(2))
+            sample = reference_sample(task, site, draw_seed)
+        else:
+            init_seed = seeding.stream_seed(seed, seeding.Stream.MODEL_INIT)
+            sample = _made_once((app_id, site.index, "reference"), lambda: reference_sample(task, site, seed))
+        torch.manual_seed(init_seed)
         model = task.build_model()
         for call in range(math.ceil(steps / task.local_steps)):
             task.train(model, sample, seeding.stream_seed(seed, site.index, seeding.Stream.AUDIT, k, call),

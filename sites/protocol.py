@@ -299,13 +299,19 @@ class AuditQuery(Payload):
     Parameters
     ----------
     reference_models : int
-        Reference models for the reference-model attack (0: the loss attack only).
+        Reference models for the reference-model attacks (0: the loss attack only).
     reference_steps : int
         Training steps of each reference model (the site's planned steps).
+    attack : str
+        ``reference``: the reference models share the federation's initialisation and one
+        draw of the site's data, and calibrate the loss by their mean; ``lira``: each has its own
+        initialisation and data draw, and the likelihood-ratio attack runs beside the others
+        (:mod:`sites.membership_inference`).
     """
 
     reference_models: int
     reference_steps: int
+    attack: str = "reference"
 
 
 @dataclass(frozen=True)

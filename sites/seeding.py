@@ -34,6 +34,8 @@ class Stream(IntEnum):
     BAD_REPLY = 11
     # The noise of a DP site's released training loss (privacy.train_metrics=noise), per call.
     DP_METRICS = 12
+    # The likelihood-ratio attack's reference models: each one's initialisation and data draw.
+    LIRA_REFERENCE = 13
 
 
 def stream_seed(seed: int, *path: int) -> int:

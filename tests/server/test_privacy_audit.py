@@ -8,7 +8,9 @@ import subprocess
 import pytest
 
 from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli
-from server.privacy_audit import dp_scope, judge, level
+from server.privacy_audit import AuditConfig, dp_scope, judge, level
+from sites.config import parse
+from sites.errors import ConfigError
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -146,3 +148,13 @@ def test_the_dp_sentence_says_what_epsilon_covers_and_what_left_outside_it(train
     assert "PBBL's label x pseudo-bias counts" in leaves and "this audit's ROC summaries" in leaves
     assert ("train_loss" in leaves) == (train_metrics == "release")
     assert "unlearning" not in explanation  # no withdrawals
+
+
+def test_lira_needs_two_reference_models_and_a_known_attack():
+    with pytest.raises(ConfigError) as raised:
+        parse(AuditConfig, {"attack": "lira", "reference_models": 1}, "scenario.audit")
+    assert raised.value.key == "scenario.audit.reference_models" and "at least 2" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        parse(AuditConfig, {"attack": "lra"}, "scenario.audit")
+    assert raised.value.key == "scenario.audit.attack"
+    assert parse(AuditConfig, {"attack": "lira", "reference_models": 4}, "scenario.audit").attack == "lira"

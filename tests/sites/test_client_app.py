@@ -224,3 +224,14 @@ def test_with_dp_a_noised_training_loss_is_the_gaussian_mechanism_on_the_trained
     assert metrics["epsilon"] == pytest.approx(composed.get_epsilon(1e-5))
     assert metrics["epsilon"] > _dp_train_reply(small_task, "withhold").content["metrics"]["epsilon"]
     assert metrics["train_loss"] != _dp_train_reply(small_task, "release").content["metrics"]["train_loss"]
+
+
+def test_an_audit_with_lira_trains_reference_models_of_their_own_and_runs_every_attack(small_task):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
+    replies = {attack: dict(app(_message("query.audit", _global_arrays(small_task), **{
+        "reference-models": 2, "reference-steps": 3, "attack": attack}), _context(0)).content["audit"])
+        for attack in ("reference", "lira")}
+    assert "lira-auc" not in replies["reference"] and 0 <= replies["lira"]["lira-auc"] <= 1
+    assert replies["lira"]["loss-auc"] == replies["reference"]["loss-auc"]  # the same audited model
+    # LiRA's reference models start and train elsewhere, so the mean-loss calibration moves
+    assert replies["lira"]["reference-roc"] != replies["reference"]["reference-roc"]

@@ -9,7 +9,9 @@ from sites.data.markers import MARKER_INTENSITY, stamp_markers
 from sites.config import parse
 from sites.errors import ConfigError
 from sites.intervals import clopper_pearson
-from sites.membership_inference import FPR_GRID, attack_metrics, audit_scores, roc_curve, site_audit
+from sites import membership_inference
+from sites.membership_inference import (FPR_GRID, attack_metrics, audit_scores, lira_scores, logit_confidence,
+                                        roc_curve, site_audit)
 from sites.spec import SiteConfig
 from sites.tasks import SiteData
 
@@ -52,6 +54,71 @@ def test_reference_calibration_subtracts_the_reference_models_mean_loss():
     scores = audit_scores(target, [torch.tensor([0.5, 3.0]), torch.tensor([1.5, 1.0])])
     np.testing.assert_allclose(scores["loss"], [-1.0, -2.0])
     np.testing.assert_allclose(scores["reference"], [0.0, 0.0])  # both as hard for the reference models
+
+
+def _loss_of(phi: list[float]) -> torch.Tensor:
+    """The cross entropy whose logit-scaled confidence is ``phi``: -log(sigmoid(phi))."""
+    return torch.nn.functional.softplus(-torch.tensor(phi, dtype=torch.float64))
+
+
+def test_logit_confidence_by_hand():
+    # loss log 2: p = 1/2, even odds; loss log(1 + e^-2): p = sigmoid(2)
+    np.testing.assert_allclose(logit_confidence(torch.tensor([np.log(2.0), np.log1p(np.exp(-2.0))])), [0.0, 2.0],
+                               atol=1e-12)
+    assert np.isfinite(logit_confidence(torch.tensor([0.0]))).all()  # a perfect prediction still ranks first
+
+
+# Two samples, three reference models: confidences (logit scale) 0, 1, 2 for the first (mean 1,
+# variance 1) and -1, 1, 3 for the second (mean 1, variance 4); the audited model's is 3 for both.
+_TOY_REFERENCES = [_loss_of([0.0, -1.0]), _loss_of([1.0, 1.0]), _loss_of([2.0, 3.0])]
+_TOY_TARGET = _loss_of([3.0, 3.0])
+
+
+def test_lira_with_few_reference_models_pools_the_variance():
+    # pooled variance (1 + 4) / 2 = 2.5: both samples lie (3 - 1) / sqrt(2.5) above their mean
+    np.testing.assert_allclose(lira_scores(_TOY_TARGET, _TOY_REFERENCES), [2 / np.sqrt(2.5)] * 2)
+
+
+def test_lira_with_many_reference_models_fits_each_samples_variance(monkeypatch):
+    monkeypatch.setattr(membership_inference, "PER_SAMPLE_VARIANCE_MODELS", 3)
+    # the first sample's reference models agree more, so the same confidence is more surprising
+    np.testing.assert_allclose(lira_scores(_TOY_TARGET, _TOY_REFERENCES), [2 / 1, 2 / 2])
+
+
+def test_lira_runs_beside_the_other_attacks_only_when_asked():
+    assert set(audit_scores(_TOY_TARGET, _TOY_REFERENCES)) == {"loss", "reference"}
+    scores = audit_scores(_TOY_TARGET, _TOY_REFERENCES, "lira")
+    assert set(scores) == {"loss", "reference", "lira"}
+    np.testing.assert_allclose(scores["lira"], [2 / np.sqrt(2.5)] * 2)
+
+
+class _LossTable:
+    """A task whose 'models' are functions from images to per-sample losses."""
+
+    def sample_losses(self, model, data):
+        return model(data.tensors[0])
+
+
+def test_lira_finds_members_whose_difficulty_hides_them_from_the_loss_attack():
+    # Each patient's difficulty (its loss for a model that never saw it) spans 0.1 to 2; training
+    # on a patient lowers its loss by a fifth. The loss attack mixes the two, LiRA separates them.
+    train, test = torch.randn(50, 1, 2, 2), torch.randn(50, 1, 2, 2)
+    rng = np.random.default_rng(0)
+    difficulty = {tuple(x.flatten().tolist()): d
+                  for x, d in zip(torch.cat([train, test]), rng.permutation(np.linspace(0.1, 2, 100)))}
+
+    def model(trained_on, noise):
+        def losses(images):
+            return torch.tensor([difficulty[tuple(x.flatten().tolist())]
+                                 * (0.8 if (trained_on == x).all(dim=(1, 2, 3)).any() else 1.0)
+                                 * np.exp(noise * rng.normal()) for x in images])
+        return losses
+
+    data = SiteData(train=TensorDataset(train, torch.zeros(50)), test=TensorDataset(test, torch.zeros(50)))
+    references = [model(torch.empty(0, 1, 2, 2), 0.02) for _ in range(4)]
+    metrics = site_audit(_LossTable(), model(train, 0.0), data, references, None, np.random.default_rng(0), "lira")
+    assert metrics["lira-auc"] == 1.0 and metrics["lira-tpr-at-1pct-fpr"] == 1.0
+    assert metrics["loss-auc"] < 0.75
 
 
 def test_markers_go_on_the_chosen_patients_only_and_are_unique():

@@ -86,7 +86,8 @@ _INTRO = ("Each site that trained attacked the final global model on its own dat
           "(with scenario.audit.attack=lira) asks how far above the reference models' confidence, in their "
           "spread, the final model's lies. AUC 0.5 and TPR = FPR are chance. Brackets: 95 % confidence "
           "intervals (DeLong for AUC, Clopper-Pearson for TPR). With n non-members the smallest FPR a "
-          "threshold can show is 1/n: a TPR at a lower FPR is 'not resolved'. Marked: patients whose images carry identifying markers.")
+          "threshold can show is 1/n: a TPR at a lower FPR is 'not resolved'. Marked: patients whose images "
+          "carry identifying markers.")
 
 _LEVELS = (f"Exposure is claimed only where the intervals support it: high when an attack's AUC is at least "
            f"0.65 (its interval's lower end) or, with 1/n at most {VERDICT_FPR:.0%}, its TPR at {VERDICT_FPR:.0%} "

@@ -11,6 +11,7 @@ mean (balanced), and the accuracy of PBBL's pseudo bias labels on the training i
 
     python -m benchmarks.debiasing                       # 3 ratios x 3 methods x 2 settings x 3 seeds
     python -m benchmarks.debiasing size=smoke --seeds 0 --ratios 0.9
+    python -m benchmarks.debiasing --methods pbbl --settings federated task.pseudo_threshold=site
 """
 
 from benchmarks.common import seed_sweep_parser, simulate
@@ -28,6 +29,7 @@ def main() -> None:
     parser = seed_sweep_parser(__doc__)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.95, 0.99])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args()
 
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; mean ± std over seeds")
@@ -35,7 +37,7 @@ def main() -> None:
     print(*table_header(["setting", "bias ratio", "method", *COLUMNS]), sep="\n")
     for setting in args.settings:
         for ratio in args.ratios:
-            for method in METHODS:
+            for method in args.methods:
                 pooled = []
                 for seed in args.seeds:
                     overrides = ["task=debiasing", *SETTINGS[setting], f"task.method={method}",

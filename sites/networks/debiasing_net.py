@@ -44,6 +44,8 @@ class DebiasingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.main(images)
 
-    def bias_probability(self, images: torch.Tensor) -> torch.Tensor:
-        """Mean over the bias-capturing classifiers of their probability of class 1."""
-        return torch.stack([net(images).softmax(dim=1)[:, 1] for net in self.bias]).mean(dim=0)
+    def bias_probability(self, images: torch.Tensor, models: range | None = None) -> torch.Tensor:
+        """Mean over the bias-capturing classifiers ``models`` (default all) of their
+        probability of class 1."""
+        chosen = self.bias if models is None else [self.bias[k] for k in models]
+        return torch.stack([net(images).softmax(dim=1)[:, 1] for net in chosen]).mean(dim=0)

@@ -5,10 +5,14 @@ training. Methods (``method``):
 
 - ``erm``: plain cross entropy;
 - ``pbbl``: pseudo bias-balanced learning. ``pseudo_label_repeats`` bias-capturing models are
-  trained with generalized cross entropy, one phase each; then each site thresholds their
-  mean probability at its own Youden-J point to get pseudo bias labels, reports only
-  label x pseudo-bias counts, and the debiased model trains with the bias-balanced softmax
-  ``CE(f(x) + log p(y | b_hat), y)`` under the prior built from the summed counts;
+  trained with generalized cross entropy, one phase each; their mean probability above the
+  Youden-J point against the target label gives the pseudo bias labels. With
+  ``pseudo_threshold=federation`` the point is the federation's: sites report histograms of
+  the probability per label (counts only) and the server picks the point on their sum; with
+  ``site`` each site picks its own. With ``pseudo_label_rounds`` > 1 this is repeated, and a
+  round's bias models learn the previous round's pseudo labels as their targets. The debiased
+  model then trains with the bias-balanced softmax ``CE(f(x) + log p(y | b_hat), y)`` under the
+  prior built from the summed label x pseudo-bias counts;
 - ``bias_balanced_oracle``: the same loss with the true bias labels (upper reference).
 
 Arrangements (``arrangement``):
@@ -45,13 +49,18 @@ from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from ..thresholds import youden_threshold
+from ..thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
+                          youden_threshold)
 from .base import Phase, SiteData, Task
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
                            cannot_generate, from_replay_range, to_replay_range)
 
 METHODS = ("erm", "pbbl", "bias_balanced_oracle")
 ARRANGEMENTS = ("source_biased", "federated")
+THRESHOLDS = ("federation", "site")
+# Histograms of the bias models' probability the sites report for a federation threshold:
+# per target label (the threshold, the prior) and per known bias (the pseudo-label accuracy).
+HISTOGRAMS = ("y0", "y1", "b0", "b1")
 
 
 class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
@@ -75,6 +84,12 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         GCE exponent, in (0, 1].
     pseudo_label_repeats : int
         Number of bias-capturing models whose mean probability gives the pseudo labels.
+    pseudo_threshold : str
+        ``federation``: the Youden-J point of the sites' summed probability histograms;
+        ``site``: each site's own Youden-J point.
+    pseudo_label_rounds : int
+        Rounds of pseudo labelling; in each after the first, fresh bias models learn the
+        previous round's pseudo labels (the reference implementation's iterative re-labelling).
     source_shift : mapping
         Added to the site's scanner signature for source 1 (``source_biased`` only).
     manifest : str or None
@@ -88,7 +103,8 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
 
     def __init__(self, image_size: int, channels: Sequence[int], strides: Sequence[int], num_res_units: int,
                  method: str, arrangement: str, bias_ratio: float, q: float, pseudo_label_repeats: int,
-                 source_shift: Mapping[str, float], manifest: str | None = None, **kwargs) -> None:
+                 source_shift: Mapping[str, float], pseudo_threshold: str = "federation",
+                 pseudo_label_rounds: int = 1, manifest: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ConfigError("task.method", f"must be one of {list(METHODS)} (got {method!r})")
@@ -100,6 +116,10 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
             raise ConfigError("task.q", f"must be in (0, 1] (got {q})")
         if int(pseudo_label_repeats) < 1:
             raise ConfigError("task.pseudo_label_repeats", f"must be >= 1 (got {pseudo_label_repeats})")
+        if pseudo_threshold not in THRESHOLDS:
+            raise ConfigError("task.pseudo_threshold", f"must be one of {list(THRESHOLDS)} (got {pseudo_threshold!r})")
+        if int(pseudo_label_rounds) < 1:
+            raise ConfigError("task.pseudo_label_rounds", f"must be >= 1 (got {pseudo_label_rounds})")
         unknown = set(source_shift) - {"gain", "offset", "contrast", "noise", "blur", "bias_field"}
         if unknown:
             raise ConfigError("task.source_shift", f"unknown scanner fields {sorted(unknown)}")
@@ -107,6 +127,7 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         self.num_res_units = int(num_res_units)
         self.method, self.arrangement = method, arrangement
         self.bias_ratio, self.q, self.repeats = float(bias_ratio), float(q), int(pseudo_label_repeats)
+        self.threshold, self.rounds = pseudo_threshold, int(pseudo_label_rounds)
         self.source_shift = {k: float(v) for k, v in source_shift.items()}
         self.manifest = None if manifest is None else Path(manifest)
         self.primary_metric = "balanced_auc" if arrangement == "source_biased" else "auc"
@@ -115,14 +136,29 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
 
     def build_model(self) -> nn.Module:
         return DebiasingNet((1, self.image_size, self.image_size), self.channels, self.strides,
-                            self.num_res_units, num_bias_models=self.repeats if self.method == "pbbl" else 0)
+                            self.num_res_units,
+                            num_bias_models=self.repeats * self.rounds if self.method == "pbbl" else 0)
 
     @property
     def phases(self) -> list[Phase]:
+        """``bias-k`` trains bias model k (those of round r are ``r * repeats`` on); a phase
+        that uses pseudo labels with a federation threshold first gathers the histograms."""
         if self.method == "erm":
             return [Phase("train")]
-        bias_phases = [Phase(f"bias-{k}") for k in range(self.repeats)] if self.method == "pbbl" else []
+        federation = self.threshold == "federation"
+        bias_phases = [Phase(f"bias-{k}", statistics=federation and self._labellers(f"bias-{k}") is not None)
+                       for k in range(self.repeats * self.rounds)] if self.method == "pbbl" else []
         return [*bias_phases, Phase("debias", statistics=True)]
+
+    def _labellers(self, phase: str) -> range | None:
+        """The bias models whose pseudo labels ``phase`` uses: the last round's in ``debias``,
+        the previous round's in a later round's bias phase; ``None`` where it uses none."""
+        if self.method != "pbbl":
+            return None
+        labelling_round = self.rounds if phase == "debias" else int(phase.split("-")[1]) // self.repeats
+        if labelling_round == 0:
+            return None
+        return range((labelling_round - 1) * self.repeats, labelling_round * self.repeats)
 
     # --- data -------------------------------------------------------------------------------
 
@@ -206,28 +242,46 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
 
     # --- training ---------------------------------------------------------------------------
 
-    def pseudo_bias(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
-        """Pseudo bias labels of ``data``: the bias models' mean probability above the site's
-        Youden-J threshold against the target label."""
-        images, labels = data.tensors[0], data.tensors[1]
+    def bias_probability(self, model: DebiasingNet, images: torch.Tensor, models: range) -> np.ndarray:
+        """``(N,)`` mean probability of class 1 of the bias models ``models``."""
         model.eval()
         with torch.no_grad(), self.compute.placed(model), self.compute.autocast():
-            probability = model.bias_probability(images.to(self.compute.device)).float().cpu().numpy()
-        return torch.from_numpy(probability > youden_threshold(probability, labels.numpy())).long()
+            return model.bias_probability(images.to(self.compute.device), models).float().cpu().numpy()
 
-    def _groups(self, model: DebiasingNet, data: TensorDataset) -> torch.Tensor:
-        return self.pseudo_bias(model, data) if self.method == "pbbl" else data.tensors[2]
+    def pseudo_bias(self, model: DebiasingNet, data: TensorDataset, models: range,
+                    threshold: float | None = None) -> torch.Tensor:
+        """Pseudo bias labels of ``data``: the mean probability of the bias models ``models``
+        above ``threshold`` (the federation's, compared with each probability's histogram bin
+        centre) or, with ``None``, above the site's own Youden-J point against the target label."""
+        probability = self.bias_probability(model, data.tensors[0], models)
+        if threshold is None:
+            threshold = youden_threshold(probability, data.tensors[1].numpy())
+        else:
+            probability = binned_scores(probability)
+        return torch.from_numpy(probability > threshold).long()
+
+    def _groups(self, model: DebiasingNet, data: TensorDataset, phase: str,
+                entries: Mapping[str, Any]) -> torch.Tensor:
+        """The pseudo bias labels ``phase`` uses (the known bias for the oracle)."""
+        if self.method != "pbbl":
+            return data.tensors[2]
+        threshold = entries["pseudo-threshold"] if self.threshold == "federation" else None
+        return self.pseudo_bias(model, data, self._labellers(phase), threshold)
 
     def training_data(self, model: nn.Module, data: TensorDataset, config: TrainConfig) -> TensorDataset:
         """In the debias phase the third tensor becomes the group: the pseudo bias (pbbl) or
-        the known bias (oracle)."""
-        if config.phase != "debias":
-            return data
-        groups = self._groups(model, data)
-        if (groups < 0).any():
-            raise ValueError("the bias-balanced oracle needs the true bias of every training sample; "
-                             "replayed samples have none")
-        return TensorDataset(data.tensors[0], data.tensors[1], groups)
+        the known bias (oracle); in a later round's bias phase the previous round's pseudo
+        bias replaces the target."""
+        images, labels, bias = data.tensors
+        if config.phase == "debias":
+            groups = self._groups(model, data, config.phase, config.entries)
+            if (groups < 0).any():
+                raise ValueError("the bias-balanced oracle needs the true bias of every training sample; "
+                                 "replayed samples have none")
+            return TensorDataset(images, labels, groups)
+        if self._labellers(config.phase) is not None:
+            return TensorDataset(images, self._groups(model, data, config.phase, config.entries), bias)
+        return data
 
     # --- replay -----------------------------------------------------------------------------
 
@@ -257,19 +311,44 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         raise ValueError(f"unknown phase {phase!r}")
 
     def site_statistics(self, model: nn.Module, data: SiteData, query: StatisticsQuery) -> dict[str, float]:
-        """Label x (pseudo) bias counts of the training split, and how many pseudo labels match a known bias."""
-        labels, bias = data.train.tensors[1], data.train.tensors[2]
-        groups = self._groups(model, data.train)
+        """With a federation threshold, histograms (:data:`HISTOGRAMS`, ``p-<name>-<bin>``) of
+        the bias models' probability on the training split; otherwise its label x (pseudo) bias
+        counts and how many pseudo labels match a known bias."""
+        images, labels, bias = data.train.tensors
+        if self.method == "pbbl" and self.threshold == "federation":
+            bins = score_bins(self.bias_probability(model, images, self._labellers(query.phase)))
+            members = {"y0": labels == 0, "y1": labels == 1, "b0": bias == 0, "b1": bias == 1}
+            return {f"p-{name}-{k:03d}": float(count) for name in HISTOGRAMS
+                    for k, count in enumerate(np.bincount(bins[members[name].numpy()], minlength=THRESHOLD_BINS))}
+        groups = self._groups(model, data.train, query.phase, {})
         counts = {f"n-b{b}-y{y}": float(((groups == b) & (labels == y)).sum()) for b in (0, 1) for y in (0, 1)}
         known = bias >= 0
         counts["pseudo-known"] = float(known.sum())
         counts["pseudo-correct"] = float((groups[known] == bias[known]).sum())
         return counts
 
+    def _federation_counts(self, totals: Mapping[str, float]) -> tuple[float, dict[str, float]]:
+        """The Youden-J point of the summed histograms, and the counts the sites would report
+        with it (those of :meth:`site_statistics` without a federation threshold)."""
+        hist = {name: np.array([totals[f"p-{name}-{k:03d}"] for k in range(THRESHOLD_BINS)]) for name in HISTOGRAMS}
+        threshold = histogram_youden_threshold(hist["y1"], hist["y0"])
+        above = bin_centres() > threshold
+        counts = {f"n-b{b}-y{y}": float(hist[f"y{y}"][above if b else ~above].sum()) for b in (0, 1) for y in (0, 1)}
+        counts["pseudo-known"] = float(hist["b0"].sum() + hist["b1"].sum())
+        counts["pseudo-correct"] = float(hist["b1"][above].sum() + hist["b0"][~above].sum())
+        return threshold, counts
+
     def phase_config(self, phase: str, totals: Mapping[str, float]) -> dict[str, Any]:
-        """``log-prior``: log p(y | b) from the summed counts, add-one smoothed, row-major (b, y)."""
-        counts = np.array([[totals[f"n-b{b}-y{y}"] for y in (0, 1)] for b in (0, 1)]) + 1.0
-        return {"log-prior": np.log(counts / counts.sum(axis=1, keepdims=True)).ravel().tolist()}
+        """``pseudo-threshold`` (federation threshold): the Youden-J point of the summed
+        histograms; ``log-prior`` (``debias``): log p(y | b) from the summed counts, add-one
+        smoothed, row-major (b, y)."""
+        entries: dict[str, Any] = {}
+        if self.method == "pbbl" and self.threshold == "federation":
+            entries["pseudo-threshold"], totals = self._federation_counts(totals)
+        if phase == "debias":
+            counts = np.array([[totals[f"n-b{b}-y{y}"] for y in (0, 1)] for b in (0, 1)]) + 1.0
+            entries["log-prior"] = np.log(counts / counts.sum(axis=1, keepdims=True)).ravel().tolist()
+        return entries
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -308,6 +387,8 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
                 if n:
                     pooled[f"acc-y{y}-b{b}"] = sum(m[f"correct-y{y}-b{b}"] for m in site_metrics.values()) / n
         counts = statistics.get("debias", {})
+        if self.method == "pbbl" and self.threshold == "federation" and counts:
+            counts = self._federation_counts(counts)[1]
         if self.method == "pbbl" and counts.get("pseudo-known"):
             pooled["pseudo_label_accuracy"] = counts["pseudo-correct"] / counts["pseudo-known"]
         return pooled

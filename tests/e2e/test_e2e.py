@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import (ROOT, assert_only_declared_content_left_the_sites, read_json, run_cli, write_brats_case,
                       write_manifest, write_segmentation_case)
+from sites.thresholds import THRESHOLD_BINS
 
 pytestmark = pytest.mark.e2e
 
@@ -79,8 +80,9 @@ def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(ew
     events = _events(ewc_pbbl_run)
     statistics = [e for e in events if e["event"] == "statistics"]
     assert {(e["stage"], e["site"]) for e in statistics} == {(1, "A"), (2, "B"), (3, "C"), (4, "D")}
-    assert all(set(e["metrics"]) == {"n-b0-y0", "n-b0-y1", "n-b1-y0", "n-b1-y1", "pseudo-known", "pseudo-correct"}
-               for e in statistics)
+    # the federation threshold's histograms of the bias model's probability, per label and known bias
+    histograms = {f"p-{name}-{k:03d}" for name in ("y0", "y1", "b0", "b1") for k in range(THRESHOLD_BINS)}
+    assert all(set(e["metrics"]) == histograms for e in statistics)
     phases = [e for e in events if e["event"] == "train" and e["stage"] == 1]
     assert len(phases) == 2 + 2  # two rounds of the bias phase, two of the debias phase
     summary = read_json(ewc_pbbl_run / "summary.json")
@@ -96,6 +98,20 @@ def test_debiasing_in_the_federated_arrangement(ray_head, tmp_path):
     assert completed.returncode == 0, completed.stderr
     summary = read_json(tmp_path / "summary.json")
     assert summary["metric"] == "auc" and "conflicting_auc" in summary["pooled"]
+
+
+def test_pbbl_relabels_with_federation_thresholds_in_the_federated_arrangement(ray_head, tmp_path):
+    completed = run_cli("size=smoke", "scenario=federated_sources", "task=debiasing", "task.arrangement=federated",
+                        "task.method=pbbl", "task.pseudo_label_rounds=2", f"hydra.run.dir={tmp_path}",
+                        ray_head=ray_head)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    events = _events(tmp_path)
+    # histograms before the second round's bias phase and before debias, from each of the four sites
+    statistics = [e for e in events if e["event"] == "statistics"]
+    assert len(statistics) == 2 * 4
+    assert all(len(e["metrics"]) == 4 * THRESHOLD_BINS for e in statistics)
+    assert "pseudo_label_accuracy" in read_json(tmp_path / "summary.json")["pooled"]
+    assert_only_declared_content_left_the_sites(tmp_path)
 
 
 @pytest.mark.slow

@@ -44,20 +44,51 @@ def test_phases_per_method(small_debiasing_config):
     assert phases(method="erm") == [("train", False)]
     assert phases(method="pbbl", pseudo_label_repeats=2) == [("bias-0", False), ("bias-1", False), ("debias", True)]
     assert phases(method="bias_balanced_oracle") == [("debias", True)]
+    # a later round's bias phase needs the federation threshold of the previous round's models
+    assert phases(method="pbbl", pseudo_label_rounds=2) == [("bias-0", False), ("bias-1", True), ("debias", True)]
+    assert phases(method="pbbl", pseudo_label_rounds=2, pseudo_threshold="site") == [
+        ("bias-0", False), ("bias-1", False), ("debias", True)]
 
 
-def test_gce_bias_model_captures_the_source_as_pseudo_labels(small_debiasing_config):
+@pytest.mark.parametrize("threshold", ["federation", "site"])
+def test_gce_bias_model_captures_the_source_as_pseudo_labels(small_debiasing_config, threshold):
     task = build_task({**small_debiasing_config, "method": "pbbl", "n_train": 64, "local_steps": 60,
-                       "bias_ratio": 0.9, "lr": 0.003})
+                       "bias_ratio": 0.9, "lr": 0.003, "pseudo_threshold": threshold})
     data = task.load_site(SITES[0], seed=0)
     torch.manual_seed(0)
     model = task.build_model()
     main_before = [p.detach().clone() for p in model.main.parameters()]
     task.train(model, data.train, seed=0, config=TrainConfig(phase="bias-0"))
     assert all(torch.equal(a, b) for a, b in zip(main_before, model.main.parameters()))  # the bias phase left main alone
-    counts = task.site_statistics(model, data, DEBIAS_QUERY)
-    assert sum(counts[f"n-b{b}-y{y}"] for b in (0, 1) for y in (0, 1)) == 64
-    assert counts["pseudo-correct"] / counts["pseudo-known"] > 0.85
+    statistics = task.site_statistics(model, data, DEBIAS_QUERY)
+    entries = task.phase_config("debias", statistics)
+    groups = task.training_data(model, data.train, TrainConfig(phase="debias", entries=entries)).tensors[2]
+    labels, bias = data.train.tensors[1], data.train.tensors[2]
+    accuracy = (groups == bias).float().mean().item()
+    assert accuracy > 0.85
+    assert task.pool_metrics({}, {"debias": statistics})["pseudo_label_accuracy"] == pytest.approx(accuracy)
+    # the prior the server sends is the one of the labels the site trains with
+    counts = np.array([[((groups == b) & (labels == y)).sum().item() for y in (0, 1)] for b in (0, 1)]) + 1.0
+    assert entries["log-prior"] == pytest.approx(np.log(counts / counts.sum(axis=1, keepdims=True)).ravel())
+
+
+def test_later_rounds_train_bias_models_on_the_previous_pseudo_labels(small_debiasing_config):
+    task = build_task({**small_debiasing_config, "method": "pbbl", "pseudo_label_rounds": 2})
+    data = task.load_site(SITES[0], seed=0)
+    model = task.build_model()
+    assert len(model.bias) == 2
+    first_round = task.site_statistics(model, data, StatisticsQuery(stage=1, phase="bias-1"))
+    entries = task.phase_config("bias-1", first_round)
+    targets = task.training_data(model, data.train, TrainConfig(phase="bias-1", entries=entries)).tensors[1]
+    assert torch.equal(targets, task.pseudo_bias(model, data.train, range(0, 1), entries["pseudo-threshold"]))
+    assert not torch.equal(targets, data.train.tensors[1])  # an untrained model's labels are not the targets
+    # debias uses the last round's model: give model 1 model 0's weights and move model 0 away
+    with torch.no_grad():
+        model.bias[1].load_state_dict(model.bias[0].state_dict())
+        for p in model.bias[0].parameters():
+            p.add_(1.0)
+    assert task.site_statistics(model, data, DEBIAS_QUERY) == first_round
+    assert task.site_statistics(model, data, StatisticsQuery(stage=1, phase="bias-1")) != first_round
 
 
 def test_oracle_counts_are_the_true_groups(small_debiasing_config):
@@ -101,7 +132,8 @@ def test_federated_sites_report_the_same_metric_keys(small_debiasing_config):
     ("changes", "key"),
     [({"method": "irm"}, "task.method"), ({"arrangement": "mixed"}, "task.arrangement"),
      ({"bias_ratio": 1.0}, "task.bias_ratio"), ({"q": 0}, "task.q"),
-     ({"pseudo_label_repeats": 0}, "task.pseudo_label_repeats"), ({"source_shift": {"gamma": 1}}, "task.source_shift")],
+     ({"pseudo_label_repeats": 0}, "task.pseudo_label_repeats"), ({"source_shift": {"gamma": 1}}, "task.source_shift"),
+     ({"pseudo_threshold": "global"}, "task.pseudo_threshold"), ({"pseudo_label_rounds": 0}, "task.pseudo_label_rounds")],
 )
 def test_bad_config_names_the_key(small_debiasing_config, changes, key):
     assert task_config_error_key(small_debiasing_config, changes) == key

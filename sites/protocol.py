@@ -95,6 +95,11 @@ class MetricKey:
     #: The mean denoising loss of a generator-training call, and its duration.
     GENERATOR_LOSS = "generator-loss"
     SECONDS = "seconds"
+    #: PGA's alignment in a training call: the mean cosine between the two gradients of its
+    #: meta-objectives, and the share of the step's gradient the alignment contributes
+    #: (:mod:`sites.alignment_meter`).
+    PGA_ALIGNMENT = "pga-alignment"
+    PGA_ALIGNMENT_SHARE = "pga-alignment-share"
 
 
 #: ArrayRecords a strategy may send with a training message besides the model.

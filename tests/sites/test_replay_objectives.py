@@ -7,24 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from scalar_model import Scalar, squared_error
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay_objectives import alignment_objective, meta_loss, replay_objective
-
-
-class Scalar(nn.Module):
-    """``y = w * x`` with one weight, so every gradient can be written by hand."""
-
-    def __init__(self, w: float) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w * x
-
-
-def squared_error(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-    x, y = batch
-    return (model(x) - y).pow(2).mean()
 
 
 def test_first_order_meta_gradient_by_hand():

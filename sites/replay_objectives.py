@@ -50,22 +50,30 @@ class _Loss(nn.Module):
         return self.loss(self.model, batch)
 
 
-def _inner_step(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], alpha: float,
-                second_order: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``L_A(θ)`` and ``θ' = θ − α ∇L_A(θ)``, named for :func:`torch.func.functional_call` of
-    :class:`_Loss`; ``∇L_A`` is constant in ``θ'`` unless ``second_order``."""
+def _adapt(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], alpha: float, second_order: bool,
+                inner_step: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``L_A(θ)`` and ``θ' = θ − s ∇L_A(θ)``, named for :func:`torch.func.functional_call` of
+    :class:`_Loss`: ``s = α`` (``sgd``) or ``α / rms(∇L_A)`` (``normalized``, the scale held
+    constant). ``∇L_A`` is constant in ``θ'`` unless ``second_order``."""
     params = dict(model.named_parameters())
     loss_a = loss(model, a)
     # The graph of L_A is kept: the step backpropagates through L_A itself too.
     grads = torch.autograd.grad(loss_a, list(params.values()), retain_graph=True, create_graph=second_order,
                                 allow_unused=True)
-    return loss_a, {f"model.{name}": p if g is None else p - alpha * g for (name, p), g in zip(params.items(), grads)}
+    scale = alpha
+    if inner_step == "normalized":
+        used = [g.detach() for g in grads if g is not None]
+        squares = sum(g.pow(2).sum() for g in used)
+        rms = (squares / sum(g.numel() for g in used)).sqrt()
+        scale = alpha / rms.clamp_min(torch.finfo(rms.dtype).tiny)
+    return loss_a, {f"model.{name}": p if g is None else p - scale * g for (name, p), g in zip(params.items(), grads)}
 
 
 def meta_loss(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor], alpha: float,
-              second_order: bool = False) -> torch.Tensor:
-    """``L_A(θ) + L_B(θ − α ∇L_A(θ))``; first order unless ``second_order``."""
-    loss_a, adapted = _inner_step(model, loss, a, alpha, second_order)
+              second_order: bool = False, inner_step: str = "sgd") -> torch.Tensor:
+    """``L_A(θ) + L_B(θ − α ∇L_A(θ))`` (``∇L_A`` normalized to unit RMS with ``inner_step``
+    ``normalized``); first order unless ``second_order``."""
+    loss_a, adapted = _adapt(model, loss, a, alpha, second_order, inner_step)
     return loss_a + torch.func.functional_call(_Loss(model, loss), adapted, (b,))
 
 
@@ -78,12 +86,13 @@ def flat_gradient(value: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 
 def alignment_gradients(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor],
-                        alpha: float, second_order: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        alpha: float, second_order: bool = False,
+                        inner_step: str = "sgd") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The gradients that tell what the meta-objective ``meta_loss(a, b)`` does beyond joint
     training on ``a`` and ``b``: ``∇L_A(θ)`` and ``∇L_B(θ)``, which it aligns, and the gradient
     of its second term ``∇_θ L_B(θ')``; the alignment part of its gradient is the last minus
     ``∇L_B(θ)``. Flat vectors (:func:`flat_gradient`); the model's gradients are untouched."""
-    loss_a, adapted = _inner_step(model, loss, a, alpha, second_order)
+    loss_a, adapted = _adapt(model, loss, a, alpha, second_order, inner_step)
     adapted_b = torch.func.functional_call(_Loss(model, loss), adapted, (b,))
     return (flat_gradient(loss_a, model).detach(), flat_gradient(loss(model, b), model).detach(),
             flat_gradient(adapted_b, model).detach())
@@ -157,8 +166,9 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
 
         def meta(weight: float, a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
             if measured:
-                meter.add(weight, *alignment_gradients(model, loss, a, b, options.alpha, options.second_order))
-            return weight * meta_loss(model, loss, a, b, options.alpha, options.second_order)
+                meter.add(weight, *alignment_gradients(model, loss, a, b, options.alpha, options.second_order,
+                                                       options.inner_step))
+            return weight * meta_loss(model, loss, a, b, options.alpha, options.second_order, options.inner_step)
 
         if options.orientational:
             total = meta(1.0, batch, batches.mixed(earlier, size))
@@ -188,7 +198,7 @@ def alignment_objective(loss: BatchLoss, domains: Mapping[str, TensorDataset], o
 
     def objective(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         def meta(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-            return meta_loss(model, loss, a, b, options.alpha, options.second_order)
+            return meta_loss(model, loss, a, b, options.alpha, options.second_order, options.inner_step)
 
         return _mldg(meta, batches.draw, batches.names, len(batch[0]), generator)
 

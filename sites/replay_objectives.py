@@ -51,7 +51,7 @@ class _Loss(nn.Module):
 
 
 def _adapt(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], alpha: float, second_order: bool,
-                inner_step: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+          inner_step: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``L_A(θ)`` and ``θ' = θ − s ∇L_A(θ)``, named for :func:`torch.func.functional_call` of
     :class:`_Loss`: ``s = α`` (``sgd``) or ``α / rms(∇L_A)`` (``normalized``, the scale held
     constant). ``∇L_A`` is constant in ``θ'`` unless ``second_order``."""

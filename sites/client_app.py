@@ -55,6 +55,7 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 from torch.utils.data import TensorDataset
 
 from . import protocol, seeding
+from .alignment_meter import AlignmentMeter
 from .ewc import fisher_diagonal, with_ewc
 from .faults import FaultConfig, SiteCrash
 from .membership_inference import site_audit
@@ -215,8 +216,11 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         call = _state(context).train_calls
         if faults.crashes(seed, site.index, call):
             raise SiteCrash(f"simulated crash in training call {call} (faults.crash_prob={faults.crash_prob})")
+        # Under DP the meter's extra backward passes would run through Opacus's per-sample hooks.
+        meter = AlignmentMeter() if privacy is None else None
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
-                             objective=local_objective(task, model, message, config, call_seed))
+                             objective=local_objective(task, model, message, config, call_seed, meter))
+        metrics |= meter.metrics() if meter is not None else {}
         trained = model.state_dict()
         if faults.spoils(seed, site, call):
             trained, metrics = faults.spoil(trained, model_record(message).to_torch_state_dict(), metrics)
@@ -243,9 +247,10 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         return Message(reply, reply_to=message)
 
     def local_objective(task: Task, model: torch.nn.Module, message: Message, config: TrainConfig,
-                        call_seed: int) -> Objective | None:
+                        call_seed: int, meter: AlignmentMeter | None) -> Objective | None:
         """The task's loss, with replayed earlier sites and/or EWC's penalty when the strategy
-        sends them; ``None`` (the task's own loss) when it sends neither."""
+        sends them; ``None`` (the task's own loss) when it sends neither. ``meter`` measures
+        PGA's steps."""
         content = message.content
         replayed, penalised = RecordName.REPLAY in content.array_records, RecordName.EWC_FISHER in content.array_records
         if not replayed and not penalised:
@@ -256,7 +261,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         if replayed:
             replay = {name: compute.dataset(task.training_data(model, domain, config))
                       for name, domain in unpack_domains(content[RecordName.REPLAY]).items()}
-            objective = replay_objective(objective, replay, config.replay or ReplayOptions(), call_seed)
+            objective = replay_objective(objective, replay, config.replay or ReplayOptions(), call_seed, meter)
         if penalised:
             fisher, anchor = ({key: value.to(compute.device) for key, value in arrays.items()}
                               for arrays in (content[name].to_torch_state_dict()

@@ -95,6 +95,11 @@ class MetricKey:
     #: The mean denoising loss of a generator-training call, and its duration.
     GENERATOR_LOSS = "generator-loss"
     SECONDS = "seconds"
+    #: PGA's alignment in a training call: the mean cosine between the two gradients of its
+    #: meta-objectives, and the share of the step's gradient the alignment contributes
+    #: (:mod:`sites.alignment_meter`).
+    PGA_ALIGNMENT = "pga-alignment"
+    PGA_ALIGNMENT_SHARE = "pga-alignment-share"
 
 
 #: ArrayRecords a strategy may send with a training message besides the model.
@@ -145,6 +150,7 @@ class Payload:
 
 
 REPLAY_OBJECTIVES = ("mix", "pga")
+INNER_STEPS = ("sgd", "normalized")
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,9 @@ class ReplayOptions(Payload):
         current batch.
     second_order : bool
         Keep the Hessian term of the meta-gradient.
+    inner_step : str
+        ``sgd``: ``θ' = θ − α ∇L_A``; ``normalized``: ``θ' = θ − α ∇L_A / rms(∇L_A)``, which
+        moves the parameters by ``α`` in root mean square, the units of Adam's learning rate.
     """
 
     objective: str = field(default="pga", metadata={"key": "replay-objective"})
@@ -173,10 +182,13 @@ class ReplayOptions(Payload):
     orientational: bool = field(default=True, metadata={"key": "pga-orientational"})
     arbitrary: bool = field(default=True, metadata={"key": "pga-arbitrary"})
     second_order: bool = field(default=False, metadata={"key": "pga-second-order"})
+    inner_step: str = field(default="sgd", metadata={"key": "pga-inner-step"})
 
     def __post_init__(self) -> None:
         if self.objective not in REPLAY_OBJECTIVES:
             raise ConfigError("replay-objective", f"unknown objective {self.objective!r} (mix or pga)")
+        if self.inner_step not in INNER_STEPS:
+            raise ConfigError("pga-inner-step", f"unknown inner step {self.inner_step!r} ({' or '.join(INNER_STEPS)})")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ its usual optimizer, batches and step count; the replay batches come from the ob
 own seeded stream.
 """
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .alignment_meter import AlignmentMeter
 from .protocol import ReplayOptions
 from .tasks import Objective
 
@@ -48,16 +50,52 @@ class _Loss(nn.Module):
         return self.loss(self.model, batch)
 
 
-def meta_loss(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor], alpha: float,
-              second_order: bool = False) -> torch.Tensor:
-    """``L_A(θ) + L_B(θ − α ∇L_A(θ))``; first order unless ``second_order``."""
+def _adapt(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], alpha: float, second_order: bool,
+          inner_step: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``L_A(θ)`` and ``θ' = θ − s ∇L_A(θ)``, named for :func:`torch.func.functional_call` of
+    :class:`_Loss`: ``s = α`` (``sgd``) or ``α / rms(∇L_A)`` (``normalized``, the scale held
+    constant). ``∇L_A`` is constant in ``θ'`` unless ``second_order``."""
     params = dict(model.named_parameters())
     loss_a = loss(model, a)
     # The graph of L_A is kept: the step backpropagates through L_A itself too.
     grads = torch.autograd.grad(loss_a, list(params.values()), retain_graph=True, create_graph=second_order,
                                 allow_unused=True)
-    adapted = {f"model.{name}": p if g is None else p - alpha * g for (name, p), g in zip(params.items(), grads)}
+    scale = alpha
+    if inner_step == "normalized":
+        used = [g.detach() for g in grads if g is not None]
+        squares = sum(g.pow(2).sum() for g in used)
+        rms = (squares / sum(g.numel() for g in used)).sqrt()
+        scale = alpha / rms.clamp_min(torch.finfo(rms.dtype).tiny)
+    return loss_a, {f"model.{name}": p if g is None else p - scale * g for (name, p), g in zip(params.items(), grads)}
+
+
+def meta_loss(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor], alpha: float,
+              second_order: bool = False, inner_step: str = "sgd") -> torch.Tensor:
+    """``L_A(θ) + L_B(θ − α ∇L_A(θ))`` (``∇L_A`` normalized to unit RMS with ``inner_step``
+    ``normalized``); first order unless ``second_order``."""
+    loss_a, adapted = _adapt(model, loss, a, alpha, second_order, inner_step)
     return loss_a + torch.func.functional_call(_Loss(model, loss), adapted, (b,))
+
+
+def flat_gradient(value: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``∇value`` over every parameter of ``model``, as one vector (zeros where unused); the
+    graph is kept for the training step's own backward pass."""
+    params = list(model.parameters())
+    grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+    return torch.cat([torch.zeros_like(p).flatten() if g is None else g.flatten() for p, g in zip(params, grads)])
+
+
+def alignment_gradients(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor],
+                        alpha: float, second_order: bool = False,
+                        inner_step: str = "sgd") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients that tell what the meta-objective ``meta_loss(a, b)`` does beyond joint
+    training on ``a`` and ``b``: ``∇L_A(θ)`` and ``∇L_B(θ)``, which it aligns, and the gradient
+    of its second term ``∇_θ L_B(θ')``; the alignment part of its gradient is the last minus
+    ``∇L_B(θ)``. Flat vectors (:func:`flat_gradient`); the model's gradients are untouched."""
+    loss_a, adapted = _adapt(model, loss, a, alpha, second_order, inner_step)
+    adapted_b = torch.func.functional_call(_Loss(model, loss), adapted, (b,))
+    return (flat_gradient(loss_a, model).detach(), flat_gradient(loss(model, b), model).detach(),
+            flat_gradient(adapted_b, model).detach())
 
 
 def concat(batches: list[list[torch.Tensor]]) -> list[torch.Tensor]:
@@ -92,20 +130,24 @@ class DomainBatches:
         return concat([self.draw(name, share) for name in names])
 
 
-def _mldg(model: nn.Module, loss: BatchLoss, draw: Callable[[str, int], list[torch.Tensor]], domains: list[str],
-          size: int, options: ReplayOptions, generator: torch.Generator) -> torch.Tensor:
+#: ``meta(a, b)``: a meta-objective of meta-train batch ``a`` and meta-test batch ``b``.
+MetaObjective = Callable[[list[torch.Tensor], list[torch.Tensor]], torch.Tensor]
+
+
+def _mldg(meta: MetaObjective, draw: Callable[[str, int], list[torch.Tensor]], domains: list[str], size: int,
+          generator: torch.Generator) -> torch.Tensor:
     """PGA's generalizability objective: one domain drawn as meta-test, the others meta-train."""
     held = domains[int(torch.randint(len(domains), (1,), generator=generator))]
     train = [name for name in domains if name != held]
     share = math.ceil(size / len(train))
-    meta_train = concat([draw(name, share) for name in train])
-    return meta_loss(model, loss, meta_train, draw(held, size), options.alpha, options.second_order)
+    return meta(concat([draw(name, share) for name in train]), draw(held, size))
 
 
 def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], options: ReplayOptions,
-                     seed: int) -> Objective:
+                     seed: int, meter: AlignmentMeter | None = None) -> Objective:
     """The objective of one site's local training with ``replay`` (replayed site -> its
-    samples, in the format of the task's training split).
+    samples, in the format of the task's training split); PGA's steps are measured by
+    ``meter`` where given (the steps it picks).
 
     With no replay (the first stage, or the no-replay ablation) only PGA's generalizability
     objective could still apply, and it needs two domains: the objective is the plain loss.
@@ -120,15 +162,26 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
             return loss(model, batch)
         if options.objective == "mix":
             return loss(model, concat([batch, batches.mixed(earlier, size)]))
+        measured = meter is not None and meter.due()
+
+        def meta(weight: float, a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+            if measured:
+                meter.add(weight, *alignment_gradients(model, loss, a, b, options.alpha, options.second_order,
+                                                       options.inner_step))
+            return weight * meta_loss(model, loss, a, b, options.alpha, options.second_order, options.inner_step)
+
         if options.orientational:
-            total = meta_loss(model, loss, batch, batches.mixed(earlier, size), options.alpha, options.second_order)
+            total = meta(1.0, batch, batches.mixed(earlier, size))
         else:
             total = loss(model, batch)
         if options.arbitrary:
             def draw(name: str, k: int) -> list[torch.Tensor]:
                 return [tensor[:k] for tensor in batch] if name == CURRENT else batches.draw(name, k)
 
-            total = total + options.weight * _mldg(model, loss, draw, [CURRENT, *earlier], size, options, generator)
+            total = total + _mldg(functools.partial(meta, options.weight), draw, [CURRENT, *earlier], size,
+                                  generator)
+        if measured:
+            meter.close(flat_gradient(total, model))
         return total
 
     return objective
@@ -144,6 +197,9 @@ def alignment_objective(loss: BatchLoss, domains: Mapping[str, TensorDataset], o
     batches = DomainBatches(domains, generator)
 
     def objective(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-        return _mldg(model, loss, batches.draw, batches.names, len(batch[0]), options, generator)
+        def meta(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+            return meta_loss(model, loss, a, b, options.alpha, options.second_order, options.inner_step)
+
+        return _mldg(meta, batches.draw, batches.names, len(batch[0]), generator)
 
     return objective

@@ -14,7 +14,8 @@ from flwr.serverapp import Grid
 
 from sites import seeding
 from sites.replay import unpack_domains
-from sites.protocol import ReplayOptions, TrainConfig
+from sites.errors import ConfigError
+from sites.protocol import INNER_STEPS, ReplayOptions, TrainConfig
 from sites.replay_objectives import alignment_objective
 
 from .experience_replay import ExperienceReplay
@@ -36,6 +37,10 @@ class PGA(ExperienceReplay):
         domains at every step (generalizability).
     second_order : bool
         Keep the Hessian term of the meta-gradient (slower; for checking the first-order one).
+    inner_step : str
+        ``sgd``: ``θ − α ∇L_A``, ``α`` in the loss's own units; ``normalized``:
+        ``θ − α ∇L_A / rms(∇L_A)``, which moves the parameters by ``α`` in root mean square, the
+        units of Adam's learning rate.
     server_steps : int
         Adam steps of the generalizability objective on replay alone that the server takes
         after each aggregation (0: none; needs at least two replayed sites).
@@ -46,10 +51,13 @@ class PGA(ExperienceReplay):
     """
 
     def __init__(self, alpha: float = 1e-3, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
-                 second_order: bool = False, server_steps: int = 0, seed: int = 0, **kwargs: Any) -> None:
+                 second_order: bool = False, inner_step: str = "sgd", server_steps: int = 0, seed: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if inner_step not in INNER_STEPS:
+            raise ConfigError("strategy.inner_step", f"unknown inner step {inner_step!r} ({' or '.join(INNER_STEPS)})")
         self.options = ReplayOptions("pga", float(alpha), float(weight), bool(orientational), bool(arbitrary),
-                                     bool(second_order))
+                                     bool(second_order), inner_step)
         self.server_steps, self.seed = int(server_steps), int(seed)
         self._server_calls = 0
         self._train_config = ConfigRecord()  # the current round's, for the server's meta-step

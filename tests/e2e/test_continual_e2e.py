@@ -68,6 +68,18 @@ def test_smd_trains_at_every_site_and_replays_earlier_ones(runs, name):
     assert_only_declared_content_left_the_sites(run_dir)  # weights and prompts only, no image
 
 
+def test_pga_replies_carry_the_alignment_and_its_share(runs):
+    trained = [e for e in _events(runs["pga-segmentation"]) if e["event"] == "train"]
+    keys = {"pga-alignment", "pga-alignment-share"}
+    assert {e["site"] for e in trained} == {"A", "B", "C", "D"}
+    for event in trained:
+        metrics = event["metrics"]
+        if event["site"] == "A":  # stage 1 has nothing replayed: no meta-objective
+            assert not keys & set(metrics)
+        else:
+            assert -1 <= metrics["pga-alignment"] <= 1 and metrics["pga-alignment-share"] > 0, event
+
+
 @pytest.mark.parametrize("name, class_conditional", [
     ("pga-segmentation", False), pytest.param("pga-grading", True, marks=pytest.mark.slow),
     pytest.param("pga-debiasing", True, marks=pytest.mark.slow)])

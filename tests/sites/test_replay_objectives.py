@@ -7,24 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from scalar_model import Scalar, squared_error
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay_objectives import alignment_objective, meta_loss, replay_objective
-
-
-class Scalar(nn.Module):
-    """``y = w * x`` with one weight, so every gradient can be written by hand."""
-
-    def __init__(self, w: float) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(w))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w * x
-
-
-def squared_error(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-    x, y = batch
-    return (model(x) - y).pow(2).mean()
 
 
 def test_first_order_meta_gradient_by_hand():
@@ -47,6 +32,35 @@ def test_second_order_meta_gradient_by_hand():
     b = [torch.tensor([3.0]), torch.tensor([2.0])]
     meta_loss(model, squared_error, a, b, alpha=0.1, second_order=True).backward()
     assert model.w.grad.item() == pytest.approx(3.76)
+
+
+def test_normalized_inner_step_by_hand():
+    # ∇L_A(1) = 4 has RMS 4: w' = 1 - 0.1 * 4 / 4 = 0.9, ∇L_B(0.9) = 6 (2.7 - 2) = 4.2.
+    # First order: d/dw = 4 + 4.2 = 8.2; loss = 1 + (2.7 - 2)^2 = 1.49.
+    model = Scalar(1.0)
+    a = [torch.tensor([2.0]), torch.tensor([1.0])]
+    b = [torch.tensor([3.0]), torch.tensor([2.0])]
+    loss = meta_loss(model, squared_error, a, b, alpha=0.1, inner_step="normalized")
+    loss.backward()
+    assert loss.item() == pytest.approx(1.49)
+    assert model.w.grad.item() == pytest.approx(8.2)
+
+
+def test_normalized_inner_step_does_not_depend_on_the_loss_scale():
+    # θ' moves by α in RMS whatever the gradient's size: a loss scaled by 100 gives 100 times
+    # the same meta-loss; the plain SGD inner step moves 100 times further instead.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    a = [torch.randn(5, 3), torch.randint(0, 2, (5,))]
+    b = [torch.randn(6, 3), torch.randint(0, 2, (6,))]
+
+    def scaled(factor):
+        return lambda network, batch: factor * nn.functional.cross_entropy(network(batch[0]), batch[1])
+
+    for inner_step, same in (("normalized", True), ("sgd", False)):
+        plain = meta_loss(model, scaled(1.0), a, b, alpha=0.05, inner_step=inner_step)
+        large = meta_loss(model, scaled(100.0), a, b, alpha=0.05, inner_step=inner_step)
+        assert torch.isclose(large / 100, plain).item() is same, inner_step
 
 
 def test_second_order_matches_autograd_through_the_inner_step():
@@ -156,8 +170,10 @@ def test_alignment_objective_needs_two_domains_and_uses_replay_only():
 def test_options_come_from_the_training_config():
     config = TrainConfig.from_record({"stage": 2, "server-round": 1, "replay-objective": "pga", "pga-alpha": 0.01,
                                       "pga-weight": 0.5, "pga-orientational": False, "pga-arbitrary": True,
-                                      "pga-second-order": True})
-    assert config.replay == ReplayOptions("pga", 0.01, 0.5, False, True, True)
+                                      "pga-second-order": True, "pga-inner-step": "normalized"})
+    assert config.replay == ReplayOptions("pga", 0.01, 0.5, False, True, True, "normalized")
     assert TrainConfig.from_record({"stage": 2}).replay is None
     with pytest.raises(Exception, match="replay-objective"):
         TrainConfig.from_record({"replay-objective": "magic"})
+    with pytest.raises(Exception, match="pga-inner-step"):
+        TrainConfig.from_record({"replay-objective": "pga", "pga-inner-step": "adam"})

@@ -1,10 +1,12 @@
 """The replay strategies' messages (strategies/experience_replay.py, strategies/pga.py): what
 each ablation switch sends to the sites, and PGA's optional server-side meta-step."""
 
+import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from torch.utils.data import TensorDataset
 
+from sites.errors import ConfigError
 from sites.replay import pack_domains
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.tasks import build_task
@@ -43,11 +45,17 @@ def test_each_pga_switch_reaches_the_sites():
         "arbitrary only": ({"orientational": False}, ReplayOptions(orientational=False)),
         "second order": ({"second_order": True, "alpha": 0.01, "weight": 0.5},
                          ReplayOptions(alpha=0.01, weight=0.5, second_order=True)),
+        "normalized inner step": ({"inner_step": "normalized"}, ReplayOptions(inner_step="normalized")),
     }
     for name, (arguments, expected) in cases.items():
         (message,) = _messages(PGA(**arguments, **NODE_MINIMA), REPLAY)
         assert TrainConfig.from_record(message.content["config"]).replay == expected, name
         assert message.content["config"]["stage"] == 2
+
+
+def test_an_unknown_inner_step_is_refused_by_its_config_key():
+    with pytest.raises(ConfigError, match=r"strategy\.inner_step.*'adam'.*sgd or normalized"):
+        PGA(inner_step="adam", **NODE_MINIMA)
 
 
 def _segmentation():

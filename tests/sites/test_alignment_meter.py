@@ -1,0 +1,75 @@
+"""PGA's alignment measurement (sites/alignment_meter.py): the cosine and the share against a
+hand-computed case, the share's first-order scaling with α, and which steps are measured."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from scalar_model import Scalar, squared_error
+from sites.alignment_meter import AlignmentMeter
+from sites.protocol import MetricKey, ReplayOptions
+from sites.replay_objectives import replay_objective
+
+
+def test_alignment_and_share_by_hand():
+    # Current batch L_A(w) = (2w - 1)^2, replay L_B(w) = (3w - 2)^2; w = 1, alpha = 0.1.
+    # ∇L_A = 4, ∇L_B(1) = 6: the same sign, cosine 1. w' = 0.6, ∇L_B(w') = -1.2.
+    # Alignment part -1.2 - 6 = -7.2; the whole gradient 4 - 1.2 = 2.8; share 7.2 / 2.8.
+    meter = AlignmentMeter(every=1)
+    replay = {"B": TensorDataset(torch.full((4, 1), 3.0), torch.full((4, 1), 2.0))}
+    options = ReplayOptions(alpha=0.1, orientational=True, arbitrary=False)
+    objective = replay_objective(squared_error, replay, options, seed=0, meter=meter)
+    model = Scalar(1.0)
+    objective(model, [torch.full((4, 1), 2.0), torch.full((4, 1), 1.0)]).backward()
+    assert model.w.grad.item() == pytest.approx(2.8)  # measuring leaves the step as it was
+    assert meter.metrics() == pytest.approx({MetricKey.PGA_ALIGNMENT: 1.0, MetricKey.PGA_ALIGNMENT_SHARE: 7.2 / 2.8})
+
+
+def test_opposed_gradients_have_cosine_minus_one():
+    # L_B(w) = (3w - 4)^2: ∇L_B(1) = -6 against ∇L_A = 4.
+    meter = AlignmentMeter(every=1)
+    replay = {"B": TensorDataset(torch.full((4, 1), 3.0), torch.full((4, 1), 4.0))}
+    objective = replay_objective(squared_error, replay, ReplayOptions(arbitrary=False), seed=0, meter=meter)
+    objective(Scalar(1.0), [torch.full((4, 1), 2.0), torch.full((4, 1), 1.0)])
+    assert meter.metrics()[MetricKey.PGA_ALIGNMENT] == pytest.approx(-1.0)
+
+
+def _share(alpha: float) -> float:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    replay = {name: TensorDataset(torch.randn(16, 3) + shift, torch.randint(0, 2, (16,))) for name, shift in
+              (("A", 1.0), ("B", -1.0))}
+    meter = AlignmentMeter(every=1)
+
+    def loss(network, batch):
+        return nn.functional.cross_entropy(network(batch[0]), batch[1])
+
+    objective = replay_objective(loss, replay, ReplayOptions(alpha=alpha), seed=0, meter=meter)
+    objective(model, [torch.randn(8, 3), torch.randint(0, 2, (8,))])
+    return meter.metrics()[MetricKey.PGA_ALIGNMENT_SHARE]
+
+
+def test_share_grows_linearly_with_the_inner_step_while_it_is_small():
+    # To first order the alignment part is -α ∇²L_B ∇L_A: ten times α, ten times the share.
+    small, larger = _share(1e-4), _share(1e-3)
+    assert 0 < small < 1e-2
+    assert larger / small == pytest.approx(10, rel=0.05)
+
+
+def test_every_kth_step_is_measured_from_the_first():
+    meter = AlignmentMeter(every=3)
+    assert [meter.due() for _ in range(7)] == [True, False, False, True, False, False, True]
+    with pytest.raises(ValueError, match="k >= 1"):
+        AlignmentMeter(every=0)
+
+
+@pytest.mark.parametrize("options, replay", [
+    (ReplayOptions(), {}),  # no replay: the plain loss
+    (ReplayOptions(objective="mix"), {"B": TensorDataset(torch.ones(4, 1), torch.ones(4, 1))}),
+])
+def test_nothing_is_reported_without_a_meta_objective(options, replay):
+    meter = AlignmentMeter(every=1)
+    objective = replay_objective(squared_error, replay, options, seed=0, meter=meter)
+    objective(Scalar(1.0), [torch.ones(4, 1), torch.ones(4, 1)])
+    assert meter.metrics() == {}

@@ -12,8 +12,9 @@ At a measured step, for each meta-objective ``w (L_A(θ) + L_B(θ'))``, ``θ' = 
 
 The step's **share** is ``‖Σ alignment parts‖ / ‖∇ of the whole objective‖``: the fraction of
 the gradient the optimizer receives that PGA's alignment contributes. The reply carries the
-means over the measured steps. Measuring a step costs about two more forward and three more
-backward passes per meta-objective, so only every ``every``-th step is measured.
+means over the measured steps. The meter reuses what the step computes anyway (``∇L_A``, the
+terms' graphs); measuring a step costs one more forward pass (``L_B(θ)``) and two more backward
+passes per meta-objective, so only every ``every``-th step is measured.
 """
 
 import statistics
@@ -40,24 +41,31 @@ class AlignmentMeter:
         self._cosines: list[float] = []
         self._shares: list[float] = []
         self._part: torch.Tensor | None = None
+        self._whole: torch.Tensor | None = None
 
     def due(self) -> bool:
         """Called once at every step: whether this one is measured."""
         self._steps += 1
-        self._part = None
+        self._part = self._whole = None
         return (self._steps - 1) % self.every == 0
 
     def add(self, weight: float, grad_a: torch.Tensor, grad_b: torch.Tensor, grad_b_adapted: torch.Tensor) -> None:
-        """One meta-objective of the step, from
-        :func:`~sites.replay_objectives.alignment_gradients` (flat vectors)."""
+        """One meta-objective of the step, weighted ``weight``: ``∇L_A(θ)``, ``∇L_B(θ)`` and
+        ``∇_θ L_B(θ')``, flat (:func:`~sites.replay_objectives.flat`)."""
         self._cosines.append(float(torch.nn.functional.cosine_similarity(grad_a, grad_b, dim=0)))
-        part = weight * (grad_b_adapted - grad_b)
-        self._part = part if self._part is None else self._part + part
+        self._part = _plus(self._part, weight * (grad_b_adapted - grad_b))
+        self._whole = _plus(self._whole, weight * (grad_a + grad_b_adapted))
 
-    def close(self, whole: torch.Tensor) -> None:
-        """Ends the step with the gradient of its whole objective (flat)."""
+    def add_plain(self, grad: torch.Tensor) -> None:
+        """A term of the step's objective that is not a meta-objective (the current batch's
+        loss when only the arbitrary alignment runs)."""
+        self._whole = _plus(self._whole, grad)
+
+    def close(self) -> None:
+        """Ends the step."""
         if self._part is not None:
-            self._shares.append(float(self._part.norm() / whole.norm().clamp_min(torch.finfo(whole.dtype).tiny)))
+            whole = self._whole.norm()
+            self._shares.append(float(self._part.norm() / whole.clamp_min(torch.finfo(whole.dtype).tiny)))
 
     def metrics(self) -> dict[str, float]:
         """``pga-alignment`` and ``pga-alignment-share``, means over the measured steps; empty
@@ -66,3 +74,7 @@ class AlignmentMeter:
             return {}
         return {MetricKey.PGA_ALIGNMENT: statistics.fmean(self._cosines),
                 MetricKey.PGA_ALIGNMENT_SHARE: statistics.fmean(self._shares)}
+
+
+def _plus(total: torch.Tensor | None, term: torch.Tensor) -> torch.Tensor:
+    return term if total is None else total + term

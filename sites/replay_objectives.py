@@ -21,7 +21,7 @@ own seeded stream.
 import functools
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -50,11 +50,13 @@ class _Loss(nn.Module):
         return self.loss(self.model, batch)
 
 
-def _adapt(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], alpha: float, second_order: bool,
-          inner_step: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``L_A(θ)`` and ``θ' = θ − s ∇L_A(θ)``, named for :func:`torch.func.functional_call` of
-    :class:`_Loss`: ``s = α`` (``sgd``) or ``α / rms(∇L_A)`` (``normalized``, the scale held
-    constant). ``∇L_A`` is constant in ``θ'`` unless ``second_order``."""
+def meta_terms(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor], alpha: float,
+               second_order: bool = False,
+               inner_step: str = "sgd") -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...]]:
+    """The two terms of the meta-objective, ``L_A(θ)`` and ``L_B(θ')`` with
+    ``θ' = θ − s ∇L_A(θ)``, and ``∇L_A(θ)`` (``None`` for unused parameters): ``s = α``
+    (``sgd``) or ``α / rms(∇L_A)`` (``normalized``, the scale held constant). ``∇L_A`` is
+    constant in ``θ'`` unless ``second_order``."""
     params = dict(model.named_parameters())
     loss_a = loss(model, a)
     # The graph of L_A is kept: the step backpropagates through L_A itself too.
@@ -66,36 +68,28 @@ def _adapt(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], alpha: floa
         squares = sum(g.pow(2).sum() for g in used)
         rms = (squares / sum(g.numel() for g in used)).sqrt()
         scale = alpha / rms.clamp_min(torch.finfo(rms.dtype).tiny)
-    return loss_a, {f"model.{name}": p if g is None else p - scale * g for (name, p), g in zip(params.items(), grads)}
+    adapted = {f"model.{name}": p if g is None else p - scale * g for (name, p), g in zip(params.items(), grads)}
+    return loss_a, torch.func.functional_call(_Loss(model, loss), adapted, (b,)), grads
 
 
 def meta_loss(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor], alpha: float,
               second_order: bool = False, inner_step: str = "sgd") -> torch.Tensor:
     """``L_A(θ) + L_B(θ − α ∇L_A(θ))`` (``∇L_A`` normalized to unit RMS with ``inner_step``
     ``normalized``); first order unless ``second_order``."""
-    loss_a, adapted = _adapt(model, loss, a, alpha, second_order, inner_step)
-    return loss_a + torch.func.functional_call(_Loss(model, loss), adapted, (b,))
+    loss_a, loss_b, _ = meta_terms(model, loss, a, b, alpha, second_order, inner_step)
+    return loss_a + loss_b
+
+
+def flat(grads: Iterable[torch.Tensor | None], model: nn.Module) -> torch.Tensor:
+    """Gradients of every parameter of ``model`` (``None``: unused) as one detached vector."""
+    return torch.cat([torch.zeros_like(p).flatten() if g is None else g.detach().flatten()
+                      for p, g in zip(model.parameters(), grads)])
 
 
 def flat_gradient(value: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """``∇value`` over every parameter of ``model``, as one vector (zeros where unused); the
-    graph is kept for the training step's own backward pass."""
-    params = list(model.parameters())
-    grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-    return torch.cat([torch.zeros_like(p).flatten() if g is None else g.flatten() for p, g in zip(params, grads)])
-
-
-def alignment_gradients(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor],
-                        alpha: float, second_order: bool = False,
-                        inner_step: str = "sgd") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The gradients that tell what the meta-objective ``meta_loss(a, b)`` does beyond joint
-    training on ``a`` and ``b``: ``∇L_A(θ)`` and ``∇L_B(θ)``, which it aligns, and the gradient
-    of its second term ``∇_θ L_B(θ')``; the alignment part of its gradient is the last minus
-    ``∇L_B(θ)``. Flat vectors (:func:`flat_gradient`); the model's gradients are untouched."""
-    loss_a, adapted = _adapt(model, loss, a, alpha, second_order, inner_step)
-    adapted_b = torch.func.functional_call(_Loss(model, loss), adapted, (b,))
-    return (flat_gradient(loss_a, model).detach(), flat_gradient(loss(model, b), model).detach(),
-            flat_gradient(adapted_b, model).detach())
+    """``∇value`` over every parameter of ``model`` as one vector (:func:`flat`); the graph is
+    kept for the training step's own backward pass."""
+    return flat(torch.autograd.grad(value, list(model.parameters()), retain_graph=True, allow_unused=True), model)
 
 
 def concat(batches: list[list[torch.Tensor]]) -> list[torch.Tensor]:
@@ -165,15 +159,19 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
         measured = meter is not None and meter.due()
 
         def meta(weight: float, a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+            loss_a, loss_b, grad_a = meta_terms(model, loss, a, b, options.alpha, options.second_order,
+                                                options.inner_step)
             if measured:
-                meter.add(weight, *alignment_gradients(model, loss, a, b, options.alpha, options.second_order,
-                                                       options.inner_step))
-            return weight * meta_loss(model, loss, a, b, options.alpha, options.second_order, options.inner_step)
+                meter.add(weight, flat(grad_a, model), flat_gradient(loss(model, b), model),
+                          flat_gradient(loss_b, model))
+            return weight * (loss_a + loss_b)
 
         if options.orientational:
             total = meta(1.0, batch, batches.mixed(earlier, size))
         else:
             total = loss(model, batch)
+            if measured:
+                meter.add_plain(flat_gradient(total, model))
         if options.arbitrary:
             def draw(name: str, k: int) -> list[torch.Tensor]:
                 return [tensor[:k] for tensor in batch] if name == CURRENT else batches.draw(name, k)
@@ -181,7 +179,7 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
             total = total + _mldg(functools.partial(meta, options.weight), draw, [CURRENT, *earlier], size,
                                   generator)
         if measured:
-            meter.close(flat_gradient(total, model))
+            meter.close()
         return total
 
     return objective

@@ -10,8 +10,9 @@ CPU seconds (``time.process_time``, every thread counted) of one step of the tas
 - ``pga, every step measured``.
 
 The variants run interleaved, step by step, so that drift of the machine hits them alike; the
-table gives medians over ``--steps`` rounds (after three unmeasured ones) and the ratio to
-``pga``.
+table gives, over ``--steps`` rounds after three unmeasured ones, the median step, the mean
+step over whole ten-step cycles (where the meter's cost comes once per cycle), and the ratio
+of that mean to ``pga``'s.
 
     python -m benchmarks.pga_step                      # task=segmentation, the default size
     python -m benchmarks.pga_step --steps 10 -- task=segmentation size=smoke
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (default task=segmentation)")
     args = parser.parse_args()
+    if args.steps < 10:
+        parser.error(f"--steps must cover at least one ten-step cycle of the meter (got {args.steps})")
     config = compose_config(["task=segmentation", *args.overrides])
     task = build_task(config["task"])
     torch.set_num_threads(int(config["backend"]["client_cpus"]))
@@ -70,7 +73,6 @@ def main() -> None:
             optimizers[name].step()
             seconds[name].append(time.process_time() - start)
 
-    # Means over whole ten-step cycles where the meter's cost comes once per cycle.
     cycles = args.steps // 10 * 10
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; {args.steps} steps per variant, "
           f"batch {task.batch_size}, two replayed sites\n")

@@ -48,15 +48,20 @@ def test_opposed_gradients_have_cosine_minus_one():
     assert metrics[MetricKey.PGA_ALIGNMENT] == pytest.approx(-1.0)
 
 
+def _classifier(options: ReplayOptions, meter: AlignmentMeter | None):
+    """A seeded two-layer classifier, its PGA objective with two replayed sites, and a current batch."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    replay = {name: TensorDataset(torch.randn(16, 3) + shift, torch.randint(0, 2, (16,))) for name, shift in
+              (("A", 1.0), ("B", -1.0))}
+    objective = replay_objective(lambda network, batch: nn.functional.cross_entropy(network(batch[0]), batch[1]),
+                                 replay, options, seed=0, meter=meter)
+    return model, objective, [torch.randn(8, 3), torch.randint(0, 2, (8,))]
+
+
 def test_measuring_leaves_the_training_as_it_was():
     def trained(meter):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
-        replay = {name: TensorDataset(torch.randn(16, 3) + shift, torch.randint(0, 2, (16,))) for name, shift in
-                  (("A", 1.0), ("B", -1.0))}
-        current = [torch.randn(8, 3), torch.randint(0, 2, (8,))]
-        objective = replay_objective(lambda network, batch: nn.functional.cross_entropy(network(batch[0]), batch[1]),
-                                     replay, ReplayOptions(alpha=0.01, inner_step="normalized"), seed=0, meter=meter)
+        model, objective, current = _classifier(ReplayOptions(alpha=0.01, inner_step="normalized"), meter)
         optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
         for _ in range(4):
             optimizer.zero_grad()
@@ -71,17 +76,9 @@ def test_measuring_leaves_the_training_as_it_was():
 
 
 def _share(alpha: float) -> float:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
-    replay = {name: TensorDataset(torch.randn(16, 3) + shift, torch.randint(0, 2, (16,))) for name, shift in
-              (("A", 1.0), ("B", -1.0))}
     meter = AlignmentMeter(every=1)
-
-    def loss(network, batch):
-        return nn.functional.cross_entropy(network(batch[0]), batch[1])
-
-    objective = replay_objective(loss, replay, ReplayOptions(alpha=alpha), seed=0, meter=meter)
-    objective(model, [torch.randn(8, 3), torch.randint(0, 2, (8,))])
+    model, objective, current = _classifier(ReplayOptions(alpha=alpha), meter)
+    objective(model, current)
     return meter.metrics()[MetricKey.PGA_ALIGNMENT_SHARE]
 
 

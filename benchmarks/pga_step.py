@@ -5,9 +5,12 @@ CPU seconds (``time.process_time``, every thread counted) of one step of the tas
 
 - ``plain``: the task's loss alone (what fedavg's sites run);
 - ``pga``: PGA's full objective (orientational and arbitrary), no measurement;
-- ``pga, meter every 10``: the default, the step cost averaged over ten steps of which one is
-  measured (:mod:`sites.alignment_meter`);
-- ``pga, every step measured``.
+- ``pga, meter every 10``: the step cost averaged over ten steps of which one is measured
+  (:mod:`sites.alignment_meter`);
+- ``pga, every step measured``;
+- ``pga, 2 pseudo-domains, meter every 10``: the default (``strategy.pseudo_domains=2``), the
+  site's own split (64 random images) seen through two scanner signatures
+  (:mod:`sites.pseudo_domains`) joining the generalizability objective.
 
 The variants run interleaved, step by step, so that drift of the machine hits them alike; the
 table gives, over ``--steps`` rounds after three unmeasured ones, the median step, the mean
@@ -28,6 +31,7 @@ from benchmarks.common import compose_config, median
 from simulations.formatting import table_header, table_row
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import ReplayOptions, TrainConfig
+from sites.pseudo_domains import pseudo_domains
 from sites.replay_objectives import replay_objective
 from sites.tasks import build_task
 
@@ -56,11 +60,13 @@ def main() -> None:
     def loss(model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         return task.batch_loss(model, batch, train_config)
 
-    def objective(meter: AlignmentMeter | None):
-        return replay_objective(loss, replay, ReplayOptions(), seed=0, meter=meter)
+    def objective(meter: AlignmentMeter | None, pseudo: dict | None = None):
+        return replay_objective(loss, replay, ReplayOptions(), seed=0, meter=meter, pseudo=pseudo)
 
     variants = {"plain": loss, "pga": objective(None), "pga, meter every 10": objective(AlignmentMeter(10)),
-                "pga, every step measured": objective(AlignmentMeter(1))}
+                "pga, every step measured": objective(AlignmentMeter(1)),
+                "pga, 2 pseudo-domains, meter every 10": objective(
+                    AlignmentMeter(10), pseudo_domains(TensorDataset(*sample(REPLAYED)), count=2, seed=0))}
     models = {name: task.build_model() for name in variants}
     optimizers = {name: torch.optim.Adam(models[name].parameters(), lr=task.lr) for name in variants}
     batch = sample(task.batch_size)

@@ -62,6 +62,7 @@ from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
 from .protocol import (AccountantHistory, DataReport, MetricKey, NodeState, RecordName, ReplayOptions, SiteIdentity,
                        TrainConfig, model_record)
+from .pseudo_domains import pseudo_domains
 from .replay import pack_domains, unpack_domains
 from .replay_objectives import replay_objective
 from .spec import SiteSpec
@@ -219,7 +220,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         # Under DP the meter's extra backward passes would run through Opacus's per-sample hooks.
         meter = AlignmentMeter() if privacy is None else None
         metrics = task.train(model, data.train, seed=call_seed, config=config, privacy=privacy,
-                             objective=local_objective(task, model, message, config, call_seed, meter))
+                             objective=local_objective(task, model, data.train, message, config, call_seed, meter))
         metrics |= meter.metrics() if meter is not None else {}
         trained = model.state_dict()
         if faults.spoils(seed, site, call):
@@ -246,22 +247,27 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         reply[RecordName.METRICS] = MetricRecord(metrics)
         return Message(reply, reply_to=message)
 
-    def local_objective(task: Task, model: torch.nn.Module, message: Message, config: TrainConfig,
-                        call_seed: int, meter: AlignmentMeter | None) -> Objective | None:
-        """The task's loss, with replayed earlier sites and/or EWC's penalty when the strategy
-        sends them; ``None`` (the task's own loss) when it sends neither. ``meter`` measures
-        PGA's steps."""
+    def local_objective(task: Task, model: torch.nn.Module, train: TensorDataset, message: Message,
+                        config: TrainConfig, call_seed: int, meter: AlignmentMeter | None) -> Objective | None:
+        """The task's loss, with replayed earlier sites, PGA's pseudo-domains of ``train`` (the
+        site's training split) and/or EWC's penalty when the strategy asks for them; ``None``
+        (the task's own loss) when it asks for none. ``meter`` measures PGA's steps."""
         content = message.content
         replayed, penalised = RecordName.REPLAY in content.array_records, RecordName.EWC_FISHER in content.array_records
-        if not replayed and not penalised:
+        options = config.replay or ReplayOptions()
+        pseudo = config.replay is not None and options.objective == "pga" and options.pseudo_domains > 0
+        if not (replayed or penalised or pseudo):
             return None
         objective = functools.partial(_batch_loss, task, config)
         # The objective runs on the task's device, with the batches of the site's own split.
         compute = task.compute
-        if replayed:
+        if replayed or pseudo:
             replay = {name: compute.dataset(task.training_data(model, domain, config))
-                      for name, domain in unpack_domains(content[RecordName.REPLAY]).items()}
-            objective = replay_objective(objective, replay, config.replay or ReplayOptions(), call_seed, meter)
+                      for name, domain in unpack_domains(content[RecordName.REPLAY]).items()} if replayed else {}
+            domains = pseudo_domains(compute.dataset(task.training_data(model, train, config)),
+                                     options.pseudo_domains,
+                                     seeding.stream_seed(call_seed, seeding.Stream.PSEUDO_DOMAINS)) if pseudo else {}
+            objective = replay_objective(objective, replay, options, call_seed, meter, domains)
         if penalised:
             fisher, anchor = ({key: value.to(compute.device) for key, value in arrays.items()}
                               for arrays in (content[name].to_torch_state_dict()

@@ -174,6 +174,9 @@ class ReplayOptions(Payload):
     inner_step : str
         ``sgd``: ``θ' = θ − α ∇L_A``; ``normalized``: ``θ' = θ − α ∇L_A / rms(∇L_A)``, which
         moves the parameters by ``α`` in root mean square, the units of Adam's learning rate.
+    pseudo_domains : int
+        Pseudo-domains of the site's own images (:mod:`sites.pseudo_domains`) that join PGA's
+        generalizability objective at every training call; 0: none.
     """
 
     objective: str = field(default="pga", metadata={"key": "replay-objective"})
@@ -183,12 +186,15 @@ class ReplayOptions(Payload):
     arbitrary: bool = field(default=True, metadata={"key": "pga-arbitrary"})
     second_order: bool = field(default=False, metadata={"key": "pga-second-order"})
     inner_step: str = field(default="sgd", metadata={"key": "pga-inner-step"})
+    pseudo_domains: int = field(default=0, metadata={"key": "pga-pseudo-domains"})
 
     def __post_init__(self) -> None:
         if self.objective not in REPLAY_OBJECTIVES:
             raise ConfigError("replay-objective", f"unknown objective {self.objective!r} (mix or pga)")
         if self.inner_step not in INNER_STEPS:
             raise ConfigError("pga-inner-step", f"unknown inner step {self.inner_step!r} ({' or '.join(INNER_STEPS)})")
+        if isinstance(self.pseudo_domains, bool) or not isinstance(self.pseudo_domains, int) or self.pseudo_domains < 0:
+            raise ConfigError("pga-pseudo-domains", f"must be an integer >= 0 (got {self.pseudo_domains!r})")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .alignment_meter import AlignmentMeter
 from .protocol import ReplayOptions
@@ -98,9 +98,9 @@ def concat(batches: list[list[torch.Tensor]]) -> list[torch.Tensor]:
 
 
 class DomainBatches:
-    """Endless, seeded mini-batches of each domain (replayed site)."""
+    """Endless, seeded mini-batches of each domain (replayed site or pseudo-domain)."""
 
-    def __init__(self, domains: Mapping[str, TensorDataset], generator: torch.Generator) -> None:
+    def __init__(self, domains: Mapping[str, Dataset], generator: torch.Generator) -> None:
         self._generator = generator
         self._domains = dict(domains)
         self._streams: dict[tuple[str, int], Any] = {}
@@ -138,21 +138,25 @@ def _mldg(meta: MetaObjective, draw: Callable[[str, int], list[torch.Tensor]], d
 
 
 def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], options: ReplayOptions,
-                     seed: int, meter: AlignmentMeter | None = None) -> Objective:
+                     seed: int, meter: AlignmentMeter | None = None,
+                     pseudo: Mapping[str, Dataset] | None = None) -> Objective:
     """The objective of one site's local training with ``replay`` (replayed site -> its
     samples, in the format of the task's training split); PGA's steps are measured by
     ``meter`` where given (the steps it picks).
 
-    With no replay (the first stage, or the no-replay ablation) only PGA's generalizability
-    objective could still apply, and it needs two domains: the objective is the plain loss.
+    ``pseudo`` (name -> dataset: :mod:`sites.pseudo_domains`) are domains made of the site's
+    own images that join PGA's generalizability objective only: the orientational one aligns
+    with earlier sites. With neither replay nor pseudo-domains the objective is the plain loss.
     """
     generator = torch.Generator().manual_seed(seed)
-    batches = DomainBatches(replay, generator)
-    earlier = batches.names
+    pseudo = dict(pseudo or {})
+    batches = DomainBatches({**replay, **pseudo}, generator)
+    earlier = list(replay)
+    generalizing = [CURRENT, *earlier, *pseudo] if options.objective == "pga" and options.arbitrary else []
 
     def objective(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         size = len(batch[0])
-        if not earlier:
+        if not earlier and len(generalizing) < 2:
             return loss(model, batch)
         if options.objective == "mix":
             return loss(model, concat([batch, batches.mixed(earlier, size)]))
@@ -166,18 +170,17 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
                           flat_gradient(loss_b, model))
             return weight * (loss_a + loss_b)
 
-        if options.orientational:
+        if options.orientational and earlier:
             total = meta(1.0, batch, batches.mixed(earlier, size))
         else:
             total = loss(model, batch)
             if measured:
                 meter.add_plain(flat_gradient(total, model))
-        if options.arbitrary:
+        if generalizing:
             def draw(name: str, k: int) -> list[torch.Tensor]:
                 return [tensor[:k] for tensor in batch] if name == CURRENT else batches.draw(name, k)
 
-            total = total + _mldg(functools.partial(meta, options.weight), draw, [CURRENT, *earlier], size,
-                                  generator)
+            total = total + _mldg(functools.partial(meta, options.weight), draw, generalizing, size, generator)
         if measured:
             meter.close()
         return total

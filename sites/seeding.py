@@ -36,6 +36,8 @@ class Stream(IntEnum):
     DP_METRICS = 12
     # The likelihood-ratio attack's reference models: each one's initialisation and data draw.
     LIRA_REFERENCE = 13
+    # PGA's pseudo-domains: each training call's scanner signatures and noise.
+    PSEUDO_DOMAINS = 14
 
 
 def stream_seed(seed: int, *path: int) -> int:

@@ -1,8 +1,9 @@
 """Parallel Gradient Alignment (DESIGN.md §1.1): FedAvg whose sites take PGA's local steps on
 their data and the replay of earlier sites, with an optional server-side meta-step on replay.
 
-The ablations are switches: ``orientational`` / ``arbitrary`` (which alignment), and the
-``replay`` config group (``none``, ``smd``, ``real``).
+The ablations are switches: ``orientational`` / ``arbitrary`` (which alignment),
+``pseudo_domains=0`` (no pseudo-domains), and the ``replay`` config group (``none``, ``smd``,
+``real``).
 """
 
 from collections.abc import Iterable
@@ -41,6 +42,10 @@ class PGA(ExperienceReplay):
         ``sgd``: ``θ − α ∇L_A``, ``α`` in the loss's own units; ``normalized``:
         ``θ − α ∇L_A / rms(∇L_A)``, which moves the parameters by ``α`` in root mean square, the
         units of Adam's learning rate.
+    pseudo_domains : int
+        Pseudo-domains of each site's own images (random scanner signatures,
+        :mod:`sites.pseudo_domains`) in the generalizability objective, so that it exists at
+        the first stage and without replay; 0: none (the ablation).
     server_steps : int
         Adam steps of the generalizability objective on replay alone that the server takes
         after each aggregation (0: none; needs at least two replayed sites).
@@ -51,13 +56,15 @@ class PGA(ExperienceReplay):
     """
 
     def __init__(self, alpha: float = 1e-3, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
-                 second_order: bool = False, inner_step: str = "sgd", server_steps: int = 0, seed: int = 0,
-                 **kwargs: Any) -> None:
+                 second_order: bool = False, inner_step: str = "sgd", pseudo_domains: int = 2, server_steps: int = 0,
+                 seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if inner_step not in INNER_STEPS:
             raise ConfigError("strategy.inner_step", f"unknown inner step {inner_step!r} ({' or '.join(INNER_STEPS)})")
+        if isinstance(pseudo_domains, bool) or not isinstance(pseudo_domains, int) or pseudo_domains < 0:
+            raise ConfigError("strategy.pseudo_domains", f"must be an integer >= 0 (got {pseudo_domains!r})")
         self.options = ReplayOptions("pga", float(alpha), float(weight), bool(orientational), bool(arbitrary),
-                                     bool(second_order), inner_step)
+                                     bool(second_order), inner_step, pseudo_domains)
         self.server_steps, self.seed = int(server_steps), int(seed)
         self._server_calls = 0
         self._train_config = ConfigRecord()  # the current round's, for the server's meta-step

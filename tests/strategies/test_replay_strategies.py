@@ -1,6 +1,8 @@
 """The replay strategies' messages (strategies/experience_replay.py, strategies/pga.py): what
 each ablation switch sends to the sites, and PGA's optional server-side meta-step."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -39,13 +41,15 @@ def test_messages_carry_replay_only_when_there_is_some():
 
 
 def test_each_pga_switch_reaches_the_sites():
+    full = ReplayOptions(pseudo_domains=2)
     cases = {
-        "full": ({}, ReplayOptions()),
-        "orientational only": ({"arbitrary": False}, ReplayOptions(arbitrary=False)),
-        "arbitrary only": ({"orientational": False}, ReplayOptions(orientational=False)),
+        "full": ({}, full),
+        "orientational only": ({"arbitrary": False}, replace(full, arbitrary=False)),
+        "arbitrary only": ({"orientational": False}, replace(full, orientational=False)),
         "second order": ({"second_order": True, "alpha": 0.01, "weight": 0.5},
-                         ReplayOptions(alpha=0.01, weight=0.5, second_order=True)),
-        "normalized inner step": ({"inner_step": "normalized"}, ReplayOptions(inner_step="normalized")),
+                         replace(full, alpha=0.01, weight=0.5, second_order=True)),
+        "normalized inner step": ({"inner_step": "normalized"}, replace(full, inner_step="normalized")),
+        "no pseudo-domains": ({"pseudo_domains": 0}, replace(full, pseudo_domains=0)),
     }
     for name, (arguments, expected) in cases.items():
         (message,) = _messages(PGA(**arguments, **NODE_MINIMA), REPLAY)
@@ -56,6 +60,12 @@ def test_each_pga_switch_reaches_the_sites():
 def test_an_unknown_inner_step_is_refused_by_its_config_key():
     with pytest.raises(ConfigError, match=r"strategy\.inner_step.*'adam'.*sgd or normalized"):
         PGA(inner_step="adam", **NODE_MINIMA)
+
+
+@pytest.mark.parametrize("count", [-1, 1.5, True])
+def test_a_bad_pseudo_domain_count_is_refused_by_its_config_key(count):
+    with pytest.raises(ConfigError, match=r"strategy\.pseudo_domains.*integer >= 0"):
+        PGA(pseudo_domains=count, **NODE_MINIMA)
 
 
 def _segmentation():

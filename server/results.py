@@ -21,6 +21,8 @@ class RunResult:
         The timeline that produced it.
     metric : str
         The primary metric in R.
+    split : str
+        The sites' split R was measured on (``test``, or ``validation`` when choosing settings).
     site_metrics : list of dict
         Per stage, site id -> every scalar metric the site reported.
     statistics : list of dict
@@ -43,6 +45,7 @@ class RunResult:
 
     scenario: Scenario
     metric: str
+    split: str = "test"
     site_metrics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     statistics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     pooled: list[dict[str, float]] = field(default_factory=list)
@@ -72,7 +75,7 @@ class RunResult:
         return [site.arrival for site in self.scenario.sites]
 
     def summary(self) -> dict:
-        summary = {"metric": self.metric, "schedule": self.scenario.schedule, **summarize(self.matrix, self.arrival)}
+        summary = {"metric": self.metric, "split": self.split, "schedule": self.scenario.schedule, **summarize(self.matrix, self.arrival)}
         if self.pooled and self.pooled[-1]:
             summary["pooled"] = self.pooled[-1]
         if self.failures:
@@ -87,6 +90,7 @@ class RunResult:
     def matrix_json(self) -> dict:
         return {
             "metric": self.metric,
+            "split": self.split,
             "sites": self.scenario.site_ids,
             "site_names": [site.name for site in self.scenario.sites],
             "arrival": self.arrival,

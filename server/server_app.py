@@ -76,6 +76,8 @@ class RunPlan:
         Simulated site failures and how often a stage no site could train is retried.
     site_nodes : dict of str to int, optional
         Site id -> the only node id that may play it (``deployment.site_nodes``); ``None``: any.
+    evaluate_split : str
+        The sites' split the timeline's evaluations are measured on: ``test`` or ``validation``.
     """
 
     scenario: Scenario
@@ -90,6 +92,7 @@ class RunPlan:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
     site_nodes: dict[str, int] | None = None
+    evaluate_split: str = "test"
 
     @property
     def planned_steps(self) -> dict[str, int]:
@@ -142,7 +145,7 @@ class Timeline:
         self.on_event = on_event
         self.resume = resume
         self.result: RunResult | None = None
-        self._runner = StageRunner(plan.task, plan.round_timeout)
+        self._runner = StageRunner(plan.task, plan.round_timeout, plan.evaluate_split)
 
     def run(self, grid: Grid) -> RunResult:
         plan, scenario = self.plan, self.plan.scenario
@@ -203,7 +206,7 @@ class Timeline:
         return RunState(Position(1), initial, initial, plan.strategy,
                         build_replay_source(plan.replay, plan.task, plan.seed),
                         UpdateStore(plan.run_dir / "updates") if keep_updates else None,
-                        RunResult(plan.scenario, plan.task.primary_metric))
+                        RunResult(plan.scenario, plan.task.primary_metric, plan.evaluate_split))
 
     def _save(self, position: Position, *names: str) -> None:
         state = self._state
@@ -269,7 +272,8 @@ class Timeline:
         return WithdrawalEvent(plan.unlearning, context, plan.task.primary_metric, plan.dp_delta)
 
     def _evaluate_everyone(self, everyone: SiteGrid, arrays: ArrayRecord, stage: int) -> dict[str, dict]:
-        messages = EVALUATE.messages(request(EvaluateConfig(stage), model=arrays), everyone.get_node_ids())
+        messages = EVALUATE.messages(request(EvaluateConfig(stage, self.plan.evaluate_split), model=arrays),
+                                     everyone.get_node_ids())
         replies = everyone.send_and_receive(messages, timeout=self.plan.round_timeout)
         return {everyone.site_of_node(reply.metadata.src_node_id): dict(reply.content[RecordName.METRICS])
                 for reply in replies}

@@ -114,10 +114,12 @@ class StageRunner:
         Gives the phases and each phase's config from its statistics.
     timeout : float
         Seconds to wait for each exchange.
+    evaluate_split : str
+        The sites' split of the strategy's evaluation rounds (``test`` or ``validation``).
     """
 
-    def __init__(self, task: Task, timeout: float) -> None:
-        self.task, self.timeout = task, timeout
+    def __init__(self, task: Task, timeout: float, evaluate_split: str = "test") -> None:
+        self.task, self.timeout, self.evaluate_split = task, timeout, evaluate_split
 
     def train(self, strategy: Strategy, view: SiteGrid, stage: Stage, arrays: ArrayRecord, *,
               start: Position | None = None, statistics: Statistics | None = None,
@@ -164,7 +166,7 @@ class StageRunner:
                 num_rounds=stage.rounds - done,
                 timeout=self.timeout,
                 train_config=TrainConfig(stage.index, phase.name, entries=entries).to_record(),
-                evaluate_config=EvaluateConfig(stage.index).to_record(),
+                evaluate_config=EvaluateConfig(stage.index, self.evaluate_split).to_record(),
                 evaluate_fn=None if on_progress is None else round_done,
             )
             if len(outcome.arrays) > 0:

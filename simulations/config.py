@@ -92,6 +92,9 @@ class RunConfig(ConfigModel):
         (:func:`sites.device.resolve_compute`).
     precision : str
         ``fp32`` | ``bf16`` (bfloat16 autocast of the forward passes, CUDA only).
+    evaluate_split : str
+        ``test`` | ``validation``: the sites' split every evaluation of the timeline (R[t, j] and
+        all that is computed from it) is measured on; ``validation`` for choosing settings.
     """
 
     scenario: ScenarioConfig
@@ -109,3 +112,4 @@ class RunConfig(ConfigModel):
     tracking: Tracking = Tracking()
     device: str = "cpu"
     precision: str = "fp32"
+    evaluate_split: Literal["test", "validation"] = "test"

@@ -33,7 +33,7 @@ def plot_heatmap(result: RunResult, path: Path) -> None:
     ax.set_yticks(range(matrix.shape[0]), [f"after stage {t}" for t in range(1, matrix.shape[0] + 1)])
     for (t, j), value in np.ndenumerate(matrix):
         ax.text(j, t, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
-    ax.set_title(f"R[t, j]: {result.metric} on each site's test split")
+    ax.set_title(f"R[t, j]: {result.metric} on each site's {result.split} split")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -87,7 +87,7 @@ def write_report(run_dir: Path, result: RunResult) -> None:
     lines = [
         f"# Run report: {scenario.name} ({scenario.schedule})",
         "",
-        f"Primary metric: **{result.metric}** on each site's test split. "
+        f"Primary metric: **{result.metric}** on each site's {result.split} split. "
         f"Stages: {' → '.join('+'.join(stage.sites) for stage in scenario.stages)}; "
         f"held out: {', '.join(scenario.held_out) or 'none'}.",
         "",

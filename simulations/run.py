@@ -83,12 +83,14 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     replayed = [stage for withdrawal in scenario.withdrawals for stage in scenario.replay_stages(withdrawal)]
     check_strategy_fits(strategy, min(len(stage.sites) for stage in [*scenario.stages, *replayed]))
     check_task_capabilities(task, scenario)
+    if config.evaluate_split == "validation" and not task.validation_split:
+        raise ConfigError("evaluate_split", f"{type(task).__name__} has no validation split; use evaluate_split=test")
     task.check_sites(scenario.sites)
     config.deployment.check_sites(scenario.site_ids)
     plan = RunPlan(scenario, task, strategy, config.seed, run_dir, config.backend.round_timeout,
                    dp_delta=None if dp is None else dp.delta,
                    dp_train_metrics=None if dp is None else dp.train_metrics, unlearning=unlearning, replay=replay,
-                   faults=faults, site_nodes=config.deployment.site_nodes)
+                   faults=faults, site_nodes=config.deployment.site_nodes, evaluate_split=config.evaluate_split)
     return Prepared(plan, config, resolved)
 
 

@@ -23,7 +23,8 @@ Handlers:
 - ``query.exemplars``: training samples handed to the server: the real-buffer replay reference,
   which breaks the privacy rule on purpose (reports say so);
 - ``evaluate``: the primary and secondary metrics of the received model on the site's test split
-  (or, with ``split: train``, its training split: the forget and retain sets of a withdrawal);
+  (or, with ``split: validation``, its validation split; with ``split: train``, its training
+  split: the forget and retain sets of a withdrawal);
 - ``query.audit``: membership inference against the received model on the site's own data
   (:mod:`sites.membership_inference`): ROC summaries only, never a per-sample score;
 - ``query.resume``: the server sets the node's state back to what it keeps of it: its
@@ -367,9 +368,13 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
 
     @protocol.EVALUATE.register(app)
     def evaluate(message: Message, context: Context) -> Message:
-        _, task, data = load(context)
+        site, task, data = load(context)
         split = protocol.EVALUATE.config_of(message).split
-        metrics = task.evaluate_on_device(_global_model(task, message), data.train if split == "train" else data.test)
+        evaluated = {"train": data.train, "validation": data.validation, "test": data.test}[split]
+        if evaluated is None:
+            raise ValueError(f"site {site.id} has no validation split to evaluate on (evaluate_split=validation; "
+                             "a manifest must name validation rows)")
+        metrics = task.evaluate_on_device(_global_model(task, message), evaluated)
         return Message(RecordDict({RecordName.METRICS: MetricRecord(metrics)}), reply_to=message)
 
     return app

@@ -261,7 +261,7 @@ class StatisticsQuery(Payload):
     phase: str
 
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,8 @@ class EvaluateConfig(Payload):
     stage : int, optional
         The timeline's stage whose model it is.
     split : str
-        ``test``, or ``train`` (a withdrawal's forget and retain sets).
+        ``test``; ``validation`` (``evaluate_split=validation``: choosing settings without the
+        test data); or ``train`` (a withdrawal's forget and retain sets).
     """
 
     stage: int | None = None
@@ -281,7 +282,7 @@ class EvaluateConfig(Payload):
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
-            raise ValueError(f"evaluate: unknown split {self.split!r} (train or test)")
+            raise ValueError(f"evaluate: unknown split {self.split!r} ({', '.join(SPLITS)})")
 
 
 @dataclass(frozen=True)

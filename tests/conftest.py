@@ -63,7 +63,7 @@ def scenario(scenario_config) -> Scenario:
 def small_task_config() -> dict:
     """The segmentation task at smoke size, small enough for unit tests."""
     config = load_config("task", "segmentation")
-    config.update(n_train=16, n_test=8, batch_size=8, local_steps=3, image_size=32,
+    config.update(n_train=16, n_test=8, n_validation=6, batch_size=8, local_steps=3, image_size=32,
                   channels=[8, 16, 32], strides=[2, 2])
     return config
 

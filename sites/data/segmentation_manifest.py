@@ -1,10 +1,11 @@
 """Segmentation cases from disk: a CSV manifest of image and mask files, cut into 2D slices.
 
 Columns: ``image`` and ``mask`` (paths relative to the manifest's folder, or absolute),
-``site`` (a site id of the scenario); optional ``split`` (``train`` or ``test``; without it a
-seeded fifth of each site's cases, at least one, is the test split: see
+``site`` (a site id of the scenario); optional ``split`` (``train``, ``validation`` or ``test``;
+without it a seeded fifth of each site's cases, at least one, is the test split: see
 :mod:`sites.data.splits`). A row is one case, so a case's slices never fall in two splits; a
-site needs two cases (one per split).
+site needs two cases (one per split). A validation split exists only where the manifest names
+its rows (``evaluate_split=validation`` needs it at every site).
 
 A case is either two 3D volumes (NIfTI, or any volume MONAI's ``LoadImage`` reads), as the
 public multi-site prostate MRI collections ship one image and one label volume per case, or
@@ -25,7 +26,7 @@ from .manifest import listed_path, site_rows
 from .splits import assign_splits, check_splits
 
 REQUIRED_COLUMNS = ("image", "mask", "site")
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 HELD_OUT = {"test": 5}
 
 
@@ -132,7 +133,8 @@ def _read_case(case: dict, slicing: Slicing, load: LoadImage) -> tuple[np.ndarra
 
 def load_site_slices(manifest: Path, site: str, slicing: Slicing,
                      rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A site's splits: split name -> (images ``(N, 1, S, S)`` float32, masks ``(N, 1, S, S)`` int64)."""
+    """A site's splits: split name -> (images ``(N, 1, S, S)`` float32, masks ``(N, 1, S, S)`` int64);
+    ``validation`` only where rows name it."""
     cases = read_site_cases(manifest, site)
     assign_splits(cases, HELD_OUT, None, rng)
     load = LoadImage(image_only=True, ensure_channel_first=True)
@@ -154,5 +156,6 @@ def load_site_slices(manifest: Path, site: str, slicing: Slicing,
     splits = {}
     for name in SPLITS:
         read = [slices(case) for case in cases if case["split"] == name]
-        splits[name] = tuple(np.concatenate(parts) for parts in zip(*read))
+        if read:  # validation only where the manifest names it
+            splits[name] = tuple(np.concatenate(parts) for parts in zip(*read))
     return splits

@@ -24,8 +24,8 @@ Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
 
 @dataclass(frozen=True)
 class SiteData:
-    """A site's splits, held in memory at the site; ``validation`` only for tasks that select
-    something on held-out training data; ``marked_train`` / ``marked_test`` ((N,) bool) only
+    """A site's splits, held in memory at the site; ``validation`` only for tasks with
+    :attr:`Task.validation_split`; ``marked_train`` / ``marked_test`` ((N,) bool) only
     where patients carry identifying markers."""
 
     train: TensorDataset
@@ -80,6 +80,10 @@ class Task(ABC):
     #: Where :meth:`train` and :meth:`evaluate_on_device` run; the run sets it (``device``,
     #: ``precision``) after building the task, so a task's own arguments never name a device.
     compute: Compute = Compute()
+
+    #: Whether the task's sites hold a validation split (:class:`SiteData`), which settings are
+    #: chosen on (``evaluate_split=validation``).
+    validation_split = False
 
     def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
         for key, value in (("n_train", n_train), ("n_test", n_test), ("batch_size", batch_size),

@@ -32,6 +32,9 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
 
     Parameters
     ----------
+    n_validation : int
+        Validation slices per site (synthetic data), for choosing settings
+        (``evaluate_split=validation``); with ``manifest`` the rows it names ``validation``.
     image_size : int
         Slices are ``image_size`` x ``image_size`` pixels.
     channels : sequence of int
@@ -62,9 +65,11 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     """
 
     primary_metric = "dice"
+    validation_split = True
 
     def __init__(
         self,
+        n_validation: int,
         image_size: int,
         channels: Sequence[int],
         strides: Sequence[int],
@@ -78,6 +83,9 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(n_validation, bool) or not isinstance(n_validation, int) or n_validation < 1:
+            raise ConfigError("task.n_validation", f"must be an integer >= 1 (got {n_validation!r})")
+        self.n_validation = int(n_validation)
         if len(strides) != len(channels) - 1:
             raise ConfigError("task.strides", f"needs len(channels) - 1 = {len(channels) - 1} entries")
         if image_size % int(np.prod(strides)) != 0:
@@ -130,12 +138,13 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
 
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         if self.manifest is not None:
-            splits = load_site_slices(self.manifest, site.id, self.slicing, seeding.numpy_rng(seed, site.index))
-            train, test = (TensorDataset(*(torch.from_numpy(a) for a in splits[name])) for name in ("train", "test"))
-            return SiteData(train=train, test=test)
+            splits = {name: TensorDataset(*(torch.from_numpy(a) for a in arrays)) for name, arrays in
+                      load_site_slices(self.manifest, site.id, self.slicing, seeding.numpy_rng(seed, site.index)).items()}
+            return SiteData(train=splits["train"], test=splits["test"], validation=splits.get("validation"))
         return SiteData(
             train=self._split(site, seed, site.n_train or self.n_train, seeding.Stream.DATA_TRAIN),
             test=self._split(site, seed, site.n_test or self.n_test, seeding.Stream.DATA_TEST),
+            validation=self._split(site, seed, self.n_validation, seeding.Stream.DATA_VALIDATION),
         )
 
     def batch_loss(self, model: nn.Module, batch: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:

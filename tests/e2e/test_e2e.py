@@ -45,6 +45,21 @@ def test_only_the_stage_sites_train_and_every_site_is_evaluated(fedavg_run):
     assert evaluated == {(t, s) for t in range(1, 5) for s in "ABCDE"}
 
 
+def test_evaluating_on_validation_splits_trains_alike_and_measures_other_cases(fedavg_run, ray_head, tmp_path):
+    completed = run_cli("size=smoke", "seed=3", "evaluate_split=validation", f"hydra.run.dir={tmp_path}",
+                        ray_head=ray_head)
+    assert completed.returncode == 0, completed.stderr
+
+    def losses(run_dir: Path) -> list[float]:
+        return [e["metrics"]["train_loss"] for e in _events(run_dir) if e["event"] == "train"]
+
+    assert losses(tmp_path) == losses(fedavg_run)
+    assert read_json(tmp_path / "summary.json")["split"] == "validation"
+    assert read_json(fedavg_run / "summary.json")["split"] == "test"
+    assert read_json(tmp_path / "matrix.json")["R"] != read_json(fedavg_run / "matrix.json")["R"]
+    assert "on each site's validation split" in (tmp_path / "report.md").read_text()
+
+
 def test_joint_trains_every_training_site_at_every_stage(ray_head, tmp_path):
     completed = run_cli("size=smoke", "strategy=joint", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr

@@ -1,6 +1,7 @@
 """The site's ClientApp, called directly as Flower's engine would call it."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -89,6 +90,21 @@ def test_evaluate_reports_the_primary_metric(small_task):
     metrics = reply.content["metrics"]
     assert 0.0 <= metrics["dice"] <= 1.0 and metrics["num-examples"] == 8
     assert "arrays" not in reply.content
+
+
+@pytest.mark.parametrize("split, size", [("train", 16), ("validation", 6), ("test", 8)])
+def test_evaluate_measures_the_split_it_is_asked_for(small_task, split, size):
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
+    reply = app(_message("evaluate", _global_arrays(small_task), split=split), _context(0))
+    assert reply.content["metrics"]["num-examples"] == size
+
+
+def test_evaluating_a_validation_split_a_site_lacks_is_an_error_naming_the_site(small_task, monkeypatch):
+    load_site = small_task.load_site
+    monkeypatch.setattr(small_task, "load_site", lambda site, seed: replace(load_site(site, seed), validation=None))
+    app = build_client_app(small_task, SITES, seed=0, num_threads=1)
+    reply = app(_message("evaluate", _global_arrays(small_task), split="validation"), _context(1))
+    assert reply.has_error() and "site B has no validation split" in reply.error.reason
 
 
 def test_fedprox_mu_from_the_strategy_config_changes_training(small_task, small_task_config):

@@ -55,5 +55,5 @@ def test_wire_keys_and_missing_entries():
     assert dict(NodeState(3).to_record()) == {"train-calls": 3}  # no accountant without DP
     with pytest.raises(ValueError, match="'max-samples'"):
         FisherQuery.from_record({"server-round": 1})
-    with pytest.raises(ValueError, match="unknown split 'validation'"):
-        EvaluateConfig.from_record({"split": "validation"})
+    with pytest.raises(ValueError, match="unknown split 'holdout'"):
+        EvaluateConfig.from_record({"split": "holdout"})

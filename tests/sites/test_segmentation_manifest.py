@@ -186,12 +186,22 @@ def test_an_unreadable_volume_is_named(tmp_path):
         _load(manifest)
 
 
+def test_a_validation_split_exists_where_the_manifest_names_its_rows(tmp_path):
+    (tmp_path / "unnamed").mkdir()
+    (tmp_path / "named").mkdir()
+    assert "validation" not in _load(_cohort(tmp_path / "unnamed"))
+    manifest = _cohort(tmp_path / "named", n=4)
+    manifest.write_text(manifest.read_text().replace("A,train", "A,validation", 1))
+    splits = _load(manifest, empty_share=0.0)
+    assert {name: images.shape[0] for name, (images, _) in splits.items()} == {"train": 8, "validation": 4, "test": 4}
+
+
 @pytest.mark.parametrize(
     ("old", "new", "words"),
     [
         ("case1_seg.nii.gz", "gone.nii.gz", "row 3: mask not found: {root}/gone.nii.gz"),
         ("case0.nii.gz", "gone.nii.gz", "row 2: image not found: {root}/gone.nii.gz"),
-        ("A,test", "A,validation", "row 4: split must be one of ['train', 'test'] (got 'validation')"),
+        ("A,test", "A,holdout", "row 4: split must be one of ['train', 'validation', 'test'] (got 'holdout')"),
         ("A,test", "A,train", "site 'A': no rows in split test; each of the splits ['train', 'test'] needs"),
         ("A,test", "A,", "site 'A': row 4 names no split while other rows of the site do"),
     ],

@@ -22,6 +22,14 @@ def test_shapes_and_dtypes(small_task):
     assert images.mean(dim=(1, 2, 3)).abs().max() < 1e-4
 
 
+def test_the_validation_split_is_drawn_apart_from_training_and_test(small_task):
+    data = small_task.load_site(SITE, seed=0)
+    validation = data.validation.tensors[0]
+    assert validation.shape == (6, 1, 32, 32)
+    for other in (data.train.tensors[0], data.test.tensors[0]):
+        assert not any(torch.equal(image, seen) for image in validation for seen in other)
+
+
 def test_site_counts_override_task_defaults(small_task):
     data = small_task.load_site(SiteSpec(id="A", name="a", index=0, n_train=5, n_test=3), seed=0)
     assert (len(data.train), len(data.test)) == (5, 3)
@@ -67,7 +75,7 @@ def test_proximal_term_keeps_weights_near_the_global_model(small_task):
 
 @pytest.mark.parametrize(
     ("changes", "key"),
-    [({"local_steps": 0}, "task.local_steps"), ({"lr": 0}, "task.lr"),
+    [({"local_steps": 0}, "task.local_steps"), ({"lr": 0}, "task.lr"), ({"n_validation": 0}, "task.n_validation"),
      ({"strides": [2]}, "task.strides"), ({"image_size": 30}, "task.image_size"),
      ({"_target_": "sites.spec.SiteSpec"}, "task._target_"), ({"_target_": "nowhere.Task"}, "task._target_"),
      ({"depth": 3}, "task")],

@@ -9,7 +9,7 @@ def test_the_stream_ids_keep_their_numbers():
     assert {stream.name: int(stream) for stream in seeding.Stream} == {
         "DATA_TRAIN": 0, "DATA_TEST": 1, "LOCAL_TRAINING": 2, "MODEL_INIT": 3, "DATA_VALIDATION": 4,
         "SEQUENCE_SIGNATURE": 5, "DATA_REFERENCE": 6, "MARKERS": 7, "AUDIT": 8, "REPLAY": 9, "FAULTS": 10,
-        "BAD_REPLY": 11, "DP_METRICS": 12, "LIRA_REFERENCE": 13}
+        "BAD_REPLY": 11, "DP_METRICS": 12, "LIRA_REFERENCE": 13, "PSEUDO_DOMAINS": 14}
 
 
 def test_a_stream_gives_the_numbers_of_its_id():

@@ -79,7 +79,7 @@ def test_attention_switch_adds_or_removes_the_dual_attention(small_grading_confi
 
 
 def test_cmg_splits_the_step_budget_between_its_two_phases(small_grading_config):
-    task = build_task({**small_grading_config, "local_steps": 10})
+    task = build_task({**small_grading_config, "local_steps": 10, "warmup_share": 0.5})
     assert [(p.name, p.statistics) for p in task.phases] == [("branches", False), ("guided", True)]
     assert task.phase_steps("branches") == task.phase_steps("guided") == 5
     assert build_task({**small_grading_config, "model": "late_fusion", "local_steps": 10}).phase_steps("train") == 10
@@ -88,7 +88,7 @@ def test_cmg_splits_the_step_budget_between_its_two_phases(small_grading_config)
 
 
 def test_the_guided_phase_trains_for_its_share_of_steps(small_grading_config, scenario, monkeypatch):
-    task = build_task({**small_grading_config, "local_steps": 4})
+    task = build_task({**small_grading_config, "local_steps": 10, "warmup_share": 0.8})
     data = task.load_site(scenario.sites[0], seed=0)
     calls = []
     original = task.batch_loss

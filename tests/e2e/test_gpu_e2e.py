@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_task_trains_and_evaluates_on_the_gpu_and_returns_cpu_arrays(precision):
     task = SegmentationTask(image_size=32, channels=[8, 16], strides=[2], num_res_units=1, n_train=16, n_test=8,
-                            batch_size=8, local_steps=3, lr=1e-3)
+                            n_validation=8, batch_size=8, local_steps=3, lr=1e-3)
     task.compute = resolve_compute("cuda", precision)
     data = task.site_data(SiteSpec(id="A", name="a", index=0), seed=0)
     model = task.build_model()

@@ -44,7 +44,7 @@ def test_bf16_autocasts_the_forward_pass_and_fp32_leaves_it_alone():
 
 def _task() -> SegmentationTask:
     return SegmentationTask(image_size=16, channels=[4, 8], strides=[2], num_res_units=0, n_train=8, n_test=4,
-                            batch_size=4, local_steps=2, lr=1e-3)
+                            n_validation=4, batch_size=4, local_steps=2, lr=1e-3)
 
 
 def test_a_task_set_to_the_cpu_trains_and_evaluates_as_by_default():

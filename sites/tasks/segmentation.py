@@ -32,9 +32,6 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
 
     Parameters
     ----------
-    n_validation : int
-        Validation slices per site (synthetic data), for choosing settings
-        (``evaluate_split=validation``); with ``manifest`` the rows it names ``validation``.
     image_size : int
         Slices are ``image_size`` x ``image_size`` pixels.
     channels : sequence of int
@@ -43,6 +40,10 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         UNet downsampling strides (one fewer than ``channels``).
     num_res_units : int
         Residual units per UNet block.
+    n_validation : int
+        Validation slices per site (synthetic data), for choosing settings
+        (``evaluate_split=validation``); with ``manifest`` the rows it names ``validation``.
+        A default, so that configs saved before the split existed still build.
     corruption_radius : int
         Pixels by which an unreliable site's masks are dilated (``corrupt_labels`` sites).
     manifest : str or None
@@ -69,11 +70,11 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
 
     def __init__(
         self,
-        n_validation: int,
         image_size: int,
         channels: Sequence[int],
         strides: Sequence[int],
         num_res_units: int,
+        n_validation: int = 48,
         corruption_radius: int = 3,
         manifest: str | None = None,
         slice_axis: int = 2,

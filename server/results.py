@@ -75,7 +75,8 @@ class RunResult:
         return [site.arrival for site in self.scenario.sites]
 
     def summary(self) -> dict:
-        summary = {"metric": self.metric, "split": self.split, "schedule": self.scenario.schedule, **summarize(self.matrix, self.arrival)}
+        summary = {"metric": self.metric, "split": self.split, "schedule": self.scenario.schedule,
+                   **summarize(self.matrix, self.arrival)}
         if self.pooled and self.pooled[-1]:
             summary["pooled"] = self.pooled[-1]
         if self.failures:

@@ -257,8 +257,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         replayed, penalised = RecordName.REPLAY in content.array_records, RecordName.EWC_FISHER in content.array_records
         options = config.replay or ReplayOptions()
         # Pseudo-domains serve PGA's generalizability (arbitrary) objective only.
-        pseudo = (config.replay is not None and options.objective == "pga" and options.arbitrary
-                  and options.pseudo_domains > 0)
+        pseudo = options.objective == "pga" and options.arbitrary and options.pseudo_domains > 0
         if not (replayed or penalised or pseudo):
             return None
         objective = functools.partial(_batch_loss, task, config)

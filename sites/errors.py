@@ -23,7 +23,7 @@ class ConfigError(MedsitesError):
     """
 
     def __init__(self, key: str, problem: str) -> None:
-        self.key = key
+        self.key, self.problem = key, problem
         super().__init__(f"{key}: {problem}")
 
 

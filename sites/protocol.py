@@ -124,6 +124,11 @@ class Payload:
         """The keys this dataclass owns."""
         return {key for spec in fields(cls) if (key := _key(spec)) is not None}
 
+    @classmethod
+    def field_of(cls, key: str) -> str:
+        """The name of the field whose entry is ``key``."""
+        return next(spec.name for spec in fields(cls) if _key(spec) == key)
+
     def to_record(self) -> ConfigRecord | MetricRecord:
         return self.record_type(self._entries())
 

@@ -16,7 +16,7 @@ from flwr.serverapp import Grid
 from sites import seeding
 from sites.replay import unpack_domains
 from sites.errors import ConfigError
-from sites.protocol import INNER_STEPS, ReplayOptions, TrainConfig
+from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay_objectives import alignment_objective
 
 from .experience_replay import ExperienceReplay
@@ -59,12 +59,11 @@ class PGA(ExperienceReplay):
                  second_order: bool = False, inner_step: str = "sgd", pseudo_domains: int = 2, server_steps: int = 0,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if inner_step not in INNER_STEPS:
-            raise ConfigError("strategy.inner_step", f"unknown inner step {inner_step!r} ({' or '.join(INNER_STEPS)})")
-        if isinstance(pseudo_domains, bool) or not isinstance(pseudo_domains, int) or pseudo_domains < 0:
-            raise ConfigError("strategy.pseudo_domains", f"must be an integer >= 0 (got {pseudo_domains!r})")
-        self.options = ReplayOptions("pga", float(alpha), float(weight), bool(orientational), bool(arbitrary),
-                                     bool(second_order), inner_step, pseudo_domains)
+        try:
+            self.options = ReplayOptions("pga", float(alpha), float(weight), bool(orientational), bool(arbitrary),
+                                         bool(second_order), inner_step, pseudo_domains)
+        except ConfigError as error:  # the options check themselves; the user set strategy.<field>
+            raise ConfigError(f"strategy.{ReplayOptions.field_of(error.key)}", error.problem) from None
         self.server_steps, self.seed = int(server_steps), int(seed)
         self._server_calls = 0
         self._train_config = ConfigRecord()  # the current round's, for the server's meta-step

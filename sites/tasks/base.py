@@ -22,6 +22,13 @@ from ..config import instantiate
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
 
+def positive_int(key: str, value: Any) -> int:
+    """``value`` of the task argument ``key``, refused unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"task.{key}", f"must be an integer >= 1 (got {value!r})")
+    return value
+
+
 @dataclass(frozen=True)
 class SiteData:
     """A site's splits, held in memory at the site; ``validation`` only for tasks with
@@ -86,14 +93,12 @@ class Task(ABC):
     validation_split = False
 
     def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
-        for key, value in (("n_train", n_train), ("n_test", n_test), ("batch_size", batch_size),
-                           ("local_steps", local_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"task.{key}", f"must be an integer >= 1 (got {value!r})")
+        self.n_train, self.n_test = positive_int("n_train", n_train), positive_int("n_test", n_test)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.local_steps = positive_int("local_steps", local_steps)
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
             raise ConfigError("task.lr", f"must be a number > 0 (got {lr!r})")
-        self.n_train, self.n_test = int(n_train), int(n_test)
-        self.batch_size, self.local_steps, self.lr = int(batch_size), int(local_steps), float(lr)
+        self.lr = float(lr)
 
     @abstractmethod
     def build_model(self) -> nn.Module:

@@ -22,7 +22,7 @@ from ..data.segmentation_manifest import Slicing, load_site_slices, read_site_ca
 from ..protocol import MetricKey, TrainConfig
 from ..errors import ConfigError
 from ..spec import SiteSpec
-from .base import SiteData, Task
+from .base import SiteData, Task, positive_int
 from .capabilities import (ClassLogits, LabelCorruption, ReferenceData, ReplayCodec, cannot_generate,
                            from_replay_range, to_replay_range)
 
@@ -84,9 +84,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(n_validation, bool) or not isinstance(n_validation, int) or n_validation < 1:
-            raise ConfigError("task.n_validation", f"must be an integer >= 1 (got {n_validation!r})")
-        self.n_validation = int(n_validation)
+        self.n_validation = positive_int("n_validation", n_validation)
         if len(strides) != len(channels) - 1:
             raise ConfigError("task.strides", f"needs len(channels) - 1 = {len(channels) - 1} entries")
         if image_size % int(np.prod(strides)) != 0:

@@ -145,7 +145,6 @@ class Timeline:
         self.on_event = on_event
         self.resume = resume
         self.result: RunResult | None = None
-        self._runner = StageRunner(plan.task, plan.round_timeout, plan.evaluate_split)
 
     def run(self, grid: Grid) -> RunResult:
         plan, scenario = self.plan, self.plan.scenario
@@ -153,6 +152,7 @@ class Timeline:
         self._checkpoints.mkdir(parents=True, exist_ok=True)
         log = self._log = RunLog(plan.run_dir / "metrics.jsonl", on_round=self.on_round,
                                  resume_from=None if self.resume is None else self.resume.log, on_event=self.on_event)
+        self._runner = StageRunner(plan.task, plan.round_timeout, plan.evaluate_split, log)
         try:
             site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"),
                                           site_nodes=plan.site_nodes)

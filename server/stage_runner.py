@@ -116,10 +116,13 @@ class StageRunner:
         Seconds to wait for each exchange.
     evaluate_split : str
         The sites' split of the strategy's evaluation rounds (``test`` or ``validation``).
+    log : RunLog, optional
+        Where each round's aggregated training metrics are written (``aggregate`` events): the
+        strategy's own, such as PGA's server step, besides the averages of the sites'.
     """
 
-    def __init__(self, task: Task, timeout: float, evaluate_split: str = "test") -> None:
-        self.task, self.timeout, self.evaluate_split = task, timeout, evaluate_split
+    def __init__(self, task: Task, timeout: float, evaluate_split: str = "test", log: RunLog | None = None) -> None:
+        self.task, self.timeout, self.evaluate_split, self.log = task, timeout, evaluate_split, log
 
     def train(self, strategy: Strategy, view: SiteGrid, stage: Stage, arrays: ArrayRecord, *,
               start: Position | None = None, statistics: Statistics | None = None,
@@ -160,6 +163,7 @@ class StageRunner:
                 if 0 < server_round < stage.rounds - done:
                     on_progress(Position(stage.index, index, done + server_round), current, statistics)
 
+            first_round = None if self.log is None else self.log.round
             outcome = strategy.start(
                 grid=view,
                 initial_arrays=arrays,
@@ -171,6 +175,10 @@ class StageRunner:
             )
             if len(outcome.arrays) > 0:
                 arrays = outcome.arrays
+            if first_round is not None:
+                for server_round, metrics in sorted(outcome.train_metrics_clientapp.items()):
+                    self.log.write("aggregate", round=first_round + server_round, phase=phase.name,
+                                   metrics=dict(metrics))
             if on_progress is not None:
                 on_progress(Position(stage.index, index + 1), arrays, statistics)
         return arrays, statistics

@@ -186,21 +186,3 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
         return total
 
     return objective
-
-
-def alignment_objective(loss: BatchLoss, domains: Mapping[str, TensorDataset], options: ReplayOptions,
-                        seed: int) -> Objective:
-    """PGA's generalizability objective over ``domains`` alone (at least two): the server's
-    meta-step on replay. The batch :meth:`Task.train` passes sets only the batch size."""
-    if len(domains) < 2:
-        raise ValueError(f"the alignment objective needs at least two domains (got {len(domains)})")
-    generator = torch.Generator().manual_seed(seed)
-    batches = DomainBatches(domains, generator)
-
-    def objective(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-        def meta(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-            return meta_loss(model, loss, a, b, options.alpha, options.second_order, options.inner_step)
-
-        return _mldg(meta, batches.draw, batches.names, len(batch[0]), generator)
-
-    return objective

@@ -1,9 +1,10 @@
 """Parallel Gradient Alignment (DESIGN.md §1.1): FedAvg whose sites take PGA's local steps on
-their data and the replay of earlier sites, with an optional server-side meta-step on replay.
+their data and the replay of earlier sites, and which takes PGA meta-steps on the replay itself
+after each aggregation.
 
 The ablations are switches: ``orientational`` / ``arbitrary`` (which alignment),
-``pseudo_domains=0`` (no pseudo-domains), and the ``replay`` config group (``none``, ``smd``,
-``real``).
+``pseudo_domains=0`` (no pseudo-domains), ``server_steps=0`` (no server meta-steps), and the
+``replay`` config group (``none``, ``smd``, ``real``).
 """
 
 from collections.abc import Iterable
@@ -14,10 +15,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
 from sites import seeding
-from sites.replay import unpack_domains
 from sites.errors import ConfigError
 from sites.protocol import ReplayOptions, TrainConfig
-from sites.replay_objectives import alignment_objective
+from sites.pseudo_domains import pseudo_domains
+from sites.replay import unpack_domains
+from sites.replay_objectives import replay_objective
 
 from .experience_replay import ExperienceReplay
 
@@ -47,8 +49,10 @@ class PGA(ExperienceReplay):
         :mod:`sites.pseudo_domains`) in the generalizability objective, so that it exists at
         the first stage and without replay; 0: none (the ablation).
     server_steps : int
-        Adam steps of the generalizability objective on replay alone that the server takes
-        after each aggregation (0: none; needs at least two replayed sites).
+        PGA steps (the task's optimizer, batch size and lr) that the server takes on the replay
+        after each aggregation, the newest replayed site in the role of a site's own data and
+        its pseudo-domains with it: the orientational objective from two replayed sites on,
+        the arbitrary one from one (with pseudo-domains). 0: none (the ablation).
     seed : int
         Seeds the server's meta-steps.
     **kwargs
@@ -56,7 +60,7 @@ class PGA(ExperienceReplay):
     """
 
     def __init__(self, alpha: float = 1e-3, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
-                 second_order: bool = False, inner_step: str = "sgd", pseudo_domains: int = 2, server_steps: int = 0,
+                 second_order: bool = False, inner_step: str = "sgd", pseudo_domains: int = 2, server_steps: int = 5,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         try:
@@ -66,14 +70,15 @@ class PGA(ExperienceReplay):
             raise ConfigError(f"strategy.{ReplayOptions.field_of(error.key)}", error.problem) from None
         self.server_steps, self.seed = int(server_steps), int(seed)
         self._server_calls = 0
-        self._train_config = ConfigRecord()  # the current round's, for the server's meta-step
+        # The current round's config and global model, for the server's meta-step.
+        self._train_config, self._round_start = ConfigRecord(), ArrayRecord()
 
     def replay_options(self) -> ReplayOptions:
         return self.options
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self._train_config = config
+        self._train_config, self._round_start = config, arrays
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int,
@@ -81,21 +86,43 @@ class PGA(ExperienceReplay):
         arrays, metrics = super().aggregate_train(server_round, replies)
         if arrays is None or self.server_steps == 0 or self.replay is None:
             return arrays, metrics
-        domains = unpack_domains(self.replay)
-        if len(domains) < 2:
+        stepped = self._meta_step(arrays, unpack_domains(self.replay), TrainConfig.from_record(self._train_config))
+        if stepped is None:
             return arrays, metrics
-        return self._meta_step(arrays, domains, TrainConfig.from_record(self._train_config)), metrics
+        metrics = MetricRecord(metrics or {})
+        metrics[SERVER_SHARE] = relative_move(self._round_start, arrays, stepped)
+        return stepped, metrics
 
-    def _meta_step(self, arrays: ArrayRecord, domains: dict, config: TrainConfig) -> ArrayRecord:
+    def _meta_step(self, arrays: ArrayRecord, replay: dict, config: TrainConfig) -> ArrayRecord | None:
+        """``arrays`` after :attr:`server_steps` PGA steps on ``replay`` (``None``: the options
+        leave no meta-objective to step on)."""
+        *earlier, newest = replay
+        options = self.options
+        if not (options.orientational and earlier) and not (options.arbitrary and (earlier or options.pseudo_domains)):
+            return None
         task = self.task
         model = task.build_model()
         model.load_state_dict(arrays.to_torch_state_dict())
-        domains = {name: task.training_data(model, data, config) for name, data in domains.items()}
+        domains = {name: task.compute.dataset(task.training_data(model, data, config)) for name, data in replay.items()}
         self._server_calls += 1
         seed = seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 1, self._server_calls)
-        objective = alignment_objective(lambda network, batch: task.batch_loss(network, batch, config), domains,
-                                        self.options, seed)
-        # Task.train's own batches only set the batch size: the objective draws from each domain.
-        task.train(model, next(iter(domains.values())), seed, replace(config, local_steps=self.server_steps),
-                   objective=objective)
+        pseudo = pseudo_domains(domains[newest], options.pseudo_domains,
+                                seeding.stream_seed(seed, seeding.Stream.PSEUDO_DOMAINS)) if options.arbitrary else {}
+        objective = replay_objective(lambda network, batch: task.batch_loss(network, batch, config),
+                                     {name: domains[name] for name in earlier}, options, seed, pseudo=pseudo)
+        task.train(model, domains[newest], seed, replace(config, local_steps=self.server_steps), objective=objective)
         return ArrayRecord(model.state_dict())
+
+
+#: The server's meta-steps' move of the global model relative to the round's aggregated move.
+SERVER_SHARE = "pga-server-share"
+
+
+def relative_move(start: ArrayRecord, aggregated: ArrayRecord, stepped: ArrayRecord) -> float:
+    """``‖stepped − aggregated‖ / ‖aggregated − start‖`` over every array."""
+    def distance(a: ArrayRecord, b: ArrayRecord) -> float:
+        b = b.to_torch_state_dict()
+        return sum(float((value.double() - b[key].double()).pow(2).sum())
+                   for key, value in a.to_torch_state_dict().items()) ** 0.5
+
+    return distance(stepped, aggregated) / max(distance(aggregated, start), 1e-12)

@@ -78,6 +78,14 @@ def test_pga_replies_carry_the_alignment_and_its_share(runs):
         assert -1 <= metrics["pga-alignment"] <= 1 and metrics["pga-alignment-share"] > 0, event
 
 
+def test_pga_server_meta_steps_act_from_the_first_replayed_stage(runs):
+    aggregated = [e for e in _events(runs["pga-segmentation"]) if e["event"] == "aggregate"]
+    stepped = {e["stage"] for e in aggregated if e["metrics"].get("pga-server-share", 0) > 0}
+    # Stage 1 replays nothing; stage 2 replays A, which with its pseudo-domains has two domains.
+    assert {e["stage"] for e in aggregated} == {1, 2, 3, 4} and stepped == {2, 3, 4}
+    assert all("train_loss" in e["metrics"] for e in aggregated)
+
+
 @pytest.mark.parametrize("name, class_conditional", [
     ("pga-segmentation", False), pytest.param("pga-grading", True, marks=pytest.mark.slow),
     pytest.param("pga-debiasing", True, marks=pytest.mark.slow)])

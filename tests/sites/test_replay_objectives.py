@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from scalar_model import Scalar, squared_error
 from sites.protocol import ReplayOptions, TrainConfig
-from sites.replay_objectives import alignment_objective, meta_loss, replay_objective
+from sites.replay_objectives import meta_loss, replay_objective
 
 
 def test_first_order_meta_gradient_by_hand():
@@ -156,15 +156,6 @@ def test_weight_scales_the_generalizability_objective():
         model, current).item() for w in (0.0, 1.0, 2.0)]
     assert values[0] < values[1] < values[2]
     assert values[2] - values[0] == pytest.approx(2 * (values[1] - values[0]))
-
-
-def test_alignment_objective_needs_two_domains_and_uses_replay_only():
-    with pytest.raises(ValueError, match="two domains"):
-        alignment_objective(squared_error, {"A": _domain(2.0)}, ReplayOptions(), seed=0)
-    recorder = Recorder()
-    objective = alignment_objective(recorder, REPLAY, ReplayOptions(), seed=0)
-    objective(Scalar(0.5), [torch.full((4, 1), 9.0), torch.zeros(4)]).backward()
-    assert all(9.0 not in call for call in recorder.calls) and len(recorder.calls) == 2
 
 
 def test_options_come_from_the_training_config():

@@ -1,5 +1,5 @@
 """The replay strategies' messages (strategies/experience_replay.py, strategies/pga.py): what
-each ablation switch sends to the sites, and PGA's optional server-side meta-step."""
+each ablation switch sends to the sites, and PGA's server-side meta-step."""
 
 from dataclasses import replace
 
@@ -13,7 +13,7 @@ from sites.replay import pack_domains
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.tasks import build_task
 from strategies.experience_replay import ExperienceReplay
-from strategies.pga import PGA
+from strategies.pga import PGA, SERVER_SHARE, relative_move
 
 NODE_MINIMA = {"min_train_nodes": 1, "min_available_nodes": 1, "min_evaluate_nodes": 1}
 
@@ -79,23 +79,80 @@ def _reply(arrays: ArrayRecord) -> Message:
     return Message(content, dst_node_id=0, message_type="train")
 
 
-def test_server_meta_step_moves_the_aggregate_only_with_two_replayed_sites(monkeypatch):
-    task = _segmentation()
-    torch.manual_seed(0)
-    arrays = ArrayRecord(task.build_model().state_dict())
-    domain = TensorDataset(torch.randn(4, 1, 16, 16), torch.randint(0, 2, (4, 1, 16, 16)))
-    monkeypatch.setattr("flwr.serverapp.strategy.FedAvg.aggregate_train",
-                        lambda self, server_round, replies: (arrays, MetricRecord()))
+class ServerStep:
+    """A PGA strategy's aggregation of one reply (``arrays``) with ``replay`` (site -> data)."""
 
-    def aggregate(server_steps: int, domains: dict) -> dict:
-        strategy = PGA(server_steps=server_steps, **NODE_MINIMA)
-        strategy.set_replay(pack_domains(domains), task)
-        result, _ = strategy.aggregate_train(1, [_reply(arrays)])
-        return result.to_torch_state_dict()
+    def __init__(self, monkeypatch):
+        self.task = _segmentation()
+        torch.manual_seed(0)
+        self.arrays = ArrayRecord(self.task.build_model().state_dict())
+        # The round starts from the aggregate moved back a little, so the round's move is known.
+        self.start = ArrayRecord({k: v - 0.01 for k, v in self.arrays.to_torch_state_dict().items()})
+        monkeypatch.setattr("flwr.serverapp.strategy.FedAvg.aggregate_train",
+                            lambda strategy, server_round, replies: (self.arrays, MetricRecord({"train_loss": 1.0})))
 
-    before = arrays.to_torch_state_dict()
-    unchanged = [aggregate(0, {"A": domain, "B": domain}), aggregate(3, {"A": domain})]
-    for state in unchanged:
-        assert all(torch.equal(state[k], before[k]) for k in before)
-    moved = aggregate(3, {"A": domain, "B": domain})
-    assert any(not torch.equal(moved[k], before[k]) for k in before)
+    @staticmethod
+    def domain(seed: int) -> TensorDataset:
+        generator = torch.Generator().manual_seed(seed)
+        return TensorDataset(torch.randn(4, 1, 16, 16, generator=generator),
+                             torch.randint(0, 2, (4, 1, 16, 16), generator=generator))
+
+    def __call__(self, replay: dict, **options) -> tuple[dict, MetricRecord]:
+        strategy = PGA(**options, **NODE_MINIMA)
+        strategy.set_replay(pack_domains(replay), self.task)
+        list(strategy.configure_train(1, self.start, ConfigRecord({"stage": 2}), OneNodeGrid()))
+        result, metrics = strategy.aggregate_train(1, [_reply(self.arrays)])
+        return result.to_torch_state_dict(), metrics
+
+    def moved(self, state: dict) -> bool:
+        return any(not torch.equal(value, state[k]) for k, value in self.arrays.to_torch_state_dict().items())
+
+
+def test_server_meta_steps_are_on_by_default_and_move_the_aggregate_by_the_logged_share(monkeypatch):
+    step = ServerStep(monkeypatch)
+    state, metrics = step({"A": step.domain(0), "B": step.domain(1)})
+    assert PGA(**NODE_MINIMA).server_steps > 0 and step.moved(state)
+    assert metrics["train_loss"] == 1.0
+    assert metrics[SERVER_SHARE] == pytest.approx(relative_move(step.start, step.arrays, ArrayRecord(state)))
+    assert metrics[SERVER_SHARE] > 0
+
+
+@pytest.mark.parametrize("replay, options, acts", [
+    ({"A": 0, "B": 1}, {"server_steps": 0}, False),                        # the ablation
+    ({"A": 0}, {"pseudo_domains": 0}, False),                              # one domain: nothing to align
+    ({"A": 0}, {}, True),                                                  # arbitrary, with pseudo-domains
+    ({"A": 0}, {"arbitrary": False}, False),                               # orientational needs two sites
+    ({"A": 0, "B": 1}, {"arbitrary": False, "pseudo_domains": 0}, True),   # orientational, B against A
+])
+def test_server_meta_steps_act_exactly_when_a_meta_objective_exists(monkeypatch, replay, options, acts):
+    step = ServerStep(monkeypatch)
+    state, metrics = step({site: step.domain(seed) for site, seed in replay.items()}, **options)
+    assert step.moved(state) == acts
+    assert (SERVER_SHARE in metrics) == acts
+
+
+def test_the_newest_replayed_site_takes_the_current_sites_role(monkeypatch):
+    step = ServerStep(monkeypatch)
+    seen = {}
+
+    def spy(loss, replay, options, seed, meter=None, pseudo=None):
+        seen.update(earlier=list(replay), pseudo=len(pseudo))
+
+        def objective(model, batch):
+            seen.setdefault("batch", batch[0])
+            return loss(model, batch)
+
+        return objective
+
+    monkeypatch.setattr("strategies.pga.replay_objective", spy)
+    replay = {"A": step.domain(0), "B": step.domain(1), "C": step.domain(2)}
+    step(replay, server_steps=1, pseudo_domains=2)
+    assert seen["earlier"] == ["A", "B"] and seen["pseudo"] == 2
+    # The step's own batches are C's images, as the task trains on them.
+    newest = step.task.training_data(step.task.build_model(), replay["C"], TrainConfig(2)).tensors[0]
+    assert all(any(torch.equal(image, candidate) for candidate in newest) for image in seen["batch"])
+
+
+def test_relative_move_by_hand():
+    start, aggregated, stepped = (ArrayRecord({"w": torch.tensor(v)}) for v in ([0.0, 0.0], [3.0, 4.0], [3.0, 5.0]))
+    assert relative_move(start, aggregated, stepped) == pytest.approx(1 / 5)

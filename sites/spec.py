@@ -32,6 +32,10 @@ class ScannerSignature(ConfigModel):
     bias_field : float
         Upper bound of the polynomial bias-field coefficients (0 disables it): coil
         inhomogeneity.
+    field_of_view : float
+        Width of the imaged field relative to the reference protocol's (1): above 1 a slice
+        shows more of the body around a smaller organ, below 1 a closer view. Only the
+        segmentation task's anatomy renders it; the other tasks refuse values other than 1.
     """
 
     gain: Annotated[float, Field(gt=0)] = 1.0
@@ -40,6 +44,7 @@ class ScannerSignature(ConfigModel):
     noise: _Strength = 0.05
     blur: _Strength = 0.0
     bias_field: _Strength = 0.0
+    field_of_view: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
 
 
 class SiteConfig(ConfigModel):

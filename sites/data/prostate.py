@@ -51,9 +51,11 @@ def _ellipse(x, y, cx, cy, rx, ry, wobble=None, theta=None):
     return r <= (1.0 if wobble is None else 1.0 + wobble(theta))
 
 
-def sample_anatomy(n: int, size: int, rng: np.random.Generator) -> Anatomy:
-    """Draw ``n`` slices of ``size`` x ``size`` pixels."""
-    axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+def sample_anatomy(n: int, size: int, rng: np.random.Generator, field_of_view: float = 1.0) -> Anatomy:
+    """Draw ``n`` slices of ``size`` x ``size`` pixels, imaging ``[-field_of_view,
+    field_of_view]`` of the body's coordinates on each axis (the body's half-width is about 0.85):
+    the same draws of ``rng`` give the same bodies whatever the field of view."""
+    axis = np.linspace(-field_of_view, field_of_view, size, dtype=np.float32)
     y, x = np.meshgrid(axis, axis, indexing="ij")
     tissue = np.zeros((n, size, size), dtype=np.uint8)
     texture = np.zeros((n, size, size), dtype=np.float32)

@@ -22,11 +22,22 @@ from ..config import instantiate
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
 
+
 def positive_int(key: str, value: Any) -> int:
     """``value`` of the task argument ``key``, refused unless it is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"task.{key}", f"must be an integer >= 1 (got {value!r})")
     return value
+
+
+def refuse_field_of_view(sites: Sequence[SiteSpec], task: str) -> None:
+    """Raise ``ConfigError`` for a site whose scanner sets a field of view: ``task``'s renderer
+    has no anatomy to frame, and a setting that changed nothing would mislead."""
+    for site in sites:
+        if site.scanner.field_of_view != 1.0:
+            raise ConfigError(f"scenario.sites.{site.index}.scanner.field_of_view",
+                              f"site {site.id}: the {task} task renders no field of view; leave it at 1 "
+                              f"(got {site.scanner.field_of_view})")
 
 
 @dataclass(frozen=True)

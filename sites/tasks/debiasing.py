@@ -51,7 +51,7 @@ from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from ..thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
                           youden_threshold)
-from .base import Phase, SiteData, Task
+from .base import Phase, SiteData, Task, refuse_field_of_view
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
                            cannot_generate, from_replay_range, to_replay_range)
 
@@ -163,6 +163,7 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     # --- data -------------------------------------------------------------------------------
 
     def check_sites(self, sites: Sequence[SiteSpec]) -> None:
+        refuse_field_of_view(sites, "debiasing")
         if self.manifest is not None:
             check_manifest(self.manifest, [site.id for site in sites], read_site_rows)
 

@@ -44,7 +44,7 @@ from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from .base import Phase, SiteData, Task
+from .base import Phase, SiteData, Task, refuse_field_of_view
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
                            cannot_generate, from_replay_range, to_replay_range)
 
@@ -164,6 +164,7 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     # --- data -------------------------------------------------------------------------------
 
     def check_sites(self, sites: Sequence[SiteSpec]) -> None:
+        refuse_field_of_view(sites, "grading")
         if self.manifest is not None:
             check_manifest(self.manifest, [site.id for site in sites], read_site_cases)
 

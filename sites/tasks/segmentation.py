@@ -124,7 +124,8 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         )
 
     def _split(self, site: SiteSpec, seed: int, n: int, stream: seeding.Stream) -> TensorDataset:
-        anatomy = sample_anatomy(n, self.image_size, seeding.numpy_rng(seed, site.index, stream, 0))
+        anatomy = sample_anatomy(n, self.image_size, seeding.numpy_rng(seed, site.index, stream, 0),
+                                 site.scanner.field_of_view)
         images = acquire(anatomy.render(site.scanner.contrast), site.scanner,
                          seeding.numpy_rng(seed, site.index, stream, 1))
         images = np.stack([np.asarray(self._normalize(image)) for image in images])

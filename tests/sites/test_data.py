@@ -2,14 +2,20 @@
 
 import re
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from sites.data.prostate import ORGAN, sample_anatomy
 from sites.config import parse
 from sites.data.scanner import acquire
 from sites.errors import ConfigError
-from sites.spec import ScannerSignature
+from sites.spec import ScannerSignature, SiteSpec
+from sites.tasks import build_task
+
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 def test_same_seed_same_images_different_seed_different_images():
@@ -43,3 +49,25 @@ def test_scanner_contrast_sets_the_organ_against_its_tissue():
 def test_out_of_range_signature_names_the_field(field, value, words):
     with pytest.raises(ConfigError, match=rf"^scenario\.sites\.0\.scanner\.{field}: {re.escape(words)}$"):
         parse(ScannerSignature, {field: value}, "scenario.sites.0.scanner")
+
+
+def test_field_of_view_frames_the_same_bodies():
+    """Twice the field of view: the same draws, the organ a quarter of the pixels."""
+    wide, reference = (sample_anatomy(16, 64, np.random.default_rng(3), field_of_view=fov) for fov in (2.0, 1.0))
+    ratio = (wide.tissue == ORGAN).sum() / (reference.tissue == ORGAN).sum()
+    assert ratio == pytest.approx(0.25, rel=0.05)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_a_field_of_view_must_be_positive(value):
+    with pytest.raises(ConfigError, match=r"^scenario\.sites\.0\.scanner\.field_of_view: must be greater than 0"):
+        parse(ScannerSignature, {"field_of_view": value}, "scenario.sites.0.scanner")
+
+
+@pytest.mark.parametrize("task", ["grading", "debiasing"])
+def test_tasks_without_anatomy_refuse_a_field_of_view(task):
+    built = build_task(yaml.safe_load((CONFIGS / "task" / f"{task}.yaml").read_text()))
+    sites = [SiteSpec(id="A", index=0), SiteSpec(id="B", index=1, scanner={"field_of_view": 1.2})]
+    with pytest.raises(ConfigError, match=rf"^scenario\.sites\.1\.scanner\.field_of_view: site B: the {task} task"):
+        built.check_sites(sites)
+    built.check_sites(sites[:1])

@@ -185,12 +185,12 @@ class ReplayOptions(Payload):
     """
 
     objective: str = field(default="pga", metadata={"key": "replay-objective"})
-    alpha: float = field(default=0.001, metadata={"key": "pga-alpha"})
+    alpha: float = field(default=1e-4, metadata={"key": "pga-alpha"})
     weight: float = field(default=1.0, metadata={"key": "pga-weight"})
     orientational: bool = field(default=True, metadata={"key": "pga-orientational"})
     arbitrary: bool = field(default=True, metadata={"key": "pga-arbitrary"})
     second_order: bool = field(default=False, metadata={"key": "pga-second-order"})
-    inner_step: str = field(default="sgd", metadata={"key": "pga-inner-step"})
+    inner_step: str = field(default="normalized", metadata={"key": "pga-inner-step"})
     pseudo_domains: int = field(default=0, metadata={"key": "pga-pseudo-domains"})
 
     def __post_init__(self) -> None:

@@ -59,8 +59,8 @@ class PGA(ExperienceReplay):
         Flower's :class:`~flwr.serverapp.strategy.FedAvg` arguments.
     """
 
-    def __init__(self, alpha: float = 1e-3, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
-                 second_order: bool = False, inner_step: str = "sgd", pseudo_domains: int = 2, server_steps: int = 5,
+    def __init__(self, alpha: float = 1e-4, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
+                 second_order: bool = False, inner_step: str = "normalized", pseudo_domains: int = 2, server_steps: int = 5,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         try:

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from conftest import build_scenario
+from conftest import build_scenario, load_config
 from sites.errors import ConfigError
 
 
@@ -59,3 +59,13 @@ def test_duplicate_and_malformed_sites(scenario_config):
     sites[1]["scanner"]["gamma"] = 2.0
     with pytest.raises(ConfigError, match=r"scenario.sites.1.scanner: unknown keys \['gamma'\]"):
         build_scenario(_with(scenario_config, sites=sites))
+
+
+def test_multivendor_sites_keep_the_default_timeline_without_polarity_flips(scenario):
+    multivendor = build_scenario(load_config("scenario", "multivendor_sites"))
+    assert multivendor.site_ids == scenario.site_ids and multivendor.stages == scenario.stages
+    scanners = [site.scanner for site in multivendor.sites]
+    assert all(scanner.contrast > 0 for scanner in scanners)  # the organ brighter at every site
+    # Sites differ in every field of the signature, the field of view included.
+    for field in ("gain", "offset", "contrast", "noise", "blur", "bias_field", "field_of_view"):
+        assert len({getattr(scanner, field) for scanner in scanners}) > 2, field

@@ -27,7 +27,7 @@ def test_alignment_and_share_by_hand():
     # ∇L_A = 4(2w - 1) = 4 and ∇L_B = 6(3w - 2) = 6 at w = 1: the same sign, cosine 1. With
     # alpha = 0.1, w' = 0.6 and ∇L_B(w') = -1.2: alignment part -1.2 - 6 = -7.2, whole gradient
     # 4 - 1.2 = 2.8, share 7.2 / 2.8.
-    metrics, gradient = _one_step(ReplayOptions(alpha=0.1, arbitrary=False))
+    metrics, gradient = _one_step(ReplayOptions(alpha=0.1, arbitrary=False, inner_step="sgd"))
     assert gradient == pytest.approx(2.8)  # measuring leaves the step as it was
     assert metrics == pytest.approx({MetricKey.PGA_ALIGNMENT: 1.0, MetricKey.PGA_ALIGNMENT_SHARE: 7.2 / 2.8})
 
@@ -37,7 +37,7 @@ def test_arbitrary_only_counts_the_plain_loss_in_the_whole_step():
     # B held out: w' = 1 - 0.1 * 4 = 0.6, part -1.2 - 6 = -7.2, whole 4 + (4 - 1.2) = 6.8.
     # The current batch held out: w' = 1 - 0.1 * 6 = 0.4, ∇L(0.4) = -0.8, part -0.8 - 4 = -4.8,
     # whole 4 + (6 - 0.8) = 9.2.
-    metrics, gradient = _one_step(ReplayOptions(alpha=0.1, orientational=False))
+    metrics, gradient = _one_step(ReplayOptions(alpha=0.1, orientational=False, inner_step="sgd"))
     assert (metrics[MetricKey.PGA_ALIGNMENT_SHARE], gradient) in (
         (pytest.approx(7.2 / 6.8), pytest.approx(6.8)), (pytest.approx(4.8 / 9.2), pytest.approx(9.2)))
 

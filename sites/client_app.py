@@ -63,9 +63,8 @@ from .membership_inference import site_audit
 from .privacy import DPConfig, PrivateTraining, SiteAccountant
 from .protocol import (AccountantHistory, DataReport, MetricKey, NodeState, RecordName, ReplayOptions, SiteIdentity,
                        TrainConfig, model_record)
-from .pseudo_domains import pseudo_domains
 from .replay import pack_domains, unpack_domains
-from .replay_objectives import replay_objective
+from .replay_objectives import task_replay_objective
 from .spec import SiteSpec
 from .tasks import Objective, SiteData, Task
 from .tasks.capabilities import reference_sample
@@ -256,22 +255,15 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
         content = message.content
         replayed, penalised = RecordName.REPLAY in content.array_records, RecordName.EWC_FISHER in content.array_records
         options = config.replay or ReplayOptions()
-        # Pseudo-domains serve PGA's generalizability (arbitrary) objective only.
-        pseudo = options.objective == "pga" and options.arbitrary and options.pseudo_domains > 0
+        pseudo = options.with_pseudo_domains
         if not (replayed or penalised or pseudo):
             return None
         objective = functools.partial(_batch_loss, task, config)
-        # The objective runs on the task's device, with the batches of the site's own split.
-        compute = task.compute
         if replayed or pseudo:
-            replay = {name: compute.dataset(task.training_data(model, domain, config))
-                      for name, domain in unpack_domains(content[RecordName.REPLAY]).items()} if replayed else {}
-            domains = pseudo_domains(compute.dataset(task.training_data(model, train, config)),
-                                     options.pseudo_domains,
-                                     seeding.stream_seed(call_seed, seeding.Stream.PSEUDO_DOMAINS)) if pseudo else {}
-            objective = replay_objective(objective, replay, options, call_seed, meter, domains)
+            replay = unpack_domains(content[RecordName.REPLAY]) if replayed else {}
+            objective = task_replay_objective(task, model, config, train, replay, options, call_seed, meter)
         if penalised:
-            fisher, anchor = ({key: value.to(compute.device) for key, value in arrays.items()}
+            fisher, anchor = ({key: value.to(task.compute.device) for key, value in arrays.items()}
                               for arrays in (content[name].to_torch_state_dict()
                                              for name in (RecordName.EWC_FISHER, RecordName.EWC_ANCHOR)))
             objective = with_ewc(objective, fisher, anchor, float(config.ewc_weight))

@@ -193,6 +193,12 @@ class ReplayOptions(Payload):
     inner_step: str = field(default="normalized", metadata={"key": "pga-inner-step"})
     pseudo_domains: int = field(default=0, metadata={"key": "pga-pseudo-domains"})
 
+    @property
+    def with_pseudo_domains(self) -> bool:
+        """Whether PGA's generalizability (arbitrary) objective takes pseudo-domains: the only
+        objective they serve."""
+        return self.objective == "pga" and self.arbitrary and self.pseudo_domains > 0
+
     def __post_init__(self) -> None:
         if self.objective not in REPLAY_OBJECTIVES:
             raise ConfigError("replay-objective", f"unknown objective {self.objective!r} (mix or pga)")

@@ -28,9 +28,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from . import seeding
 from .alignment_meter import AlignmentMeter
-from .protocol import ReplayOptions
-from .tasks import Objective
+from .protocol import ReplayOptions, TrainConfig
+from .pseudo_domains import pseudo_domains
+from .tasks import Objective, Task
 
 #: ``loss(model, batch)``: the task's training loss of one batch.
 BatchLoss = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
@@ -186,3 +188,20 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
         return total
 
     return objective
+
+
+def task_replay_objective(task: Task, model: nn.Module, config: TrainConfig, own: TensorDataset,
+                          replay: Mapping[str, TensorDataset], options: ReplayOptions, seed: int,
+                          meter: AlignmentMeter | None = None) -> Objective:
+    """:func:`replay_objective` of ``task``'s loss in ``config``'s phase, for :meth:`Task.train`
+    on ``own`` (a training split, as that method takes it) with ``replay`` (earlier sites) and,
+    where ``options`` ask for them, pseudo-domains of ``own`` (drawn from ``seed``). Each domain
+    is made into what the phase trains on (:meth:`Task.training_data`), on the task's device.
+    A site trains on its own split this way; PGA's server on its newest replayed site."""
+    def prepared(data: TensorDataset) -> TensorDataset:
+        return task.compute.dataset(task.training_data(model, data, config))
+
+    pseudo = pseudo_domains(prepared(own), options.pseudo_domains,
+                            seeding.stream_seed(seed, seeding.Stream.PSEUDO_DOMAINS)) if options.with_pseudo_domains else {}
+    return replay_objective(lambda network, batch: task.batch_loss(network, batch, config),
+                            {name: prepared(data) for name, data in replay.items()}, options, seed, meter, pseudo)

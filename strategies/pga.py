@@ -17,9 +17,8 @@ from flwr.serverapp import Grid
 from sites import seeding
 from sites.errors import ConfigError
 from sites.protocol import ReplayOptions, TrainConfig
-from sites.pseudo_domains import pseudo_domains
 from sites.replay import unpack_domains
-from sites.replay_objectives import replay_objective
+from sites.replay_objectives import task_replay_objective
 
 from .experience_replay import ExperienceReplay
 
@@ -98,19 +97,17 @@ class PGA(ExperienceReplay):
         leave no meta-objective to step on)."""
         *earlier, newest = replay
         options = self.options
-        if not (options.orientational and earlier) and not (options.arbitrary and (earlier or options.pseudo_domains)):
+        if not (earlier and (options.orientational or options.arbitrary) or options.with_pseudo_domains):
             return None
         task = self.task
         model = task.build_model()
         model.load_state_dict(arrays.to_torch_state_dict())
-        domains = {name: task.compute.dataset(task.training_data(model, data, config)) for name, data in replay.items()}
         self._server_calls += 1
         seed = seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 1, self._server_calls)
-        pseudo = pseudo_domains(domains[newest], options.pseudo_domains,
-                                seeding.stream_seed(seed, seeding.Stream.PSEUDO_DOMAINS)) if options.arbitrary else {}
-        objective = replay_objective(lambda network, batch: task.batch_loss(network, batch, config),
-                                     {name: domains[name] for name in earlier}, options, seed, pseudo=pseudo)
-        task.train(model, domains[newest], seed, replace(config, local_steps=self.server_steps), objective=objective)
+        objective = task_replay_objective(task, model, config, replay[newest],
+                                          {name: replay[name] for name in earlier}, options, seed)
+        # Task.train makes the newest site's replay into the phase's training data itself.
+        task.train(model, replay[newest], seed, replace(config, local_steps=self.server_steps), objective=objective)
         return ArrayRecord(model.state_dict())
 
 

@@ -144,7 +144,7 @@ def test_the_newest_replayed_site_takes_the_current_sites_role(monkeypatch):
 
         return objective
 
-    monkeypatch.setattr("strategies.pga.replay_objective", spy)
+    monkeypatch.setattr("sites.replay_objectives.replay_objective", spy)
     replay = {"A": step.domain(0), "B": step.domain(1), "C": step.domain(2)}
     step(replay, server_steps=1, pseudo_domains=2)
     assert seen["earlier"] == ["A", "B"] and seen["pseudo"] == 2

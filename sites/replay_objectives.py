@@ -61,9 +61,12 @@ def meta_terms(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list
     constant in ``θ'`` unless ``second_order``."""
     params = dict(model.named_parameters())
     loss_a = loss(model, a)
-    # The graph of L_A is kept: the step backpropagates through L_A itself too.
-    grads = torch.autograd.grad(loss_a, list(params.values()), retain_graph=True, create_graph=second_order,
+    # Second order, the step backpropagates through L_A and its gradient again. First order,
+    # ∇L_A is all the step needs of L_A, and it is known here: no second pass through L_A.
+    grads = torch.autograd.grad(loss_a, list(params.values()), retain_graph=second_order, create_graph=second_order,
                                 allow_unused=True)
+    if not second_order:
+        loss_a = with_gradient(loss_a, params.values(), grads)
     scale = alpha
     if inner_step == "normalized":
         used = [g.detach() for g in grads if g is not None]
@@ -72,6 +75,14 @@ def meta_terms(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list
         scale = alpha / rms.clamp_min(torch.finfo(rms.dtype).tiny)
     adapted = {f"model.{name}": p if g is None else p - scale * g for (name, p), g in zip(params.items(), grads)}
     return loss_a, torch.func.functional_call(_Loss(model, loss), adapted, (b,)), grads
+
+
+def with_gradient(value: torch.Tensor, params: Iterable[torch.Tensor],
+                  grads: Iterable[torch.Tensor | None]) -> torch.Tensor:
+    """``value``, detached, as a tensor whose gradient in ``params`` is ``grads`` (``None``:
+    zero): a backward pass through it costs one product per parameter."""
+    link = sum(((p * g.detach()).sum() for p, g in zip(params, grads) if g is not None), value.new_zeros(()))
+    return value.detach() + (link - link.detach())
 
 
 def meta_loss(model: nn.Module, loss: BatchLoss, a: list[torch.Tensor], b: list[torch.Tensor], alpha: float,

@@ -92,6 +92,42 @@ def test_second_order_matches_autograd_through_the_inner_step():
     assert any(not torch.allclose(f, g) for f, g in zip(first_order, expected))  # the Hessian term matters here
 
 
+class _PartlyUsed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+        self.unused = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_first_order_matches_autograd_with_the_inner_gradient_held_constant():
+    # The step does not backpropagate through L_A a second time (its gradient is reused): the
+    # gradient must still be ∇L_A(θ) + ∇L_B(θ'), and zero for a parameter the loss leaves unused.
+    torch.manual_seed(0)
+    model = _PartlyUsed()
+    a = [torch.randn(5, 3), torch.randint(0, 2, (5,))]
+    b = [torch.randn(6, 3), torch.randint(0, 2, (6,))]
+
+    def loss(network, batch):
+        return nn.functional.cross_entropy(network(batch[0]), batch[1])
+
+    names = [name for name, _ in model.net.named_parameters()]
+    grad_a = torch.autograd.grad(loss(model, a), list(model.net.parameters()))
+    shifted = {name: (p.detach() - 0.5 * g).requires_grad_()
+               for name, p, g in zip(names, model.net.parameters(), grad_a)}
+    loss_b = loss(lambda x: torch.func.functional_call(model.net, shifted, (x,)), b)
+    expected = [ga + gb for ga, gb in zip(grad_a, torch.autograd.grad(loss_b, list(shifted.values())))]
+
+    meta = meta_loss(model, loss, a, b, alpha=0.5)
+    meta.backward()
+    for p, g in zip(model.net.parameters(), expected):
+        torch.testing.assert_close(p.grad, g)
+    assert model.unused.weight.grad is None or not model.unused.weight.grad.any()
+    assert meta.item() == pytest.approx(loss(model, a).item() + loss_b.item())
+
+
 def _domain(value: float, n: int = 8) -> TensorDataset:
     return TensorDataset(torch.full((n, 1), value), torch.zeros(n))
 

@@ -6,11 +6,15 @@
   that have not trained yet (held-out ones included);
 - generalizability to the held-out site: R[T, E];
 - BWT and forgetting (docs/platform.md);
+- PGA's alignment share (sites' training replies, :mod:`sites.alignment_meter`) and the server
+  meta-steps' share (``pga-server-share``): the median over each run's replies of the stages
+  with replay;
 - wall time of the run, and for SMD runs the generator's training time per site and stage and
   its sampling time per replay batch (one site's ``replay.per_site`` samples).
 
     python -m benchmarks.continual                                   # segmentation, seeds 0 1 2
     python -m benchmarks.continual task=grading --seeds 0 --methods fedavg ewc pga joint
+    python -m benchmarks.continual scenario=multivendor_sites --methods pga_smd pga_no_server
     python -m benchmarks.continual --smoke-matrix                    # every strategy x task, size=smoke
 """
 
@@ -21,6 +25,8 @@ import numpy as np
 
 from benchmarks.common import median, seed_sweep_parser, simulate
 from simulations.formatting import fmt, mean_std, table_header, table_row
+from sites.protocol import MetricKey
+from strategies.pga import SERVER_SHARE
 
 METHODS = {
     "fedavg": ["strategy=fedavg"],
@@ -34,6 +40,8 @@ METHODS = {
     "pga_orientational": ["strategy=pga", "strategy.arbitrary=false"],
     "pga_arbitrary": ["strategy=pga", "strategy.orientational=false"],
     "pga_real": ["strategy=pga", "replay=real"],
+    "pga_no_server": ["strategy=pga", "strategy.server_steps=0"],
+    "pga_no_pseudo": ["strategy=pga", "strategy.pseudo_domains=0"],
 }
 DEFAULT_METHODS = ("fedavg", "ewc", "replay_buffer", "smd_replay", "pga_no_replay", "pga_smd", "joint")
 NOT_PRIVATE = {"replay_buffer", "pga_real"}
@@ -55,12 +63,26 @@ def figures(matrix: dict, summary: dict) -> dict[str, float | None]:
     }
 
 
+def shares(metrics_jsonl: str) -> dict[str, float | None]:
+    """PGA's alignment share over the sites' training replies, and the server's share over the
+    rounds, of the stages with replay (stage 2 on): medians; ``None`` where nothing carries one."""
+    events = [json.loads(line) for line in metrics_jsonl.splitlines()]
+    replayed = [event for event in events if event.get("stage", 0) > 1]
+
+    def median_of(kind: str, key: str) -> float | None:
+        values = [e["metrics"][key] for e in replayed if e["event"] == kind and key in e.get("metrics", {})]
+        return median(values) if values else None
+
+    return {"share": median_of("train", MetricKey.PGA_ALIGNMENT_SHARE), "server_share": median_of("aggregate", SERVER_SHARE)}
+
+
 def run(method: str, seed: int, extra: list[str]) -> dict:
     """One run: its figures, wall time and (replay runs) the replay source's report."""
     replay = method not in ("fedavg", "ewc", "pga_no_replay", "joint")
-    outputs = ("matrix.json", "summary.json") + (("replay.json",) if replay else ())
+    outputs = ("matrix.json", "summary.json", "metrics.jsonl") + (("replay.json",) if replay else ())
     seconds, read = simulate([*METHODS[method], f"seed={seed}", *extra], outputs=outputs)
-    record = {"method": method, "seed": seed, "seconds": seconds, **figures(read["matrix.json"], read["summary.json"])}
+    record = {"method": method, "seed": seed, "seconds": seconds, **figures(read["matrix.json"], read["summary.json"]),
+              **shares(read["metrics.jsonl"])}
     if replay:
         record["replay"] = read["replay.json"]
     return record
@@ -81,7 +103,18 @@ def smd_costs(records: dict[str, list[dict]]) -> None:
             if key in fidelity[0]:
                 line += (f"; {key} real {mean_std([f[key]['real'] for f in fidelity])}, replay "
                          f"{mean_std([f[key]['replay'] for f in fidelity])}")
+        contrasts = {site: [_contrast_ratio(f["sites"][site]) for f in fidelity] for site in fidelity[0]["sites"]
+                     if fidelity[0]["sites"][site]["real"].get("organ_contrast")}
+        if contrasts:
+            line += "; organ contrast replay / real " + ", ".join(f"{site} {mean_std(ratios, 2)}"
+                                                                  for site, ratios in contrasts.items())
         print(line)
+
+
+def _contrast_ratio(stats: dict) -> float | None:
+    """Replay's organ contrast as a share of real's (``None`` where replay drew no organ)."""
+    replay, real = stats["replay"].get("organ_contrast"), stats["real"]["organ_contrast"]
+    return None if replay is None else replay / real
 
 
 def smoke_matrix() -> None:
@@ -94,12 +127,18 @@ def smoke_matrix() -> None:
 
 def table(records: dict[str, list[dict]]) -> None:
     print(*table_header(("strategy", "memorizability", "generalizability: unseen", "held-out", "BWT", "forgetting",
-                         "wall s (median)")), sep="\n")
+                         "alignment share", "server share", "wall s (median)")), sep="\n")
     for method, runs in records.items():
         label = f"{method} (not private)" if method in NOT_PRIVATE else method
         print(table_row([label, *(mean_std([r[k] for r in runs])
                                   for k in ("memorizability", "unseen", "held_out", "bwt", "forgetting")),
+                         *(_median_or_dash([r.get(k) for r in runs]) for k in ("share", "server_share")),
                          fmt(median([r["seconds"] for r in runs]), 0)]))
+
+
+def _median_or_dash(values: list[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    return fmt(median(present) if present else None)
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from sites.config import ConfigModel
+from sites.config import ConfigModel, invalid
 
 class GeneratorSettings(ConfigModel):
     """``replay.generator``: the replay generator of ``source: smd``.
@@ -28,6 +28,12 @@ class GeneratorSettings(ConfigModel):
         Generator learning rate.
     sampling_steps : int
         DDIM steps per sample.
+    prompt_dropout : float
+        Share of training samples whose prompt is replaced by the null prompt, so that the
+        generator also learns the site-free model classifier-free guidance needs.
+    guidance : float
+        Classifier-free guidance scale at sampling: 1 samples each site's model as it is;
+        above 1 strengthens what sets the site apart (needs ``prompt_dropout`` > 0).
     """
 
     channels: Annotated[list[PositiveInt], Field(min_length=2)] = [16, 32, 64]
@@ -38,6 +44,15 @@ class GeneratorSettings(ConfigModel):
     batch_size: PositiveInt = 8
     lr: PositiveFloat = 1.0e-3
     sampling_steps: PositiveInt = 25
+    prompt_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    guidance: Annotated[float, Field(ge=0.0)] = 4.0
+
+    @model_validator(mode="after")
+    def _guidance_needs_a_site_free_model(self) -> "GeneratorSettings":
+        if self.guidance != 1.0 and self.prompt_dropout == 0.0:
+            raise invalid("guidance", f"guidance {self.guidance} samples a site-free model that is never trained "
+                                      "with prompt_dropout 0: set prompt_dropout > 0 or guidance 1")
+        return self
 
 
 class ReplayConfig(ConfigModel):

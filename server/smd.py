@@ -48,7 +48,8 @@ class SiteModulatedDiffusion:
         self.task, self.config, self.seed = task, config, seed
         settings = config.generator
         self.wire = GeneratorConfig(list(settings.channels), settings.embed_dim, settings.heads,
-                                    settings.steps, settings.batch_size, float(settings.lr))
+                                    settings.steps, settings.batch_size, float(settings.lr),
+                                    float(settings.prompt_dropout))
         torch.manual_seed(seeding.stream_seed(seed, seeding.Stream.REPLAY))
         self.network = build_generator(task, self.wire)
         self.prompts: dict[str, torch.Tensor] = {}
@@ -98,7 +99,7 @@ class SiteModulatedDiffusion:
         start = time.perf_counter()
         x = sample(self.network, self.prompts[site], classes, n, self.config.generator.sampling_steps,
                    seeding.stream_seed(self.seed, seeding.Stream.REPLAY, 0, self._draws),
-                   compute=self.task.compute)
+                   compute=self.task.compute, guidance=self.config.generator.guidance)
         self.sampling_seconds.append(time.perf_counter() - start)
         return self.task.decode_replay(x, classes)
 

@@ -70,12 +70,13 @@ def _statistics(task: Task, data: TensorDataset) -> dict[str, float]:
     return stats
 
 
-def measure_fidelity(run_dir: Path, task: Task, scenario: Scenario, seed: int, per_site: int,
-                     sampling_steps: int) -> dict[str, Any]:
-    """Fidelity of the generator saved in ``run_dir/checkpoints/replay.pt``: returns
-    ``{"sites": {site: {"real": stats, "replay": stats}}, "site_accuracy": {"real", "replay"},
-    "class_accuracy": ...}`` and keeps the replay samples for the report's grid."""
-    network, prompts = load_generator(run_dir / "checkpoints" / "replay.pt", task)
+def measure_fidelity(generator: Path, task: Task, scenario: Scenario, seed: int, per_site: int,
+                     sampling_steps: int, guidance: float = 1.0, samples: Path | None = None) -> dict[str, Any]:
+    """Fidelity of the generator saved in ``generator`` (a run's ``checkpoints/replay.pt``),
+    sampled with ``guidance``: returns ``{"sites": {site: {"real": stats, "replay": stats}},
+    "site_accuracy": {"real", "replay"}, "class_accuracy": ...}``; the replay samples are kept
+    in ``samples`` where given (the report's grid)."""
+    network, prompts = load_generator(generator, task)
     specs = {site.id: site for site in scenario.sites}
     learned = [site for site in scenario.site_ids if site in prompts]
     real = {site: task.site_data(specs[site], seed) for site in learned}
@@ -83,7 +84,7 @@ def measure_fidelity(run_dir: Path, task: Task, scenario: Scenario, seed: int, p
     for k, site in enumerate(learned):
         classes = torch.arange(per_site) % task.replay_classes if task.replay_classes else None
         x = sample(network, prompts[site], classes, per_site, sampling_steps,
-                   seeding.stream_seed(seed, seeding.Stream.REPLAY, 2, k))
+                   seeding.stream_seed(seed, seeding.Stream.REPLAY, 2, k), guidance=guidance)
         replay[site] = task.decode_replay(x, classes)
     result: dict[str, Any] = {"sites": {site: {"real": _statistics(task, real[site].train),
                                                 "replay": _statistics(task, replay[site])} for site in learned},
@@ -105,5 +106,6 @@ def measure_fidelity(run_dir: Path, task: Task, scenario: Scenario, seed: int, p
                             torch.cat([task.encode_replay(d)[1] for d in splits]))
             for kind, splits in test.items()}
     result["chance"] = {"site": 1 / len(learned), "class": 1 / task.replay_classes if task.replay_classes else None}
-    torch.save({site: data.tensors for site, data in replay.items()}, run_dir / "checkpoints" / "replay_samples.pt")
+    if samples is not None:
+        torch.save({site: data.tensors for site, data in replay.items()}, samples)
     return result

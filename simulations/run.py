@@ -162,8 +162,10 @@ def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None
     from .replay_fidelity import measure_fidelity
 
     generator = plan.replay.generator
-    result.replay["fidelity"] = measure_fidelity(run_dir, plan.task, plan.scenario, plan.seed, plan.replay.per_site,
-                                                 generator.sampling_steps)
+    checkpoints = run_dir / "checkpoints"
+    result.replay["fidelity"] = measure_fidelity(checkpoints / "replay.pt", plan.task, plan.scenario, plan.seed,
+                                                 plan.replay.per_site, generator.sampling_steps, generator.guidance,
+                                                 samples=checkpoints / "replay_samples.pt")
     write_replay_figures(run_dir, plan.task)
     result.write(run_dir)
 

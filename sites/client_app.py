@@ -287,7 +287,7 @@ def build_client_app(task: Task, sites: list[SiteSpec], seed: int, num_threads: 
             replay = [(*task.encode_replay(domain), prompts[name])
                       for name, domain in unpack_domains(content[RecordName.REPLAY]).items()]
         metrics = train_generator(network, prompt, x, classes, config.steps, config.batch_size, config.lr,
-                                  _next_call_seed(seed, site, context), replay, task.compute)
+                                  _next_call_seed(seed, site, context), replay, task.compute, config.prompt_dropout)
         reply = RecordDict({RecordName.GENERATOR: ArrayRecord(network.state_dict()),
                             RecordName.PROMPT: ArrayRecord({RecordName.PROMPT: prompt.detach()}),
                             RecordName.METRICS: MetricRecord(metrics)})

@@ -57,15 +57,18 @@ def denoising_loss(network: SiteDiffusion, x: torch.Tensor, prompts: torch.Tenso
 def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch.Tensor, classes: torch.Tensor | None,
                     steps: int, batch_size: int, lr: float, seed: int,
                     replay: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = (),
-                    compute: Compute = Compute()) -> dict[str, float]:
+                    compute: Compute = Compute(), prompt_dropout: float = 0.0) -> dict[str, float]:
     """Train ``network`` and one site's ``prompt`` ``(T, D)`` in place for ``steps`` Adam steps
     on the site's samples ``x`` ``(N, C, S, S)`` (and ``classes`` ``(N,)``).
 
     ``replay`` holds, per earlier site, generated samples, their classes and that site's fixed
     prompt: batches are drawn from the site's samples and the replay together, so that the
     shared network keeps generating the earlier sites (generative replay, Shin et al., 2017)
-    instead of drifting to the site that trained last. ``compute`` is where the training runs;
-    ``network`` and ``prompt`` are back on the CPU afterwards.
+    instead of drifting to the site that trained last. ``prompt_dropout`` is the share of
+    samples trained under the null prompt instead of their site's, so that the network also
+    learns the site-free model that classifier-free guidance needs (:func:`sample`).
+    ``compute`` is where the training runs; ``network`` and ``prompt`` are back on the CPU
+    afterwards.
     """
     generator = torch.Generator().manual_seed(seed)
     owned = [(x, classes, None)] + [(rx, rc, rp.expand(len(rx), -1, -1)) for rx, rc, rp in replay]
@@ -89,6 +92,9 @@ def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch
             # the site's own samples get its trainable prompt; replayed ones their site's fixed prompt
             prompts = prompt.expand(len(index), -1, -1).clone()
             prompts[~own] = fixed_prompts[index[~own] - len(x)]
+            if prompt_dropout > 0:
+                dropped = (torch.rand(len(index), generator=generator) < prompt_dropout).to(compute.device)
+                prompts[dropped] = 0.0
             batch_classes = None if labels is None else labels[index]
             with compute.autocast():
                 loss = denoising_loss(network, samples[index], prompts, batch_classes, generator, schedule)
@@ -100,12 +106,27 @@ def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch
             MetricKey.NUM_EXAMPLES: len(x)}
 
 
+def guided_prediction(network: SiteDiffusion, x: torch.Tensor, timesteps: torch.Tensor, prompts: torch.Tensor,
+                      classes: torch.Tensor | None, guidance: float) -> torch.Tensor:
+    """The network's prediction for ``prompts`` under classifier-free guidance (Ho & Salimans,
+    2022): the site-free prediction (the null prompt, all zeros; the class kept) moved
+    ``guidance`` times its difference to the site's, which strengthens what sets the site
+    apart. ``guidance`` 1 is the site's own prediction, at the cost of one pass."""
+    if guidance == 1.0:
+        return network(x, timesteps, prompts, classes)
+    both = network(torch.cat([x, x]), torch.cat([timesteps, timesteps]), torch.cat([prompts, torch.zeros_like(prompts)]),
+                   None if classes is None else torch.cat([classes, classes]))
+    site, site_free = both.chunk(2)
+    return site_free + guidance * (site - site_free)
+
+
 @torch.no_grad()
 def sample(network: SiteDiffusion, prompt: torch.Tensor, classes: torch.Tensor | None, n: int, sampling_steps: int,
-           seed: int, batch_size: int = 64, compute: Compute = Compute()) -> torch.Tensor:
+           seed: int, batch_size: int = 64, compute: Compute = Compute(), guidance: float = 1.0) -> torch.Tensor:
     """``(n, C, S, S)`` samples (on the CPU) for the site whose ``prompt`` ``(T, D)`` is given
-    (and for ``classes`` ``(n,)``), by deterministic DDIM on ``compute``'s device; the same seed
-    gives the same samples."""
+    (and for ``classes`` ``(n,)``), by deterministic DDIM on ``compute``'s device, with
+    classifier-free ``guidance`` (:func:`guided_prediction`); the same seed gives the same
+    samples."""
     network.eval()
     unet = network.unet
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
@@ -127,7 +148,8 @@ def sample(network: SiteDiffusion, prompt: torch.Tensor, classes: torch.Tensor |
             # the scheduler's timesteps and tables stay on the CPU; the network takes its own copy
             for t in scheduler.timesteps:
                 with compute.autocast():
-                    noise = network(chunk, t.expand(len(chunk)).to(compute.device), prompts, chunk_classes)
+                    noise = guided_prediction(network, chunk, t.expand(len(chunk)).to(compute.device), prompts,
+                                              chunk_classes, guidance)
                 chunk = scheduler.step(noise.float(), t, chunk).prev_sample
             chunks.append(chunk.clamp(-1, 1))
     return torch.cat(chunks).cpu()

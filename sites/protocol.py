@@ -388,6 +388,9 @@ class GeneratorConfig(Payload):
         Samples per step.
     lr : float
         Adam learning rate.
+    prompt_dropout : float
+        Share of samples trained under the null prompt (classifier-free guidance); 0 in
+        generators saved before it existed.
     """
 
     channels: list[int] = field(metadata={"key": "generator-channels"})
@@ -396,6 +399,7 @@ class GeneratorConfig(Payload):
     steps: int
     batch_size: int
     lr: float
+    prompt_dropout: float = 0.0
 
 
 @dataclass(frozen=True)

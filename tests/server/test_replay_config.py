@@ -36,6 +36,9 @@ def test_the_shipped_combinations_are_accepted(tmp_path, overrides, source):
     (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels", "must hold at least 2 item(s) (got [16])"),
     (("strategy=pga", "replay.generator.lr=0"), "replay.generator.lr", "must be greater than 0 (got 0)"),
     (("strategy=pga", "+replay.colour=red"), "replay", "unknown keys ['colour']"),
+    (("strategy=pga", "replay.generator.prompt_dropout=0", "replay.generator.guidance=2"), "replay.generator.guidance",
+     "set prompt_dropout > 0 or guidance 1"),
+    (("strategy=pga", "replay.generator.prompt_dropout=1"), "replay.generator.prompt_dropout", "less than 1"),
 ])
 def test_bad_replay_configs_name_their_key(tmp_path, overrides, key, message):
     with pytest.raises(ConfigError) as raised:

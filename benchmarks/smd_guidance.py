@@ -7,7 +7,7 @@ The table gives, per scale, the site classifier's accuracy on replay (real test 
 it), the class classifier's for classification tasks, per site the organ contrast of replay as a
 share of real for segmentation, and the seconds sampling took.
 
-    python -m simulations.run strategy=smd_replay seed=0 hydra.run.dir=runs/smd
+    python -m simulations.run strategy=smd_replay replay.generator.prompt_dropout=0.1 seed=0 hydra.run.dir=runs/smd
     python -m benchmarks.smd_guidance runs/smd --guidance 1 1.5 2 3
 """
 

@@ -44,8 +44,8 @@ class GeneratorSettings(ConfigModel):
     batch_size: PositiveInt = 8
     lr: PositiveFloat = 1.0e-3
     sampling_steps: PositiveInt = 25
-    prompt_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    guidance: Annotated[float, Field(ge=0.0)] = 4.0
+    prompt_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    guidance: Annotated[float, Field(ge=0.0)] = 1.0
 
     @model_validator(mode="after")
     def _guidance_needs_a_site_free_model(self) -> "GeneratorSettings":

@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks.common import median, seed_sweep_parser, simulate
 from simulations.formatting import fmt, mean_std, table_header, table_row
+from simulations.replay_fidelity import contrast_ratio
 from sites.protocol import MetricKey
 from strategies.pga import SERVER_SHARE
 
@@ -103,18 +104,12 @@ def smd_costs(records: dict[str, list[dict]]) -> None:
             if key in fidelity[0]:
                 line += (f"; {key} real {mean_std([f[key]['real'] for f in fidelity])}, replay "
                          f"{mean_std([f[key]['replay'] for f in fidelity])}")
-        contrasts = {site: [_contrast_ratio(f["sites"][site]) for f in fidelity] for site in fidelity[0]["sites"]
+        contrasts = {site: [contrast_ratio(f["sites"][site]) for f in fidelity] for site in fidelity[0]["sites"]
                      if fidelity[0]["sites"][site]["real"].get("organ_contrast")}
         if contrasts:
             line += "; organ contrast replay / real " + ", ".join(f"{site} {mean_std(ratios, 2)}"
                                                                   for site, ratios in contrasts.items())
         print(line)
-
-
-def _contrast_ratio(stats: dict) -> float | None:
-    """Replay's organ contrast as a share of real's (``None`` where replay drew no organ)."""
-    replay, real = stats["replay"].get("organ_contrast"), stats["real"]["organ_contrast"]
-    return None if replay is None else replay / real
 
 
 def smoke_matrix() -> None:
@@ -132,11 +127,11 @@ def table(records: dict[str, list[dict]]) -> None:
         label = f"{method} (not private)" if method in NOT_PRIVATE else method
         print(table_row([label, *(mean_std([r[k] for r in runs])
                                   for k in ("memorizability", "unseen", "held_out", "bwt", "forgetting")),
-                         *(_median_or_dash([r.get(k) for r in runs]) for k in ("share", "server_share")),
+                         *(_median_or_missing([r.get(k) for r in runs]) for k in ("share", "server_share")),
                          fmt(median([r["seconds"] for r in runs]), 0)]))
 
 
-def _median_or_dash(values: list[float | None]) -> str:
+def _median_or_missing(values: list[float | None]) -> str:
     present = [v for v in values if v is not None]
     return fmt(median(present) if present else None)
 

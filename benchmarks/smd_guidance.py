@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from simulations.formatting import table_header, table_row
-from simulations.replay_fidelity import measure_fidelity
+from simulations.formatting import fmt, table_header, table_row
+from simulations.replay_fidelity import contrast_ratio, measure_fidelity
 from simulations.run import prepare
 from sites.protocol import GeneratorConfig
 
@@ -35,8 +35,9 @@ def main() -> None:
     wire = GeneratorConfig.from_record(torch.load(generator)["wire"])
     if wire.prompt_dropout == 0 and args.guidance != [1.0]:
         parser.error(f"{generator} was trained with prompt_dropout 0: it has no site-free model to guide with")
-    plan = prepare(OmegaConf.load(args.run_dir / "config.yaml"), args.run_dir).plan
-    torch.set_num_threads(2)
+    prepared = prepare(OmegaConf.load(args.run_dir / "config.yaml"), args.run_dir)
+    plan = prepared.plan
+    torch.set_num_threads(int(prepared.config.backend.client_cpus))
     rows = []
     for guidance in args.guidance:
         start = time.perf_counter()
@@ -56,8 +57,7 @@ def main() -> None:
         cells = [f"{guidance:g}", _accuracy(fidelity["site_accuracy"])]
         cells += [_accuracy(fidelity["class_accuracy"])] if "class_accuracy" in fidelity else []
         if contrast:
-            cells += [f"{stats['replay']['organ_contrast'] / stats['real']['organ_contrast']:.2f}"
-                      for stats in fidelity["sites"].values()]
+            cells += [fmt(contrast_ratio(stats), 2) for stats in fidelity["sites"].values()]
         print(table_row((*cells, f"{seconds:.0f}")), flush=True)
 
 

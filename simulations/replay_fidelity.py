@@ -70,6 +70,13 @@ def _statistics(task: Task, data: TensorDataset) -> dict[str, float]:
     return stats
 
 
+def contrast_ratio(site: dict[str, dict[str, float]]) -> float | None:
+    """A site's organ contrast in replay as a share of real (``site``: its ``real`` and
+    ``replay`` statistics); ``None`` where replay drew no organ."""
+    replay = site["replay"].get("organ_contrast")
+    return None if replay is None else replay / site["real"]["organ_contrast"]
+
+
 def measure_fidelity(generator: Path, task: Task, scenario: Scenario, seed: int, per_site: int,
                      sampling_steps: int, guidance: float = 1.0, samples: Path | None = None) -> dict[str, Any]:
     """Fidelity of the generator saved in ``generator`` (a run's ``checkpoints/replay.pt``),

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from simulations.replay_fidelity import _statistics
+from simulations.replay_fidelity import _statistics, contrast_ratio
 from sites.tasks.segmentation import SegmentationTask
 
 
@@ -29,3 +29,8 @@ def test_segmentation_statistics_in_replay_space_by_hand():
 def test_an_image_without_organ_has_no_contrast():
     stats = _statistics(_task(), TensorDataset(torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 2, 2, dtype=torch.long)))
     assert stats["mask_share"] == 0 and stats["organ_contrast"] is None
+
+
+def test_contrast_ratio_is_replay_over_real_and_none_without_a_replayed_organ():
+    assert contrast_ratio({"real": {"organ_contrast": -0.2}, "replay": {"organ_contrast": 0.1}}) == pytest.approx(-0.5)
+    assert contrast_ratio({"real": {"organ_contrast": 0.4}, "replay": {"organ_contrast": None}}) is None

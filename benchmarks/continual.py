@@ -102,7 +102,8 @@ def smd_costs(records: dict[str, list[dict]]) -> None:
                 f"{smd[0]['samples_per_draw']} samples median {median(sampling):.2f} s")
         for key in ("site_accuracy", "class_accuracy"):
             if key in fidelity[0]:
-                line += (f"; {key} real {mean_std([f[key]['real'] for f in fidelity])}, replay "
+                line += (f"; {key} real test {mean_std([f[key]['real'] for f in fidelity])}, real training "
+                         f"{mean_std([f[key].get('real_training') for f in fidelity])}, replay "
                          f"{mean_std([f[key]['replay'] for f in fidelity])}")
         contrasts = {site: [contrast_ratio(f["sites"][site]) for f in fidelity] for site in fidelity[0]["sites"]
                      if fidelity[0]["sites"][site]["real"].get("organ_contrast")}

@@ -47,8 +47,8 @@ def main() -> None:
 
     sites = list(rows[0][1]["sites"])
     contrast = all(rows[0][1]["sites"][site]["real"].get("organ_contrast") for site in sites)
-    columns = ["guidance", "site accuracy: replay (real)"]
-    columns += ["class accuracy: replay (real)"] if "class_accuracy" in rows[0][1] else []
+    columns = ["guidance", "site accuracy: replay (real test; real training)"]
+    columns += ["class accuracy: replay (real test; real training)"] if "class_accuracy" in rows[0][1] else []
     columns += [f"{site}: organ contrast, replay / real" for site in sites] if contrast else []
     print(f"{args.run_dir}: {plan.replay.per_site} samples a site, {plan.replay.generator.sampling_steps} DDIM steps, "
           f"prompt_dropout {wire.prompt_dropout}\n")
@@ -61,8 +61,8 @@ def main() -> None:
         print(table_row((*cells, f"{seconds:.0f}")), flush=True)
 
 
-def _accuracy(accuracy: dict[str, float]) -> str:
-    return f"{accuracy['replay']:.3f} ({accuracy['real']:.3f})"
+def _accuracy(accuracy: dict[str, float | None]) -> str:
+    return f"{fmt(accuracy['replay'])} ({fmt(accuracy['real'])}; {fmt(accuracy['real_training'])})"
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ the simulator, not part of the federation).
 
 - recognisability: a small MONAI classifier trained on the real training images of every
   learned site tells the site (and, for classification tasks, another tells the class) of
-  real test images and of replay; replay accuracy near the real one means site and class
-  survive generation;
+  real test images, of held-out real training images and of replay; replay accuracy near the
+  held-out training images' means site and class survive generation. The held-out training
+  images are the reference because they come from the distribution the generator learned:
+  where a task's test split is drawn otherwise (debiasing's is bias-balanced, its training
+  split bias-aligned), the test accuracy measures that shift, not the generator;
 - per-site statistics of replay vs real: intensity mean and standard deviation, and for
   segmentation the mask's share of the image and the organ-to-tissue contrast (the mean
   intensity inside the mask minus outside: its sign differs between scanners, so it shows
@@ -37,6 +40,13 @@ def _images(task: Task, data: TensorDataset) -> torch.Tensor:
     return image_channels(task, task.encode_replay(data)[0])
 
 
+def _hold_out(data: TensorDataset, n: int, seed: int) -> tuple[TensorDataset, TensorDataset]:
+    """``data`` split at random into the rest and ``n`` held-out samples (at most a quarter)."""
+    n = min(n, len(data) // 4)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return TensorDataset(*data[order[n:]]), TensorDataset(*data[order[:n]])
+
+
 def _train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = Classifier(in_shape=tuple(x.shape[1:]), classes=classes, channels=(8, 16, 32), strides=(2, 2, 2),
@@ -54,8 +64,9 @@ def _train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int)
 
 
 @torch.no_grad()
-def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((model(x).argmax(dim=1) == y).float().mean())
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float | None:
+    # None where no image is left to test (a site of a few real images holds none out).
+    return float((model(x).argmax(dim=1) == y).float().mean()) if len(x) else None
 
 
 def _statistics(task: Task, data: TensorDataset) -> dict[str, float]:
@@ -81,7 +92,8 @@ def measure_fidelity(generator: Path, task: Task, scenario: Scenario, seed: int,
                      sampling_steps: int, guidance: float = 1.0, samples: Path | None = None) -> dict[str, Any]:
     """Fidelity of the generator saved in ``generator`` (a run's ``checkpoints/replay.pt``),
     sampled with ``guidance``: returns ``{"sites": {site: {"real": stats, "replay": stats}},
-    "site_accuracy": {"real", "replay"}, "class_accuracy": ...}``; the replay samples are kept
+    "site_accuracy": {"real", "real_training", "replay"}, "class_accuracy": ...}`` (``real``: the
+    test split; ``real_training``: held-out training images); the replay samples are kept
     in ``samples`` where given (the report's grid)."""
     network, prompts = load_generator(generator, task)
     specs = {site.id: site for site in scenario.sites}
@@ -96,17 +108,21 @@ def measure_fidelity(generator: Path, task: Task, scenario: Scenario, seed: int,
     result: dict[str, Any] = {"sites": {site: {"real": _statistics(task, real[site].train),
                                                 "replay": _statistics(task, replay[site])} for site in learned},
                               "samples_per_site": per_site}
-    labels = {site: torch.full((len(real[site].train),), k) for k, site in enumerate(learned)}
-    train_x = torch.cat([_images(task, real[site].train) for site in learned])
-    test = {"real": [real[site].test for site in learned], "replay": [replay[site] for site in learned]}
+    fit, held_out = {}, {}
+    for site in learned:
+        fit[site], held_out[site] = _hold_out(real[site].train, len(real[site].test), seed)
+    train_x = torch.cat([_images(task, fit[site]) for site in learned])
+    test = {"real": [real[site].test for site in learned], "real_training": [held_out[site] for site in learned],
+            "replay": [replay[site] for site in learned]}
     if len(learned) > 1:
-        model = _train_classifier(train_x, torch.cat(list(labels.values())), len(learned), seed)
+        labels = torch.cat([torch.full((len(fit[site]),), k) for k, site in enumerate(learned)])
+        model = _train_classifier(train_x, labels, len(learned), seed)
         result["site_accuracy"] = {
             kind: _accuracy(model, torch.cat([_images(task, d) for d in splits]),
                             torch.cat([torch.full((len(d),), k) for k, d in enumerate(splits)]))
             for kind, splits in test.items()}
     if task.replay_classes:
-        train_y = torch.cat([task.encode_replay(real[site].train)[1] for site in learned])
+        train_y = torch.cat([task.encode_replay(fit[site])[1] for site in learned])
         model = _train_classifier(train_x, train_y, task.replay_classes, seed + 1)
         result["class_accuracy"] = {
             kind: _accuracy(model, torch.cat([_images(task, d) for d in splits]),

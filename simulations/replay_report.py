@@ -67,12 +67,15 @@ def replay_section(replay: dict[str, Any]) -> list[str]:
     chance = fidelity["chance"]
     lines += ["", "### Fidelity", "",
               f"A classifier trained on the real training images of every learned site, tested on real test "
-              f"images and on {fidelity['samples_per_site']} replay samples per site (chance: site "
-              f"{fmt(chance['site'])}" + (f", class {fmt(chance['class'])}" if chance["class"] else "") + ").", "",
-              *table_header(("accuracy", "real test", "replay"))]
+              f"images, on held-out real training images (the distribution the generator learned: replay is "
+              f"faithful where it scores like these) and on {fidelity['samples_per_site']} replay samples per "
+              f"site (chance: site {fmt(chance['site'])}"
+              + (f", class {fmt(chance['class'])}" if chance["class"] else "") + ").", "",
+              *table_header(("accuracy", "real test", "real training, held out", "replay"))]
     for key in ("site_accuracy", "class_accuracy"):
         if key in fidelity:
-            lines.append(table_row((key.split("_")[0], fmt(fidelity[key]["real"]), fmt(fidelity[key]["replay"]))))
+            lines.append(table_row((key.split("_")[0], *(fmt(fidelity[key].get(kind))
+                                                         for kind in ("real", "real_training", "replay")))))
     keys = list(next(iter(fidelity["sites"].values()))["real"])
     lines += ["", "Per-site statistics in replay space (intensities / 3, clipped to [-1, 1]): real training "
               "split vs replay.", "", *table_header(["site", *(f"{k} {data}" for k in keys for data in DATA)])]

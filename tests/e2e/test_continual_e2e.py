@@ -93,7 +93,7 @@ def test_report_shows_replay_samples_and_fidelity(runs, name, class_conditional)
     run_dir = runs[name]
     fidelity = read_json(run_dir / "replay.json")["fidelity"]
     assert sorted(fidelity["sites"]) == ["A", "B", "C", "D"]
-    for kind in ("real", "replay"):
+    for kind in ("real", "real_training", "replay"):
         assert 0 <= fidelity["site_accuracy"][kind] <= 1
     assert ("class_accuracy" in fidelity) == class_conditional
     if not class_conditional:

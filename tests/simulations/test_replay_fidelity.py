@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from simulations.replay_fidelity import _statistics, contrast_ratio
+from simulations.replay_fidelity import _hold_out, _statistics, contrast_ratio
 from sites.tasks.segmentation import SegmentationTask
 
 
@@ -34,3 +34,15 @@ def test_an_image_without_organ_has_no_contrast():
 def test_contrast_ratio_is_replay_over_real_and_none_without_a_replayed_organ():
     assert contrast_ratio({"real": {"organ_contrast": -0.2}, "replay": {"organ_contrast": 0.1}}) == pytest.approx(-0.5)
     assert contrast_ratio({"real": {"organ_contrast": 0.4}, "replay": {"organ_contrast": None}}) is None
+
+
+def test_held_out_training_images_are_a_seeded_disjoint_share_of_at_most_a_quarter():
+    data = TensorDataset(torch.arange(40).float(), torch.arange(40) % 2)
+    fit, held = _hold_out(data, 6, seed=3)
+    assert len(held) == 6 and len(fit) == 34
+    assert sorted(torch.cat([fit.tensors[0], held.tensors[0]]).tolist()) == list(range(40))
+    assert torch.equal(held.tensors[1], held.tensors[0].long() % 2)  # pairs stay together
+    assert torch.equal(_hold_out(data, 6, seed=3)[1].tensors[0], held.tensors[0])
+    assert not torch.equal(_hold_out(data, 6, seed=4)[1].tensors[0], held.tensors[0])
+    assert len(_hold_out(data, 100, seed=3)[1]) == 10
+    assert len(_hold_out(TensorDataset(torch.zeros(3)), 2, seed=0)[1]) == 0

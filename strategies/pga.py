@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
@@ -117,9 +118,9 @@ SERVER_SHARE = "pga-server-share"
 
 def relative_move(start: ArrayRecord, aggregated: ArrayRecord, stepped: ArrayRecord) -> float:
     """``‖stepped − aggregated‖ / ‖aggregated − start‖`` over every array."""
-    def distance(a: ArrayRecord, b: ArrayRecord) -> float:
-        b = b.to_torch_state_dict()
-        return sum(float((value.double() - b[key].double()).pow(2).sum())
-                   for key, value in a.to_torch_state_dict().items()) ** 0.5
+    start, aggregated, stepped = (record.to_torch_state_dict() for record in (start, aggregated, stepped))
+
+    def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return sum(float((value.double() - b[key].double()).pow(2).sum()) for key, value in a.items()) ** 0.5
 
     return distance(stepped, aggregated) / max(distance(aggregated, start), 1e-12)

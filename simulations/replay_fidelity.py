@@ -36,15 +36,16 @@ CLASSIFIER_STEPS = 150
 CLASSIFIER_BATCH = 32
 
 
-def _images(task: Task, data: TensorDataset) -> torch.Tensor:
-    return image_channels(task, task.encode_replay(data)[0])
-
-
 def _hold_out(data: TensorDataset, n: int, seed: int) -> tuple[TensorDataset, TensorDataset]:
     """``data`` split at random into the rest and ``n`` held-out samples (at most a quarter)."""
     n = min(n, len(data) // 4)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return TensorDataset(*data[order[n:]]), TensorDataset(*data[order[:n]])
+
+
+def _site_labels(encoded: list[tuple[torch.Tensor, Any]]) -> torch.Tensor:
+    """The k-th site's index for each of its samples (``encoded``: each site's images and classes)."""
+    return torch.cat([torch.full((len(x),), k) for k, (x, _) in enumerate(encoded)])
 
 
 def _train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int) -> torch.nn.Module:
@@ -111,23 +112,20 @@ def measure_fidelity(generator: Path, task: Task, scenario: Scenario, seed: int,
     fit, held_out = {}, {}
     for site in learned:
         fit[site], held_out[site] = _hold_out(real[site].train, len(real[site].test), seed)
-    train_x = torch.cat([_images(task, fit[site]) for site in learned])
-    test = {"real": [real[site].test for site in learned], "real_training": [held_out[site] for site in learned],
-            "replay": [replay[site] for site in learned]}
+    # Each split is encoded once: (images, classes) per site, in the order of ``learned``.
+    train = [task.encode_replay(fit[site]) for site in learned]
+    splits = {"real": {site: real[site].test for site in learned}, "real_training": held_out, "replay": replay}
+    test = {kind: [task.encode_replay(data[site]) for site in learned] for kind, data in splits.items()}
+    train_x = torch.cat([image_channels(task, x) for x, _ in train])
+    test_x = {kind: torch.cat([image_channels(task, x) for x, _ in encoded]) for kind, encoded in test.items()}
     if len(learned) > 1:
-        labels = torch.cat([torch.full((len(fit[site]),), k) for k, site in enumerate(learned)])
-        model = _train_classifier(train_x, labels, len(learned), seed)
-        result["site_accuracy"] = {
-            kind: _accuracy(model, torch.cat([_images(task, d) for d in splits]),
-                            torch.cat([torch.full((len(d),), k) for k, d in enumerate(splits)]))
-            for kind, splits in test.items()}
+        model = _train_classifier(train_x, _site_labels(train), len(learned), seed)
+        result["site_accuracy"] = {kind: _accuracy(model, test_x[kind], _site_labels(encoded))
+                                   for kind, encoded in test.items()}
     if task.replay_classes:
-        train_y = torch.cat([task.encode_replay(fit[site])[1] for site in learned])
-        model = _train_classifier(train_x, train_y, task.replay_classes, seed + 1)
-        result["class_accuracy"] = {
-            kind: _accuracy(model, torch.cat([_images(task, d) for d in splits]),
-                            torch.cat([task.encode_replay(d)[1] for d in splits]))
-            for kind, splits in test.items()}
+        model = _train_classifier(train_x, torch.cat([y for _, y in train]), task.replay_classes, seed + 1)
+        result["class_accuracy"] = {kind: _accuracy(model, test_x[kind], torch.cat([y for _, y in encoded]))
+                                    for kind, encoded in test.items()}
     result["chance"] = {"site": 1 / len(learned), "class": 1 / task.replay_classes if task.replay_classes else None}
     if samples is not None:
         torch.save({site: data.tensors for site, data in replay.items()}, samples)

@@ -25,12 +25,15 @@ def image_channels(task: Task, x: torch.Tensor) -> torch.Tensor:
 
 def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, path: Path) -> None:
     """One row per site, :data:`GRID_COLUMNS` replay samples each: the image channel with the
-    most variation (and the generated mask's outline for segmentation, the class above)."""
+    most variation, of volumes the middle slice (and the generated mask's outline for
+    segmentation, the class above)."""
     fig, axes = plt.subplots(len(samples), GRID_COLUMNS, figsize=(1.3 * GRID_COLUMNS, 1.4 * len(samples) + 0.4),
                              squeeze=False)
     for row, (site, tensors) in zip(axes, samples.items()):
         x, classes = task.encode_replay(TensorDataset(*tensors))
         images = image_channels(task, x)
+        if images.dim() == 5:
+            images = images[:, :, images.shape[2] // 2]
         channel = int(images.flatten(2).std(dim=2).mean(dim=0).argmax())
         for k, ax in enumerate(row):
             ax.set_axis_off()

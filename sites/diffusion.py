@@ -3,7 +3,8 @@
 A site trains the shared denoiser and its own prompt tokens on its data (DDPM noise
 prediction); the server samples from the denoiser with any site's prompt (DDIM). Samples live
 in the task's replay space (:meth:`~sites.tasks.capabilities.ReplayCodec.encode_replay`):
-``(N, C, S, S)`` in ``[-1, 1]``, labels included as channels or as the class condition.
+``(N, C, *spatial)`` images or volumes in ``[-1, 1]``, labels included as channels or as the
+class condition.
 """
 
 import itertools
@@ -23,10 +24,10 @@ TRAIN_TIMESTEPS = 1000
 
 
 def build_generator(task: ReplayCodec, config: GeneratorConfig) -> SiteDiffusion:
-    """The task's denoiser, its architecture from ``config`` (channels, prompt width, heads):
-    the server and every site build the same one."""
-    channels, size = task.replay_shape
-    return SiteDiffusion(channels, size, task.replay_classes, int(config.embed_dim),
+    """The task's denoiser, 2D or 3D as its replay space, its architecture from ``config``
+    (channels, prompt width, heads): the server and every site build the same one."""
+    channels, *spatial = task.replay_shape
+    return SiteDiffusion(len(spatial), channels, spatial, task.replay_classes, int(config.embed_dim),
                          [int(c) for c in config.channels], int(config.heads))
 
 
@@ -59,7 +60,7 @@ def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch
                     replay: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = (),
                     compute: Compute = Compute(), prompt_dropout: float = 0.0) -> dict[str, float]:
     """Train ``network`` and one site's ``prompt`` ``(T, D)`` in place for ``steps`` Adam steps
-    on the site's samples ``x`` ``(N, C, S, S)`` (and ``classes`` ``(N,)``).
+    on the site's samples ``x`` ``(N, C, *spatial)`` (and ``classes`` ``(N,)``).
 
     ``replay`` holds, per earlier site, generated samples, their classes and that site's fixed
     prompt: batches are drawn from the site's samples and the replay together, so that the
@@ -123,20 +124,18 @@ def guided_prediction(network: SiteDiffusion, x: torch.Tensor, timesteps: torch.
 @torch.no_grad()
 def sample(network: SiteDiffusion, prompt: torch.Tensor, classes: torch.Tensor | None, n: int, sampling_steps: int,
            seed: int, batch_size: int = 64, compute: Compute = Compute(), guidance: float = 1.0) -> torch.Tensor:
-    """``(n, C, S, S)`` samples (on the CPU) for the site whose ``prompt`` ``(T, D)`` is given
+    """``(n, C, *spatial)`` samples (on the CPU) for the site whose ``prompt`` ``(T, D)`` is given
     (and for ``classes`` ``(n,)``), by deterministic DDIM on ``compute``'s device, with
     classifier-free ``guidance`` (:func:`guided_prediction`); the same seed gives the same
     samples."""
     network.eval()
-    unet = network.unet
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     # "trailing" starts sampling at the last training timestep, where the data is pure noise as
     # the sampler assumes ("leading" would start short of it and pull samples towards 0).
     scheduler = DDIMScheduler.from_config(_noise_schedule().config, timestep_spacing="trailing")
     scheduler.set_timesteps(sampling_steps)
     generator = torch.Generator().manual_seed(seed)
     # the starting noise comes from the CPU generator on any device (DDIM draws nothing after)
-    x = torch.randn((n, *shape), generator=generator).to(compute.device)
+    x = torch.randn((n, *network.sample_shape), generator=generator).to(compute.device)
     prompt = prompt.to(compute.device)
     classes = None if classes is None else classes.to(compute.device)
     chunks = []

@@ -46,11 +46,12 @@ class ReplayCodec(Protocol):
     replay_classes: int
 
     @property
-    def replay_shape(self) -> tuple[int, int]:
-        """``(channels, size)`` of a sample in replay space (:meth:`encode_replay`)."""
+    def replay_shape(self) -> tuple[int, ...]:
+        """``(channels, *spatial)`` of a sample in replay space (:meth:`encode_replay`): two
+        spatial sizes for images, three for volumes (the generator is 2D or 3D alike)."""
 
     def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A training split in the replay generator's space: ``(N, C, S, S)`` in ``[-1, 1]``
+        """A training split in the replay generator's space: ``(N, *replay_shape)`` in ``[-1, 1]``
         and the ``(N,)`` classes of the condition (``None`` if ``replay_classes`` is 0)."""
 
     def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:

@@ -289,8 +289,8 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     replay_classes = 2
 
     @property
-    def replay_shape(self) -> tuple[int, int]:
-        return 1, self.image_size
+    def replay_shape(self) -> tuple[int, ...]:
+        return 1, self.image_size, self.image_size
 
     def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
         return to_replay_range(data.tensors[0]), data.tensors[1]

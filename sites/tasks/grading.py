@@ -256,18 +256,17 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     replay_classes = 2
 
     @property
-    def replay_shape(self) -> tuple[int, int]:
-        return len(MODALITIES) * self.depth, self.image_size
+    def replay_shape(self) -> tuple[int, ...]:
+        return len(MODALITIES), self.depth, self.image_size, self.image_size
 
     def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Each volume as one 2D sample with modalities x slices as channels (docs/continual.md
-        says why), the grade as the class condition."""
+        """Each volume whole, its sequences as channels (a 3D generator, docs/continual.md says
+        why), the grade as the class condition."""
         volumes, grades = data.tensors
-        return to_replay_range(volumes.flatten(1, 2)), grades
+        return to_replay_range(volumes), grades
 
     def decode_replay(self, x: torch.Tensor, classes: torch.Tensor | None) -> TensorDataset:
-        volumes = from_replay_range(x).unflatten(1, (len(MODALITIES), self.depth))
-        return TensorDataset(volumes, classes)
+        return TensorDataset(from_replay_range(x), classes)
 
     def logits(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         return model(self._inputs(batch[0]))

@@ -167,8 +167,8 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     replay_classes = 0
 
     @property
-    def replay_shape(self) -> tuple[int, int]:
-        return 2, self.image_size
+    def replay_shape(self) -> tuple[int, ...]:
+        return 2, self.image_size, self.image_size
 
     def encode_replay(self, data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Image and mask generated together: channel 0 the image, channel 1 the mask as +-1."""

@@ -32,7 +32,7 @@ def test_a_task_trains_and_evaluates_on_the_gpu_and_returns_cpu_arrays(precision
 
 def test_the_smd_generator_trains_and_samples_on_the_gpu_and_returns_cpu_tensors():
     torch.manual_seed(0)
-    network = SiteDiffusion(1, 8, 2, embed_dim=16, channels=(8, 16), heads=2)
+    network = SiteDiffusion(2, 1, 8, 2, embed_dim=16, channels=(8, 16), heads=2)
     prompt = torch.nn.Parameter(torch.randn(4, 16))
     start = prompt.detach().clone()
     gpu = resolve_compute("cuda", "fp32")

@@ -14,6 +14,7 @@ from sites.networks.mc3 import MC3
 from sites.networks.multi_branch_mc3 import MultiBranchMC3
 from sites.protocol import StatisticsQuery, TrainConfig
 from sites.tasks import SiteData, build_task
+from sites.tasks.capabilities import REPLAY_INTENSITY_SCALE
 from sites.tasks.grading import concordant_pairs
 
 
@@ -256,3 +257,14 @@ def test_multi_branch_models_also_report_each_branch_auc(small_grading_config, s
     task = build_task({**small_grading_config, "model": "late_fusion"})
     metrics = task.evaluate(task.build_model(), task.load_site(scenario.sites[0], seed=0).test)
     assert {"auc", "accuracy", "sensitivity", "specificity"} | {f"auc-{m}" for m in MODALITIES} <= set(metrics)
+
+
+def test_replay_keeps_each_volume_whole_with_its_sequences_as_channels(small_grading_config, scenario):
+    task = build_task(small_grading_config)
+    volumes, grades = task.load_site(scenario.sites[1], seed=0).train.tensors
+    x, classes = task.encode_replay(TensorDataset(volumes, grades))
+    assert task.replay_shape == (4, 4, 16, 16) and x.shape == (16, *task.replay_shape) and x.abs().max() <= 1
+    decoded, decoded_grades = task.decode_replay(x, classes).tensors
+    scale = REPLAY_INTENSITY_SCALE
+    torch.testing.assert_close(decoded, volumes.clamp(-scale, scale))
+    assert torch.equal(decoded_grades, grades)

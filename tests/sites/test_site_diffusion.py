@@ -10,7 +10,7 @@ from sites.networks.site_diffusion import SiteDiffusion
 
 def _network(num_classes: int = 0, channels: int = 1) -> SiteDiffusion:
     torch.manual_seed(0)
-    return SiteDiffusion(channels, 8, num_classes, embed_dim=16, channels=(8, 16), heads=2)
+    return SiteDiffusion(2, channels, 8, num_classes, embed_dim=16, channels=(8, 16), heads=2)
 
 
 def test_output_has_the_input_shape_and_depends_on_the_prompt():
@@ -20,6 +20,31 @@ def test_output_has_the_input_shape_and_depends_on_the_prompt():
     out_a, out_b = network(x, t, prompt_a), network(x, t, prompt_b)
     assert out_a.shape == x.shape
     assert not torch.allclose(out_a, out_b)
+
+
+def test_a_volume_generator_keeps_the_volume_and_is_conditioned_like_an_image_one():
+    torch.manual_seed(0)
+    network = SiteDiffusion(3, 4, (4, 8, 8), num_classes=2, embed_dim=16, channels=(8, 16), heads=2)
+    x, t = torch.randn(2, 4, 4, 8, 8), torch.tensor([3, 700])
+    prompts, classes = torch.randn(2, 4, 16), torch.tensor([0, 1])
+    # MONAI starts its output convolution at zero: a few steps make the prediction depend on anything
+    train_generator(network, torch.nn.Parameter(prompts[0].clone()), x.clamp(-1, 1), classes, steps=5, batch_size=2,
+                    lr=1e-2, seed=0)
+    out = network(x, t, prompts, classes)
+    assert network.sample_shape == (4, 4, 8, 8) and out.shape == x.shape
+    assert not torch.allclose(out, network(x, t, torch.randn(2, 4, 16), classes))
+    assert not torch.allclose(out, network(x, t, prompts, 1 - classes))
+    samples = sample(network, prompts[0], classes, 2, sampling_steps=3, seed=0)
+    assert samples.shape == (2, 4, 4, 8, 8) and samples.abs().max() <= 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((3, 4, (5, 8, 8)), r"sample_size \(5, 8, 8\) must be divisible by 2"),
+    ((4, 1, 8), "spatial_dims 2"),
+])
+def test_shapes_the_network_cannot_take_are_refused(args, message):
+    with pytest.raises(ValueError, match=message):
+        SiteDiffusion(*args, embed_dim=16, channels=(8, 16), heads=2)
 
 
 def test_class_token_conditions_and_is_required():

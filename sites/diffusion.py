@@ -1,7 +1,7 @@
 """Training and sampling Site-Modulated Diffusion (DESIGN.md §1.1) with diffusers' schedulers.
 
-A site trains the shared denoiser and its own prompt tokens on its data (DDPM noise
-prediction); the server samples from the denoiser with any site's prompt (DDIM). Samples live
+A site trains the shared denoiser and its own prompt tokens on its data (DDPM with
+v-prediction); the server samples from the denoiser with any site's prompt (DDIM). Samples live
 in the task's replay space (:meth:`~sites.tasks.capabilities.ReplayCodec.encode_replay`):
 ``(N, C, *spatial)`` images or volumes in ``[-1, 1]``, labels included as channels or as the
 class condition.
@@ -31,28 +31,24 @@ def build_generator(task: ReplayCodec, config: GeneratorConfig) -> SiteDiffusion
                          [int(c) for c in config.channels], int(config.heads))
 
 
-PREDICTION = "v_prediction"
-
-
 def _noise_schedule() -> DDPMScheduler:
     # The cosine schedule keeps more signal at mid noise levels than the linear one, which
-    # matters for the small images and short training here.
+    # matters for the small images and short training here; v-prediction learns a site's
+    # intensity in far fewer steps than noise prediction (docs/continual.md).
     return DDPMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule="squaredcos_cap_v2",
-                         prediction_type=PREDICTION)
+                         prediction_type="v_prediction")
 
 
 def denoising_loss(network: SiteDiffusion, x: torch.Tensor, prompts: torch.Tensor, classes: torch.Tensor | None,
                    generator: torch.Generator, schedule: DDPMScheduler | None = None) -> torch.Tensor:
-    """Mean squared error of the predicted noise at uniformly drawn timesteps (DDPM)."""
+    """Mean squared error of the predicted velocity ``v`` (the schedule's
+    :meth:`~diffusers.DDPMScheduler.get_velocity`) at uniformly drawn timesteps (DDPM)."""
     schedule = schedule or _noise_schedule()
     # drawn on the CPU generator and moved, so that any device trains on the same draws
     noise = torch.randn(x.shape, generator=generator).to(x.device)
     timesteps = torch.randint(0, TRAIN_TIMESTEPS, (len(x),), generator=generator).to(x.device)
     noisy = schedule.add_noise(x, noise, timesteps)
-    target = {"epsilon": noise, "sample": x, "v_prediction": None}[PREDICTION]
-    if target is None:
-        target = schedule.get_velocity(x, noise, timesteps)
-    return F.mse_loss(network(noisy, timesteps, prompts, classes), target)
+    return F.mse_loss(network(noisy, timesteps, prompts, classes), schedule.get_velocity(x, noise, timesteps))
 
 
 def train_generator(network: SiteDiffusion, prompt: torch.nn.Parameter, x: torch.Tensor, classes: torch.Tensor | None,

@@ -60,6 +60,7 @@ def test_evaluating_on_validation_splits_trains_alike_and_measures_other_cases(f
     assert "on each site's validation split" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow  # joint's schedule is unit-tested (tests/server/test_scenario.py)
 def test_joint_trains_every_training_site_at_every_stage(ray_head, tmp_path):
     completed = run_cli("size=smoke", "strategy=joint", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
     assert completed.returncode == 0, completed.stderr
@@ -67,6 +68,7 @@ def test_joint_trains_every_training_site_at_every_stage(ray_head, tmp_path):
     assert trained == {(t, s) for t in range(1, 5) for s in "ABCD"}
 
 
+@pytest.mark.slow  # the default run plugs in a user's strategy class (next test)
 def test_flowers_fedprox_plugs_in_and_its_proximal_term_is_applied(fedavg_run, ray_head, tmp_path):
     completed = run_cli("size=smoke", "seed=3", "strategy._target_=flwr.serverapp.strategy.FedProx",
                         "+strategy.proximal_mu=5.0", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
@@ -107,6 +109,7 @@ def test_debiasing_with_pbbl_sums_only_counts_and_reports_federation_wide_auc(ew
     assert_only_declared_content_left_the_sites(ewc_pbbl_run)
 
 
+@pytest.mark.slow  # the default run has PBBL in the same arrangement (next test)
 def test_debiasing_in_the_federated_arrangement(ray_head, tmp_path):
     completed = run_cli("size=smoke", "scenario=federated_sources", "task=debiasing", "task.arrangement=federated",
                         "task.method=bias_balanced_oracle", f"hydra.run.dir={tmp_path}", ray_head=ray_head)
@@ -159,6 +162,8 @@ def _brats_cohort(root):
     return write_manifest(root, rows)
 
 
+# Slow: the loader is unit-tested (tests/sites/test_grading_data.py); the default run reads segmentation from disk.
+@pytest.mark.slow
 def test_grading_reads_brats_style_cases_from_disk(ray_head, tmp_path):
     (tmp_path / "data").mkdir()
     manifest = _brats_cohort(tmp_path / "data")
@@ -181,6 +186,8 @@ def test_segmentation_reads_nifti_cases_from_disk(ray_head, tmp_path):
     assert metrics["num-examples"] == 4 and 0 <= metrics["dice"] <= 1  # the test case's four organ slices
 
 
+# Slow: the loader is unit-tested (tests/sites/test_manifest.py); the default run reads segmentation from disk.
+@pytest.mark.slow
 def test_debiasing_reads_radiographs_from_disk(ray_head, tmp_path):
     """Grey and colour PNGs (the colour ones read as their luminance), every label x bias pair in
     each split, through the CLI."""

@@ -92,6 +92,7 @@ def test_a_run_goes_on_without_crashed_sites_and_records_every_failure(ray_head,
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # the default run covers crashed sites (previous test)
 def test_a_stage_no_site_can_train_is_retried_then_the_run_stops_with_a_clear_message(ray_head, tmp_path):
     run_dir = tmp_path / "run"
     done = run_cli("size=smoke", "faults.crash_prob=1", "faults.stage_retries=1", f"hydra.run.dir={run_dir}",

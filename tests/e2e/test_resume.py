@@ -65,6 +65,7 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(ewc_pbbl_run, 
     assert _site_replies(killed) == _site_replies(whole)
 
 
+@pytest.mark.slow  # with the resume test above: resuming is exercised as a whole in the slow run
 def test_resume_refuses_other_overrides_and_finished_runs(tmp_path):
     missing = run_cli(f"resume={tmp_path / 'nothing'}")
     assert missing.returncode != 0 and "no run to resume" in missing.stderr

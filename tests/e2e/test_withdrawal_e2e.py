@@ -102,9 +102,11 @@ def test_only_declared_content_leaves_the_sites_during_a_withdrawal(sweep):
 
 @pytest.mark.parametrize("override, expected", [
     ("scenario.withdrawals=[{site: Z, stage: 2}]", "scenario.withdrawals.0.site"),
-    ("scenario.withdrawals=[{site: E, stage: 2}]", "never trains"),
-    ("scenario.withdrawals=[{site: B, stage: 1}]", "only arrives in stage 2"),
-    ("scenario.withdrawals=[{site: B, stage: 2}, {site: B, stage: 2}]", "already withdraws"),
+    # one refusal through the command line in the default run; each costs a start of it
+    pytest.param("scenario.withdrawals=[{site: E, stage: 2}]", "never trains", marks=pytest.mark.slow),
+    pytest.param("scenario.withdrawals=[{site: B, stage: 1}]", "only arrives in stage 2", marks=pytest.mark.slow),
+    pytest.param("scenario.withdrawals=[{site: B, stage: 2}, {site: B, stage: 2}]", "already withdraws",
+                 marks=pytest.mark.slow),
 ])
 def test_bad_withdrawals_stop_before_anything_runs(tmp_path, override, expected):
     completed = run_cli("scenario=site_withdrawal", "size=smoke", override, f"hydra.run.dir={tmp_path / 'run'}")

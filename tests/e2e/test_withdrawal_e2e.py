@@ -102,7 +102,8 @@ def test_only_declared_content_leaves_the_sites_during_a_withdrawal(sweep):
 
 @pytest.mark.parametrize("override, expected", [
     ("scenario.withdrawals=[{site: Z, stage: 2}]", "scenario.withdrawals.0.site"),
-    # one refusal through the command line in the default run; each costs a start of it
+    # each refusal is unit-tested (tests/server/test_withdrawal_config.py); one goes through the
+    # command line in the default run, the others in the slow run (each costs a start of the CLI)
     pytest.param("scenario.withdrawals=[{site: E, stage: 2}]", "never trains", marks=pytest.mark.slow),
     pytest.param("scenario.withdrawals=[{site: B, stage: 1}]", "only arrives in stage 2", marks=pytest.mark.slow),
     pytest.param("scenario.withdrawals=[{site: B, stage: 2}, {site: B, stage: 2}]", "already withdraws",

@@ -178,7 +178,7 @@ def _listed(items: Sequence[str]) -> str:
 
 def dp_scope(train_metrics: str, phase_statistics: bool, withdrawals: bool) -> dict[str, list[str]]:
     """What a DP site's epsilon covers in a run and what its replies released outside it
-    (``sites/client_app.py``'s handlers a DP run calls: strategies that change the sites'
+    (the handlers of ``sites/client/`` a DP run calls: strategies that change the sites'
     objective, hence EWC's Fisher, the generator and real exemplars, are refused with DP).
 
     Parameters

@@ -22,7 +22,7 @@ from server.scenario import Scenario
 from server.server_app import RunPlan, Timeline, build_server_app
 from server.unlearning import build_unlearning
 from sites import seeding
-from sites.client_app import build_client_app
+from sites.client import build_client_app
 from sites.config import parse
 from sites.device import resolve_compute
 from sites.errors import ConfigError, MedsitesError

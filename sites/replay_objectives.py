@@ -203,16 +203,18 @@ def replay_objective(loss: BatchLoss, replay: Mapping[str, TensorDataset], optio
 
 def task_replay_objective(task: Task, model: nn.Module, config: TrainConfig, own: TensorDataset,
                           replay: Mapping[str, TensorDataset], options: ReplayOptions, seed: int,
-                          meter: AlignmentMeter | None = None) -> Objective:
-    """:func:`replay_objective` of ``task``'s loss in ``config``'s phase, for :meth:`Task.train`
-    on ``own`` (a training split, as that method takes it) with ``replay`` (earlier sites) and,
-    where ``options`` ask for them, pseudo-domains of ``own`` (drawn from ``seed``). Each domain
-    is made into what the phase trains on (:meth:`Task.training_data`), on the task's device.
-    A site trains on its own split this way; PGA's server on its newest replayed site."""
+                          meter: AlignmentMeter | None = None, loss: BatchLoss | None = None) -> Objective:
+    """:func:`replay_objective` of ``loss`` (default: ``task``'s loss in ``config``'s phase),
+    for :meth:`Task.train` on ``own`` (a training split, as that method takes it) with
+    ``replay`` (earlier sites) and, where ``options`` ask for them, pseudo-domains of ``own``
+    (drawn from ``seed``). Each domain is made into what the phase trains on
+    (:meth:`Task.training_data`), on the task's device. A site trains on its own split this
+    way; PGA's server on its newest replayed site."""
     def prepared(data: TensorDataset) -> TensorDataset:
         return task.compute.dataset(task.training_data(model, data, config))
 
     pseudo = pseudo_domains(prepared(own), options.pseudo_domains,
                             seeding.stream_seed(seed, seeding.Stream.PSEUDO_DOMAINS)) if options.with_pseudo_domains else {}
-    return replay_objective(lambda network, batch: task.batch_loss(network, batch, config),
-                            {name: prepared(data) for name, data in replay.items()}, options, seed, meter, pseudo)
+    loss = loss or (lambda network, batch: task.batch_loss(network, batch, config))
+    return replay_objective(loss, {name: prepared(data) for name, data in replay.items()}, options, seed, meter,
+                            pseudo)

@@ -11,7 +11,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 from opacus.accountants import RDPAccountant
 
 from sites import seeding
-from sites.client_app import build_client_app
+from sites.client import build_client_app
 from sites.config import parse
 from sites.faults import CRASH_CODE, FaultConfig
 from sites.privacy import Privacy

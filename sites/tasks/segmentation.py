@@ -1,4 +1,4 @@
-"""Prostate-like organ segmentation in 2D slices (DESIGN.md §4) with MONAI's UNet."""
+"""Prostate-like organ segmentation in 2D slices (docs/design.md#data) with MONAI's UNet."""
 
 from collections.abc import Sequence
 from pathlib import Path

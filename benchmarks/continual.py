@@ -1,4 +1,4 @@
-"""Continual-learning figures (DESIGN.md §1.1): each strategy on the default timeline of a task
+"""Continual-learning figures (docs/design.md#pga): each strategy on the default timeline of a task
 (A, B, C, D join one per stage, E held out), over seeds:
 
 - memorizability: mean R[T, j] over the trained sites after the last stage;

@@ -1,13 +1,13 @@
 """What one training step of SMD's generator costs on grading volumes, with the volume's
-structure kept (shipped since issue 16) and as it was before.
+structure kept (the shipped 3D generator) and folded into the channels of a 2D sample.
 
 CPU seconds (``time.process_time``, every thread counted) of one denoising step (forward,
 backward, Adam; batch ``replay.generator.batch_size``, widths ``replay.generator.channels``) on
 random volumes of grading's shape (4 sequences x ``task.depth`` slices of ``task.image_size``
 squared), for three :class:`~sites.networks.site_diffusion.SiteDiffusion`:
 
-- ``folded 2D (before)``: the replay space before issue 16, sequences x slices as the channels
-  of one 2D sample;
+- ``folded 2D (before)``: the cheaper replay space the 3D one replaced, sequences x slices as
+  the channels of one 2D sample, which mixes the slices as unordered channels;
 - ``slice-wise 2D``: the same 2D UNet on each slice alone (4 channels, every slice of the batch
   a sample): the spatial cost that any slice-consistent 2D network (a video-style UNet adding
   1D layers across slices) pays at least;

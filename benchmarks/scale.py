@@ -1,4 +1,4 @@
-"""Many sites (issue 8): wall time per round and memory of a whole run with 10, 50 and 100 sites.
+"""Many sites: wall time per round and memory of a whole run with 10, 50 and 100 sites.
 
 A tiny segmentation model (``TINY_TASK``) so that the cost measured is the platform's, in two
 layouts per number of sites N:

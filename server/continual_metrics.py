@@ -1,4 +1,4 @@
-"""Continual-learning summaries of the result matrix R[t, j] (DESIGN.md §3).
+"""Continual-learning summaries of the result matrix R[t, j] (docs/design.md#metrics).
 
 R[t, j] is the primary metric of site j's test split after stage t (stages 1..T, stored
 0-based); ``arrival[j]`` is the stage at which site j first trained (``None`` if held out).

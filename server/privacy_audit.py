@@ -1,4 +1,4 @@
-"""The privacy audit (DESIGN.md §1.5): after the timeline, every site that trained runs
+"""The privacy audit (docs/design.md#privacy): after the timeline, every site that trained runs
 membership inference against the final global model on its own data
 (:mod:`sites.membership_inference`); the server gathers the ROC summaries, judges each site in
 plain words, and the run writes them to ``privacy_audit.json``."""

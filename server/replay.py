@@ -1,4 +1,4 @@
-"""Where replay of earlier sites comes from (the ``replay`` config group, DESIGN.md §1.1).
+"""Where replay of earlier sites comes from (the ``replay`` config group, docs/design.md#smd).
 
 - ``none``: no replay;
 - ``smd``: Site-Modulated Diffusion (:mod:`server.smd`): a generator trained at each site

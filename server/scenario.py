@@ -12,7 +12,7 @@ from sites.spec import SiteConfig, SiteId, SiteSpec
 
 from .privacy_audit import AuditConfig
 
-#: Why a site withdraws; each reason gives the withdrawing site its phenomenon (DESIGN.md §1.4).
+#: Why a site withdraws; each reason gives the withdrawing site its phenomenon (docs/design.md#unlearning).
 Reason = Literal["privacy", "incorrectness"]
 
 

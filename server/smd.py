@@ -1,4 +1,4 @@
-"""Site-Modulated Diffusion on the server (DESIGN.md §1.1): one generator shared by every site,
+"""Site-Modulated Diffusion on the server (docs/design.md#smd): one generator shared by every site,
 one set of prompt tokens per site.
 
 While a site is present it trains the generator and its own prompt on its data (the site's

@@ -1,4 +1,4 @@
-"""The Unlearning Efficiency Score (DESIGN.md §1.4).
+"""The Unlearning Efficiency Score (docs/design.md#ues).
 
 MLLMU-Med scores unlearning with one number over forget, retain and test subsets; its exact
 formula was not available, so ours is defined here. With a metric ``P`` where higher means a

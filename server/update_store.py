@@ -1,5 +1,5 @@
 """Every site's model update of every training round, kept in the run directory so that
-FedEraser can calibrate a withdrawal from them (DESIGN.md §1.4)."""
+FedEraser can calibrate a withdrawal from them (docs/design.md#unlearning)."""
 
 from collections.abc import Iterator
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""A site withdrawal, end to end: unlearn, retrain the oracle, and score (DESIGN.md §1.4).
+"""A site withdrawal, end to end: unlearn, retrain the oracle, and score (docs/design.md#unlearning).
 
 The subsets: *forget* is the withdrawn site's training split (as it holds it: with corrupted
 labels when it withdraws for incorrectness); *retain* the training splits of the sites that

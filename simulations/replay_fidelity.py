@@ -1,4 +1,4 @@
-"""How faithful SMD's replay is (DESIGN.md §1.1), measured after a run against the sites' real
+"""How faithful SMD's replay is (docs/design.md#smd), measured after a run against the sites' real
 data, which the simulation can regenerate (a deployment could not: this is an instrument of
 the simulator, not part of the federation).
 

@@ -1,5 +1,5 @@
 """How much PGA's alignment acts in a site's training call: the ``pga-alignment`` and
-``pga-alignment-share`` of its reply (issue 16, docs/continual.md).
+``pga-alignment-share`` of its reply (docs/continual.md, docs/design.md#pga).
 
 At a measured step, for each meta-objective ``w (L_A(θ) + L_B(θ'))``, ``θ' = θ − α ∇L_A(θ)``
 (:mod:`sites.replay_objectives`):

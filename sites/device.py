@@ -2,8 +2,8 @@
 
 Models and batches go to :attr:`Compute.device` only inside the few shared loops (local training,
 evaluation, the audit's losses); everything else (data, messages, random draws) stays on the CPU,
-so the default (``device=cpu``, ``precision=fp32``) computes exactly what it did before devices
-existed, and random numbers are drawn by the same CPU generators on any device.
+so the default (``device=cpu``, ``precision=fp32``) computes exactly what a plain CPU loop would,
+and random numbers are drawn by the same CPU generators on any device.
 """
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Training and sampling Site-Modulated Diffusion (DESIGN.md §1.1) with diffusers' schedulers.
+"""Training and sampling Site-Modulated Diffusion (docs/design.md#smd) with diffusers' schedulers.
 
 A site trains the shared denoiser and its own prompt tokens on its data (DDPM with
 v-prediction); the server samples from the denoiser with any site's prompt (DDIM). Samples live

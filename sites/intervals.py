@@ -1,4 +1,4 @@
-"""Confidence intervals for membership-inference measurements (DESIGN.md §1.5).
+"""Confidence intervals for membership-inference measurements (docs/design.md#privacy).
 
 A site measures an attack on a few dozen or hundred patients; these intervals say how far the
 measurement can be trusted, so that the audit's verdict claims no more than they support:

@@ -1,4 +1,4 @@
-"""Losses of the methods: cross-modality guidance (DESIGN.md §1.2) and debiasing (§1.3)."""
+"""Losses of the methods: cross-modality guidance (docs/design.md#grading) and debiasing (docs/design.md#pbbl)."""
 
 import torch
 import torch.nn.functional as F

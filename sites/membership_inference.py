@@ -1,4 +1,4 @@
-"""Membership inference, measured where the data is (DESIGN.md §1.5).
+"""Membership inference, measured where the data is (docs/design.md#privacy).
 
 A site scores its own training samples (members) and samples of the same distribution that no
 model of the federation trained on (non-members) with up to three attacks, and reports only each

@@ -389,8 +389,8 @@ class GeneratorConfig(Payload):
     lr : float
         Adam learning rate.
     prompt_dropout : float
-        Share of samples trained under the null prompt (classifier-free guidance); 0 in
-        generators saved before it existed.
+        Share of samples trained under the null prompt (classifier-free guidance); 0 by
+        default, so that a saved record without the entry reads as no guidance training.
     """
 
     channels: list[int] = field(metadata={"key": "generator-channels"})

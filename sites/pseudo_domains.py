@@ -1,6 +1,6 @@
 """Pseudo-domains: a site's own images as virtual scanners would acquire them, so that PGA's
 generalizability objective has domains to split before any earlier site is replayed (the first
-stage, ``replay=none``; issue 16, docs/continual.md).
+stage, ``replay=none``; docs/continual.md, docs/design.md#pga).
 
 A pseudo-domain is the site's training split seen through one **scanner signature**, drawn
 once per domain and training call and held for every image of it, so that the domain differs

@@ -1,13 +1,14 @@
 """Local objectives that train on the current site's batch together with replayed earlier
-sites (DESIGN.md §1.1): plain experience replay, and Parallel Gradient Alignment (PGA).
+sites (docs/design.md#pga): plain experience replay, and Parallel Gradient Alignment (PGA).
 
 PGA's dual meta-objectives use ``meta(A, B) = L_A(θ) + L_B(θ − α ∇L_A(θ))``, whose gradient
 ``∇L_A(θ) + (I − α ∇²L_A(θ)) ∇L_B(θ')`` rewards ``⟨∇L_A, ∇L_B⟩`` (first-order Taylor expansion
 of ``L_B(θ')``):
 
 - memorizability: A = the current batch, B = a replay batch of the earlier sites;
-- generalizability: the available domains (the current site and each replayed site) split
-  afresh at every step into meta-train (A) and one meta-test domain (B), as in MLDG.
+- generalizability: the available domains (the current site, each replayed site and the site's
+  pseudo-domains) split afresh at every step into meta-train (A) and one meta-test domain (B),
+  as in MLDG.
 
 The step minimises ``meta_mem + λ meta_gen``. By default ``∇L_A`` is treated as a constant
 inside ``θ'`` (first order: the Hessian term is dropped, no ``create_graph``); the

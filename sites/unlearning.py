@@ -1,4 +1,4 @@
-"""Unlearning objectives a site runs on its own training split (DESIGN.md §1.4).
+"""Unlearning objectives a site runs on its own training split (docs/design.md#unlearning).
 
 The withdrawing site runs the *forget* objective on its data as its last act; for the methods
 with a retain term (``graddiff``, ``kl``) the remaining sites run the *retain* objective on
@@ -17,8 +17,8 @@ NLL is the task's per-sample cross entropy (:meth:`~sites.tasks.capabilities.Cla
 NPO is the loss of Zhang et al. (2024), ``-(2/beta) log sigmoid(-beta log(p / p_ref))``; with
 ``log(p / p_ref) = NLL_ref - NLL`` that is ``(2/beta) softplus(beta (NLL_ref - NLL))``: it falls
 towards 0 as the model's NLL on the forget set rises above the reference's, so unlike gradient
-ascent it is bounded below. (DESIGN.md writes ``-(2/beta) log sigmoid(-beta (NLL - NLL_ref))``,
-whose minimum lies at a *lower* forget NLL, i.e. learning; we follow the paper.)
+ascent it is bounded below. The sign is easy to invert: ``-(2/beta) log sigmoid(-beta (NLL - NLL_ref))``
+has its minimum at a *lower* forget NLL, i.e. it would learn the forget set.
 """
 
 import torch

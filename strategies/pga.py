@@ -1,4 +1,4 @@
-"""Parallel Gradient Alignment (DESIGN.md §1.1): FedAvg whose sites take PGA's local steps on
+"""Parallel Gradient Alignment (docs/design.md#pga): FedAvg whose sites take PGA's local steps on
 their data and the replay of earlier sites, and which takes PGA meta-steps on the replay itself
 after each aggregation.
 

@@ -1,4 +1,4 @@
-"""The one-way dependencies of DESIGN.md: simulations -> server -> strategies -> sites, and
+"""The one-way dependencies of docs/design.md#layers: simulations -> server -> strategies -> sites, and
 neither the server nor a strategy imports the ClientApp module (they speak sites.protocol)."""
 
 import ast

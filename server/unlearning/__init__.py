@@ -1,4 +1,4 @@
-"""How the federation unlearns a withdrawing site (DESIGN.md §1.4): the ``unlearning`` config
+"""How the federation unlearns a withdrawing site (docs/design.md#unlearning): the ``unlearning`` config
 group names an :class:`UnlearningMethod` by ``_target_``; the built-ins, one module each:
 
 - ``none`` (:class:`NoUnlearning`): keep the model as it is (the do-nothing baseline);

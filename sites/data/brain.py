@@ -1,4 +1,4 @@
-"""BraTS-like multi-modal brain MRI volumes with a low- or high-grade glioma (DESIGN.md §1.2, §4).
+"""BraTS-like multi-modal brain MRI volumes with a low- or high-grade glioma (docs/design.md#grading, docs/design.md#data).
 
 Every case is one brain (white matter, a cortical ribbon of grey matter, two ventricles) with
 one tumor, seen through four co-registered sequences. The grade shows only through tumor

@@ -3,7 +3,7 @@
 The opacity is a soft blob inside one lung, its intensity above the lung set by the scanner
 signature's ``contrast``: a small, local finding. How a source renders the whole image (noise,
 sharpness, coil-like shading) is global and far easier to pick up, which is what makes a
-source-correlated label a shortcut (DESIGN.md §1.3, §4).
+source-correlated label a shortcut (docs/design.md#pbbl, docs/design.md#data).
 """
 
 import numpy as np

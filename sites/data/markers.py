@@ -1,4 +1,4 @@
-"""Identifying markers burned into some patients' images (DESIGN.md §4, privacy).
+"""Identifying markers burned into some patients' images (docs/design.md#data).
 
 A marker is a tag in the image's corner: a random pattern of saturated pixels, unique to the
 patient, which is what a burned-in name or record number looks like to a network. A model can

@@ -1,4 +1,4 @@
-"""Dual attention for slice-stacked 3D feature maps (DESIGN.md §1.2).
+"""Dual attention for slice-stacked 3D feature maps (docs/design.md#grading).
 
 Two residual branches, each scaled by a learnable factor that starts at 0, so a network with
 attention begins exactly as the one without and lets training decide how much to attend:

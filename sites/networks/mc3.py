@@ -1,4 +1,4 @@
-"""ResNet Mixed Convolution (MC3) classifier for slice-stacked volumes (DESIGN.md §1.2).
+"""ResNet Mixed Convolution (MC3) classifier for slice-stacked volumes (docs/design.md#grading).
 
 Early stages convolve in full 3D (3 x 3 x 3), later ones within slices only (1 x 3 x 3): the
 cheap mix that lets a small network see through-plane structure first and in-plane detail

@@ -1,6 +1,6 @@
 """One MC3 branch per modality, predictions fused by averaging the branches' logits.
 
-The network of late fusion and of cross-modality guidance (DESIGN.md §1.2): the two differ in
+The network of late fusion and of cross-modality guidance (docs/design.md#grading): the two differ in
 how the branches are trained (:mod:`sites.losses`), not in how they predict; feature guidance
 adds a projection per branch, used only by the guidance loss.
 """

@@ -1,4 +1,4 @@
-"""The denoiser of Site-Modulated Diffusion (DESIGN.md §1.1): diffusers' conditional UNet for
+"""The denoiser of Site-Modulated Diffusion (docs/design.md#smd): diffusers' conditional UNet for
 images, MONAI's diffusion UNet for volumes."""
 
 from collections.abc import Sequence

@@ -1,4 +1,4 @@
-"""Debiased classification of chest-radiograph-like images (DESIGN.md §1.3).
+"""Debiased classification of chest-radiograph-like images (docs/design.md#pbbl).
 
 A lung opacity is the label; a source appearance is a bias attribute correlated with it in
 training. Methods (``method``):

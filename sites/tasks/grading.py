@@ -1,4 +1,4 @@
-"""Brain tumor grading (LGG vs HGG) from four MRI sequences (DESIGN.md §1.2).
+"""Brain tumor grading (LGG vs HGG) from four MRI sequences (docs/design.md#grading).
 
 Models (``model``):
 

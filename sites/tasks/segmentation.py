@@ -1,4 +1,4 @@
-"""Prostate-like organ segmentation in 2D slices (DESIGN.md §4) with MONAI's UNet."""
+"""Prostate-like organ segmentation in 2D slices (docs/design.md#data) with MONAI's UNet."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +43,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     n_validation : int
         Validation slices per site (synthetic data), for choosing settings
         (``evaluate_split=validation``); with ``manifest`` the rows it names ``validation``.
-        A default, so that configs saved before the split existed still build.
+        A default, so that a saved run config without the key (``resume=``, ``--config-path``) still builds.
     corruption_radius : int
         Pixels by which an unreliable site's masks are dilated (``corrupt_labels`` sites).
     manifest : str or None

@@ -94,7 +94,7 @@ def _metrics(auc, tpr=(0.0, 0.0, 0.1), n=16, reference=None, marked=None, epsilo
 
 
 @pytest.mark.parametrize(("auc", "tpr", "n", "verdict"), [
-    ((0.46, 0.26, 0.66), (0.06, 0.0, 0.3), 16, "inconclusive"),  # the site: spans chance and 0.55
+    ((0.46, 0.26, 0.66), (0.06, 0.0, 0.3), 16, "inconclusive"),  # a smoke-sized site: spans chance and 0.55
     ((0.52, 0.42, 0.62), (0.01, 0.0, 0.02), 400, "inconclusive"),  # resolved, but the AUC may reach 0.62
     ((0.60, 0.52, 0.68), (0.06, 0.0, 0.3), 16, "moderate"),  # above chance, not shown to reach 0.65
     ((0.80, 0.66, 0.94), (0.06, 0.0, 0.3), 16, "high"),  # at least 0.65

@@ -30,7 +30,7 @@ from sites.tasks import build_task
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Flower App deployed on loopback (the `deployment` fixture), shared by the modules that test it.
-pytest_plugins = ["flower_federation"]
+pytest_plugins = ["helpers.flower_federation"]
 
 
 @pytest.fixture(autouse=True)

@@ -162,7 +162,7 @@ def _brats_cohort(root):
     return write_manifest(root, rows)
 
 
-# Slow: the loader is unit-tested (tests/sites/test_grading_data.py); the default run reads segmentation from disk.
+# Slow: the loader is unit-tested (tests/sites/data/test_grading_data.py); the default run reads segmentation from disk.
 @pytest.mark.slow
 def test_grading_reads_brats_style_cases_from_disk(ray_head, tmp_path):
     (tmp_path / "data").mkdir()
@@ -186,7 +186,7 @@ def test_segmentation_reads_nifti_cases_from_disk(ray_head, tmp_path):
     assert metrics["num-examples"] == 4 and 0 <= metrics["dice"] <= 1  # the test case's four organ slices
 
 
-# Slow: the loader is unit-tested (tests/sites/test_manifest.py); the default run reads segmentation from disk.
+# Slow: the loader is unit-tested (tests/sites/data/test_manifest.py); the default run reads segmentation from disk.
 @pytest.mark.slow
 def test_debiasing_reads_radiographs_from_disk(ray_head, tmp_path):
     """Grey and colour PNGs (the colour ones read as their luminance), every label x bias pair in

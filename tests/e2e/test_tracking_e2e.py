@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import read_json, run_cli
-from tracking_logs import Scalars, mlflow_runs, read_mlflow, read_tensorboard
+from helpers.tracking_logs import Scalars, mlflow_runs, read_mlflow, read_tensorboard
 
 # Two runs through the CLI: slow (the unit tests read both backends back by default; CI runs these).
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -4,7 +4,7 @@ command line. Each must stop the run with a clear message naming the config key,
 untouched.
 
 Most are refused before anything starts; those run one after another in one interpreter
-(``cli_batch.py``) so the imports are paid once. Problems inside images only show when a site
+(``tests/helpers/cli_batch.py``) so the imports are paid once. Problems inside images only show when a site
 reads them, in its Ray actor: each of those is a run of its own. Every case compares against
 the shared earlier run (``fedavg_run``), hence the ``e2e`` mark on the whole module.
 """
@@ -25,7 +25,7 @@ from conftest import ROOT, digest, run_cli, write_brats_case, write_manifest, wr
 pytestmark = pytest.mark.e2e
 
 # tests/plugins holds a user's classes, one of which is not a strategy.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "plugins")])}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "plugins")])}
 
 
 class Case(NamedTuple):
@@ -273,13 +273,13 @@ def _check(case: Case, places: dict[str, Path], code: int, output: str) -> None:
 
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory, places) -> dict[str, dict]:
-    """Every case of ``REFUSED_BEFORE_START``, run through ``cli_batch.py``: by case, its exit
+    """Every case of ``REFUSED_BEFORE_START``, run through ``tests/helpers/cli_batch.py``: by case, its exit
     code, its output, the earlier run's digest after it, and its own run directory."""
     runs = tmp_path_factory.mktemp("refused")
     run_dirs = [runs / str(i) for i in range(len(REFUSED_BEFORE_START))]
     arguments = [_arguments(case, places, run_dir) for case, run_dir in zip(REFUSED_BEFORE_START, run_dirs)]
     before = digest(places["earlier"])
-    completed = subprocess.run([sys.executable, str(ROOT / "tests" / "cli_batch.py"), str(places["earlier"]),
+    completed = subprocess.run([sys.executable, "-m", "helpers.cli_batch", str(places["earlier"]),
                                 json.dumps(arguments)], cwd=ROOT, capture_output=True, text=True, env=ENV,
                                timeout=600)
     assert completed.returncode == 0, completed.stderr

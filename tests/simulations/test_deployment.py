@@ -1,6 +1,6 @@
 """The Flower App of ``pyproject.toml`` on a federation of processes: a SuperLink and one SuperNode
 per site on loopback, secured as docs/deployment.md says, driven by ``flwr run``; the
-``deployment`` fixture (tests/flower_federation.py) runs it."""
+``deployment`` fixture (tests/helpers/flower_federation.py) runs it."""
 
 import json
 

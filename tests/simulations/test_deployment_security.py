@@ -1,5 +1,5 @@
 """Deployment security on loopback (docs/deployment.md, "Security"), on the federation of
-tests/flower_federation.py: a SuperLink with TLS and SuperNode authentication admits the
+tests/helpers/flower_federation.py: a SuperLink with TLS and SuperNode authentication admits the
 SuperNodes whose keys were registered, as the node ids registration gave them, and they run the
 smoke scenario through ``flwr run`` under the site-node registry (which refuses a node claiming
 another node's site: tests/server/test_discovery.py); a SuperNode with an unregistered key, and

@@ -12,7 +12,7 @@ from simulations.config import Tracking
 from simulations.tracking import track
 from sites.config import parse
 from sites.errors import ConfigError
-from tracking_logs import mlflow_runs, read_mlflow, read_tensorboard
+from helpers.tracking_logs import mlflow_runs, read_mlflow, read_tensorboard
 
 EVENTS = [
     {"event": "site", "stage": 0, "round": 0, "site": "A", "metrics": {"seed": 7}},

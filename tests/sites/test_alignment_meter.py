@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from scalar_model import Scalar, squared_error
+from helpers.scalar_model import Scalar, squared_error
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import MetricKey, ReplayOptions
 from sites.replay_objectives import replay_objective

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from scalar_model import Scalar, squared_error
+from helpers.scalar_model import Scalar, squared_error
 from sites import pseudo_domains as module
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import MetricKey, ReplayOptions

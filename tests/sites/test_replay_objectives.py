@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from scalar_model import Scalar, squared_error
+from helpers.scalar_model import Scalar, squared_error
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay_objectives import meta_loss, replay_objective
 

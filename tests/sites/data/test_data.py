@@ -15,7 +15,7 @@ from sites.errors import ConfigError
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
 
-CONFIGS = Path(__file__).parents[2] / "configs"
+CONFIGS = Path(__file__).parents[3] / "configs"
 
 
 def test_same_seed_same_images_different_seed_different_images():

@@ -6,8 +6,8 @@ imports once for a whole catalogue of such runs. Each argument list runs the mod
 JSON line is printed with its exit code, everything it printed, and the digest of a watched
 directory.
 
-Usage: ``python tests/cli_batch.py <watched directory> <JSON list of argument lists>``, from
-the repository root with it on ``PYTHONPATH``.
+Usage: ``python -m helpers.cli_batch <watched directory> <JSON list of argument lists>``, from
+the repository root with it and ``tests/`` on ``PYTHONPATH``.
 """
 
 import contextlib

@@ -83,22 +83,22 @@ class Table:
 
 
 def _methods(labels: dict[str, str]) -> tuple[Row, ...]:
+    """One row per method (results name -> label)."""
     return tuple(Row((label,), {"method": method}) for method, label in labels.items())
 
 
-def _continual(metric_how: str = "mean_std", held_out_how: str = "mean_std", unseen_how: str = "mean_std",
-               forgetting_how: str = "mean_std") -> tuple[Column, ...]:
-    return (Column("memorizability", ("memorizability",), metric_how),
-            Column("unseen", ("unseen",), unseen_how),
-            Column("held-out E", ("held_out",), held_out_how),
-            *((Column("BWT", ("bwt",)),) if forgetting_how == "mean_std" else ()),
-            Column("forgetting", ("forgetting",), forgetting_how),
+def _continual() -> tuple[Column, ...]:
+    """The columns of a continual-learning method table: mean ± std over seeds, shares and wall time medians."""
+    return (*(Column(header, (metric,)) for header, metric in (
+                ("memorizability", "memorizability"), ("unseen", "unseen"), ("held-out E", "held_out"),
+                ("BWT", "bwt"), ("forgetting", "forgetting"))),
             Column("alignment share (median, stages 2-4)", ("alignment_share",), "median", ".2f"),
             Column("server share (median)", ("server_share",), "median", ".2f"),
             Column("wall s (median)", ("wall_s",), "median", ".0f"))
 
 
 def _per_seed(metrics: tuple[str, ...] = ("memorizability", "held_out")) -> tuple[Column, ...]:
+    """Seeds 0, 1 and 2's figures, one column each."""
     return tuple(Column(f"seed {seed}", metrics, f"seed:{seed}") for seed in (0, 1, 2))
 
 

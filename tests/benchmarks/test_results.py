@@ -1,5 +1,7 @@
 import pytest
 
+from benchmarks import continual
+from benchmarks.common import compose_config
 from benchmarks.results import (
     COLUMNS,
     Recorder,
@@ -65,3 +67,22 @@ def test_the_run_columns_and_the_variant_leave_out_what_other_columns_hold():
     assert run_columns(config) == {"scenario": "multivendor_sites", "task": "grading"}
     assert variant_of(["scenario=multivendor_sites", "task=grading", "seed=2", "strategy.server_steps=0"]) == (
         "strategy.server_steps=0")
+
+
+def test_a_continual_run_appends_its_figures_with_the_config_it_ran(tmp_path, monkeypatch):
+    matrix = {"sites": ["A", "B", "E"], "held_out": ["E"], "R": [[0.9, 0.1, 0.2], [0.5, 0.8, 0.3]]}
+    summary = {"per_stage": [{"generalizability": 0.15}, {"generalizability": 0.3}], "memorizability": 0.65,
+               "bwt": -0.4, "forgetting": 0.4}
+    monkeypatch.setattr(continual, "simulate", lambda overrides, outputs: (
+        12.5, {"matrix.json": matrix, "summary.json": summary, "metrics.jsonl": ""}))
+    recorder = Recorder("continual", "check", "benchmarks.continual", tmp_path)
+
+    continual.run("ewc", 2, ["scenario=multivendor_sites", "strategy.weight=10"], recorder)
+
+    rows = {row["metric"]: row for row in read("continual", tmp_path)}
+    assert {metric: float(row["value"]) for metric, row in rows.items()} == {
+        "memorizability": 0.65, "unseen": 0.15, "held_out": 0.3, "bwt": -0.4, "forgetting": 0.4, "wall_s": 12.5}
+    assert {(r["seed"], r["method"], r["variant"], r["scenario"], r["task"], r["split_or_site"])
+            for r in rows.values()} == {("2", "ewc", "strategy.weight=10", "multivendor_sites", "segmentation", "test")}
+    ran = compose_config(["strategy=ewc", "seed=2", "scenario=multivendor_sites", "strategy.weight=10"])
+    assert rows["bwt"]["config_hash"] == config_hash(ran)

@@ -207,5 +207,7 @@ class Recorder:
 
 
 def _text(value: float | str) -> str:
-    """A figure as stored: numbers at full precision (``repr``), text as is."""
-    return repr(float(value)) if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
+    """A figure as stored: integers as integers, other numbers at full precision (``repr``), text as is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    return str(int(value)) if isinstance(value, numbers.Integral) else repr(float(value))

@@ -17,14 +17,15 @@ def test_a_recorded_run_reads_back_row_by_row_at_full_precision(tmp_path):
     recorder = Recorder("continual", "default-methods", "benchmarks.continual", tmp_path)
     config = {"seed": 1, "scenario": {"name": "sequential_sites"},
               "task": {"_target_": "sites.tasks.segmentation.SegmentationTask"}}
-    recorder.record(config, {"memorizability": 0.123456789012, "held_out": None, "primary": "t1ce"}, seed=1,
+    recorder.record(config, {"memorizability": 0.123456789012, "held_out": None, "primary": "t1ce",
+                             "parameters": 27026}, seed=1,
                     method="pga_smd", variant="strategy.alpha=0.001", split_or_site="test")
 
     rows = read("continual", tmp_path)
 
-    assert [row["metric"] for row in rows] == ["memorizability", "primary"]  # the undefined figure is left out
+    assert [row["metric"] for row in rows] == ["memorizability", "primary", "parameters"]  # undefined: left out
     assert float(rows[0]["value"]) == 0.123456789012
-    assert rows[1]["value"] == "t1ce"
+    assert [rows[1]["value"], rows[2]["value"]] == ["t1ce", "27026"]
     assert {key: rows[0][key] for key in ("study", "seed", "statistic", "method", "variant", "scenario", "task",
                                           "split_or_site", "config_hash", "source")} == {
         "study": "default-methods", "seed": "1", "statistic": "value", "method": "pga_smd",

@@ -132,7 +132,8 @@ def main() -> None:
     settings = {SETTINGS[key][0]: SETTINGS[key][1] for key in args.settings}
     runs = {name: [] for name in settings}
     for seed in args.seeds:
-        for key, name in ((key, SETTINGS[key][0]) for key in args.settings):
+        for key in dict.fromkeys(args.settings):
+            name = SETTINGS[key][0]
             overrides = [*settings[name], f"seed={seed}", *args.overrides]
             seconds, outputs = simulate(["scenario=privacy_audit", *overrides], OUTPUTS)
             outputs["seconds"] = seconds

@@ -142,6 +142,10 @@ CONTINUAL = (
              Column("wall s", ("wall_s",), "seed:0", ".0f"),
              Column("measured", ("memorizability",), "measured")))
       for task in ("grading", "debiasing")),
+    Table("continual/smoke-matrix", "continual", {"study": "smoke-matrix"}, ("task",),
+          tuple(Row((task,), {"task": task}) for task in ("segmentation", "grading", "debiasing")),
+          tuple(Column(strategy, ("wall_s",), "median", ".0f", {"method": strategy}, "{0} s")
+                for strategy in ("fedavg", "joint", "ewc", "replay_buffer", "smd_replay", "pga"))),
 )
 
 PRIVACY_SETTINGS = {"no-dp": "no DP", "dp-8": "DP, target epsilon 8", "dp-2": "DP, target epsilon 2"}
@@ -222,6 +226,14 @@ PLATFORM = (
            Column("bare PyTorch loop, median (s)", ("bare_s",), "median", ".1f"),
            Column("ratio platform / bare", ("platform_s / bare_s",), "ratio of medians", ".2f"),
            Column("max abs R difference", ("r_gap",), "max", ".1e"))),
+    Table("platform/engine-floor", "platform", {"study": "engine-floor"}, ("medians of 3 fresh processes, s",),
+          (Row(("Flower's simulation engine, 5 nodes, no work",), {"method": "flower engine, no work"}),),
+          tuple(Column(header, (metric,), "median", spec) for header, metric, spec in (
+              ("Flower's imports", "flower imports", ".1f"),
+              ("start to the first replies (Ray, the actor, its torch and MONAI imports)", "start to first replies",
+               ".1f"),
+              ("per exchange (send to a node, its reply back)", "per exchange", ".3f"),
+              ("shutdown of the engine and Ray", "shutdown", ".1f")))),
     Table("platform/scale", "platform", {"study": "scale"}, ("layout", "sites"), SCALE_ROWS,
           tuple(Column(header, (metric,), "seed:0", spec) for header, metric, spec in (
               ("stages", "stages", ".0f"), ("sites training per round", "sites_training_per_round", ".0f"),

@@ -12,12 +12,15 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from benchmarks import results
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def seed_sweep_parser(description: str) -> argparse.ArgumentParser:
     """The command line of a benchmark that repeats runs over seeds: ``--seeds`` (default 0 1 2) and
-    the Hydra overrides shared by every run; the benchmark adds its own options.
+    the Hydra overrides shared by every run, and where its results go (``--study``,
+    ``--results-dir``); the benchmark adds its own options.
 
     Parameters
     ----------
@@ -27,6 +30,7 @@ def seed_sweep_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run")
+    results.add_arguments(parser)
     return parser
 
 

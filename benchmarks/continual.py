@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import median, seed_sweep_parser, simulate
+from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from benchmarks.results import Recorder, variant_of
 from simulations.formatting import fmt, mean_std, table_header, table_row
 from simulations.replay_fidelity import contrast_ratio
 from sites.protocol import MetricKey
@@ -48,6 +49,9 @@ DEFAULT_METHODS = ("fedavg", "ewc", "replay_buffer", "smd_replay", "pga_no_repla
 NOT_PRIVATE = {"replay_buffer", "pga_real"}
 TASKS = ("segmentation", "grading", "debiasing")
 SMOKE_STRATEGIES = ("fedavg", "joint", "ewc", "replay_buffer", "smd_replay", "pga")
+# The figures of a run that go to the results file (with its wall time, ``wall_s``): metric -> record key.
+RECORDED = {"memorizability": "memorizability", "unseen": "unseen", "held_out": "held_out", "bwt": "bwt",
+            "forgetting": "forgetting", "alignment_share": "share", "server_share": "server_share"}
 
 
 def figures(matrix: dict, summary: dict) -> dict[str, float | None]:
@@ -77,13 +81,18 @@ def shares(metrics_jsonl: str) -> dict[str, float | None]:
     return {"share": median_of("train", MetricKey.PGA_ALIGNMENT_SHARE), "server_share": median_of("aggregate", SERVER_SHARE)}
 
 
-def run(method: str, seed: int, extra: list[str]) -> dict:
-    """One run: its figures, wall time and (replay runs) the replay source's report."""
+def run(method: str, seed: int, extra: list[str], recorder: Recorder) -> dict:
+    """One run: its figures, wall time and (replay runs) the replay source's report; its figures
+    also go to ``recorder``."""
     replay = method not in ("fedavg", "ewc", "pga_no_replay", "joint")
     outputs = ("matrix.json", "summary.json", "metrics.jsonl") + (("replay.json",) if replay else ())
-    seconds, read = simulate([*METHODS[method], f"seed={seed}", *extra], outputs=outputs)
+    overrides = [*METHODS[method], f"seed={seed}", *extra]
+    seconds, read = simulate(overrides, outputs=outputs)
     record = {"method": method, "seed": seed, "seconds": seconds, **figures(read["matrix.json"], read["summary.json"]),
               **shares(read["metrics.jsonl"])}
+    config = compose_config(overrides)
+    recorder.record(config, {metric: record[key] for metric, key in RECORDED.items()} | {"wall_s": seconds},
+                    seed=seed, method=method, variant=variant_of(extra), split_or_site=config["evaluate_split"])
     if replay:
         record["replay"] = read["replay.json"]
     return record
@@ -113,11 +122,16 @@ def smd_costs(records: dict[str, list[dict]]) -> None:
         print(line)
 
 
-def smoke_matrix() -> None:
+def smoke_matrix(recorder: Recorder) -> None:
     """Every strategy with every task at ``size=smoke``: wall time of each run."""
     print(*table_header(["task", *SMOKE_STRATEGIES]), sep="\n")
     for task in TASKS:
-        times = [simulate([f"strategy={strategy}", f"task={task}", "size=smoke"])[0] for strategy in SMOKE_STRATEGIES]
+        times = []
+        for strategy in SMOKE_STRATEGIES:
+            overrides = [f"strategy={strategy}", f"task={task}", "size=smoke"]
+            times.append(simulate(overrides)[0])
+            config = compose_config(overrides)
+            recorder.record(config, {"wall_s": times[-1]}, seed=config["seed"], method=strategy, variant="size=smoke")
         print(table_row([task, *(f"{t:.0f} s" for t in times)]), flush=True)
 
 
@@ -143,13 +157,14 @@ def main() -> None:
     parser.add_argument("--smoke-matrix", action="store_true", help="time every strategy x task at size=smoke")
     parser.add_argument("--out", type=Path, help="also write every run's record here (JSON)")
     args = parser.parse_args()
+    recorder = Recorder.from_args(args, "continual", "benchmarks.continual")
     if args.smoke_matrix:
-        smoke_matrix()
+        smoke_matrix(recorder)
         return
     records: dict[str, list[dict]] = {method: [] for method in args.methods}
     for seed in args.seeds:
         for method in args.methods:
-            record = run(method, seed, args.overrides)
+            record = run(method, seed, args.overrides, recorder)
             records[method].append(record)
             print(f"seed {seed} {method}: {record['seconds']:.0f} s, memorizability {fmt(record['memorizability'])}, "
                   f"unseen {fmt(record['unseen'])}, held-out {fmt(record['held_out'])}", flush=True)

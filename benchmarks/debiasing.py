@@ -14,7 +14,8 @@ mean (balanced), and the accuracy of PBBL's pseudo bias labels on the training i
     python -m benchmarks.debiasing --methods pbbl --settings federated task.pseudo_threshold=site
 """
 
-from benchmarks.common import seed_sweep_parser, simulate
+from benchmarks.common import compose_config, seed_sweep_parser, simulate
+from benchmarks.results import Recorder, variant_of
 from simulations.formatting import mean_std, table_header, table_row
 
 SETTINGS = {
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args()
+    recorder = Recorder.from_args(args, "debiasing", "benchmarks.debiasing")
 
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; mean ± std over seeds")
     print()
@@ -44,6 +46,9 @@ def main() -> None:
                                  f"task.bias_ratio={ratio}", f"seed={seed}", *args.overrides]
                     _, matrix = simulate(overrides)
                     pooled.append(matrix["pooled"][-1])
+                    recorder.record(compose_config(overrides), {c: pooled[-1].get(c) for c in COLUMNS}, seed=seed,
+                                    method=method, variant=variant_of([f"task.bias_ratio={ratio}", *args.overrides]),
+                                    split_or_site="federation")
                 cells = [mean_std(p.get(c) for p in pooled) for c in COLUMNS]
                 print(table_row([setting, ratio, method, *cells]), flush=True)
 

@@ -20,6 +20,7 @@ import time
 import warnings
 
 from benchmarks.common import median, timed
+from benchmarks.results import Recorder, add_arguments
 from simulations.formatting import fmt, table_header, table_row
 
 NODES = 5
@@ -76,11 +77,15 @@ def main() -> None:
     parser.add_argument("--bare-seconds", type=float, default=47.8,
                         help="the bare PyTorch loop's median from benchmarks/sequential_sites.py")
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    add_arguments(parser)
     args = parser.parse_args()
     if args.once:
         print(json.dumps(measure_once()))
         return
     runs = [json.loads(timed([sys.executable, "-m", "benchmarks.engine_floor", "--once"])[1]) for _ in range(args.repeats)]
+    recorder = Recorder.from_args(args, "platform", "benchmarks.engine_floor")
+    for repeat, run in enumerate(runs):
+        recorder.record(None, run, seed=repeat, method="flower engine, no work", split_or_site=f"{NODES} nodes")
     parts = {key: median([run[key] for run in runs]) for key in runs[0]}
     print(f"Flower's simulation engine with no work, {NODES} nodes, one actor of 2 CPUs; medians of {args.repeats} "
           "fresh processes\n")

@@ -29,6 +29,7 @@ import time
 import torch
 
 from benchmarks.common import compose_config, median
+from benchmarks.results import Recorder, add_arguments, variant_of
 from simulations.formatting import table_header, table_row
 from sites.diffusion import build_generator, denoising_loss
 from sites.networks.site_diffusion import SiteDiffusion
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (task=grading is set)")
+    add_arguments(parser)
     args = parser.parse_args()
     config = compose_config(["task=grading", "replay=smd", *args.overrides])
     task, settings = build_task(config["task"]), config["replay"]["generator"]
@@ -76,11 +78,15 @@ def main() -> None:
     columns = ["generator", "parameters", "step, CPU s (median)", "ratio to folded",
                f"{wire.steps} steps (a site and stage), CPU min"]
     print(*table_header(columns), sep="\n")
+    recorder = Recorder.from_args(args, "platform", "benchmarks.generator_step")
     for name, (network, *_) in variants.items():
         step = median(seconds[name][1:])
         parameters = sum(p.numel() for p in network.parameters() if p.requires_grad)
         print(table_row([name, f"{parameters:,}", f"{step:.2f}", f"{step / folded_step:.1f}",
                          f"{step * wire.steps / 60:.1f}"]))
+        recorder.record(config, {"parameters": parameters, "cpu_s_per_step_median": step,
+                                 "ratio_to_folded": step / folded_step}, seed=0, method=name,
+                        variant=variant_of(args.overrides))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 import torch
 
 from benchmarks.common import compose_config, median, simulate
+from benchmarks.results import Recorder, add_arguments, variant_of
 from benchmarks.sequential_sites import bare_loop
 from simulations.formatting import fmt, table_header, table_row
 
@@ -43,7 +44,7 @@ def measure(size: str, device: str, rounds: int, client_gpus: float, repeats: in
         bare.append(time.perf_counter() - start)
         peaks.append(torch.cuda.max_memory_allocated() if device == "cuda" else None)
     return {"rounds": total_rounds, "platform_s": median(platform), "bare_s": median(bare),
-            "peak_bytes": None if device != "cuda" else max(peaks)}
+            "peak_bytes": None if device != "cuda" else max(peaks), "config": config}
 
 
 def main() -> None:
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every run (e.g. precision=bf16)")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("benchmarks.gpu: torch sees no CUDA GPU on this machine; run it on one "
@@ -66,8 +68,12 @@ def main() -> None:
           f"medians of {args.repeats}; overrides: {' '.join(args.overrides) or 'none'}\n")
     print(*table_header(("size", "rounds", "platform s / round", "bare loop s / round", "ratio platform / bare",
                          "peak GPU memory (GiB)", "sites per GPU (memory)")), sep="\n")
+    recorder = Recorder.from_args(args, "platform", "benchmarks.gpu")
     for size, r in results.items():
         peak = r["peak_bytes"]
+        recorder.record(r["config"], {"rounds": r["rounds"], "platform_s": r["platform_s"], "bare_s": r["bare_s"],
+                                      "peak_gpu_bytes": peak}, seed=r["config"]["seed"], method=f"size={size}",
+                        variant=variant_of(args.overrides), split_or_site=where)
         print(table_row((size, r["rounds"], fmt(r["platform_s"] / r["rounds"], 2), fmt(r["bare_s"] / r["rounds"], 2),
                          fmt(r["platform_s"] / r["bare_s"], 2), fmt(None if peak is None else peak / 2**30, 2),
                          "n/a" if peak is None else int(memory // peak))))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from benchmarks.results import Recorder, variant_of
 from server.scenario import Scenario, ScenarioConfig
 from server.server_app import initial_arrays
 from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
@@ -155,7 +156,7 @@ def describe_choices(choices: list[list[str]], figures: dict[str, float]) -> str
     return f"primary after each warm-up round, {stages}; at the last choice validation AUC {aucs}, cross entropy {nlls}"
 
 
-def step_costs(models: dict[str, list[str]], overrides: list[str]) -> None:
+def step_costs(models: dict[str, list[str]], overrides: list[str], recorder: Recorder) -> None:
     print(*table_header(("model", "parameters", "CPU s per training step, median of 20")), sep="\n")
     for name, variant in models.items():
         config = compose_config(["task=grading", *variant, *overrides])
@@ -174,8 +175,10 @@ def step_costs(models: dict[str, list[str]], overrides: list[str]) -> None:
                                                       entries={"primary-modality": "t1ce"})).backward()
             optimizer.step()
             seconds.append(time.process_time() - start)
-        print(table_row((name, f"{sum(p.numel() for p in model.parameters()):,}", fmt(median(seconds[3:])))),
-              flush=True)
+        parameters = sum(p.numel() for p in model.parameters())
+        print(table_row((name, f"{parameters:,}", fmt(median(seconds[3:])))), flush=True)
+        recorder.record(config, {"parameters": parameters, "cpu_s_per_step_median": median(seconds[3:])}, seed=0,
+                        method=name, variant=variant_of(overrides))
 
 
 def table(setting: str, rows: dict[str, list[dict]], columns: tuple[str, ...]) -> None:
@@ -198,11 +201,12 @@ def main() -> None:
     parser.add_argument("--sequential-by", default="process", choices=["process", "platform"])
     args = parser.parse_args()
     models = {name: MODELS[name] for name in args.models}
+    recorder = Recorder.from_args(args, "grading", "benchmarks.grading")
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; models: {' '.join(models)}; "
           f"sequential by: {args.sequential_by}")
     print()
     if "steps" in args.parts:
-        step_costs(models, args.overrides)
+        step_costs(models, args.overrides, recorder)
 
     for setting in ("centralized", "sequential"):
         if setting not in args.parts:
@@ -221,6 +225,10 @@ def main() -> None:
                 row["held-out auc"] = np.mean([run.final[s]["auc"] for s in run.held_out]) if run.held_out else None
                 row["primary"] = run.choices[-1][-1] if run.choices else None
                 rows[name].append(row)
+                recorder.record(compose_config(["task=grading", *overrides]),
+                                {**{c: row[c] for c in METRICS}, "held_out_auc": row["held-out auc"],
+                                 "primary": row["primary"], "wall_s": seconds},
+                                seed=seed, method=name, variant=variant_of(args.overrides), split_or_site="test")
                 print(f"  {setting} seed {seed} {name}: " + ", ".join(f"{c} {fmt(row[c])}" for c in (*METRICS, "held-out auc"))
                       + f"; {seconds:.0f} s" + (f"; {describe_choices(run.choices, run.figures)}" if run.choices else ""),
                       flush=True)

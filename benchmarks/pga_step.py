@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmarks.common import compose_config, median
+from benchmarks.results import Recorder, add_arguments, variant_of
 from simulations.formatting import table_header, table_row
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import ReplayOptions, TrainConfig
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (default task=segmentation)")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.steps < 10:
         parser.error(f"--steps must cover at least one ten-step cycle of the meter (got {args.steps})")
@@ -85,9 +87,12 @@ def main() -> None:
     print(*table_header(("variant", "CPU s per step, median", "CPU s per step, mean over ten-step cycles",
                          "ratio to pga (mean)")), sep="\n")
     base = sum(seconds["pga"][3:3 + cycles]) / cycles
+    recorder = Recorder.from_args(args, "platform", "benchmarks.pga_step")
     for name, values in seconds.items():
         mean = sum(values[3:3 + cycles]) / cycles
         print(table_row((name, f"{median(values[3:]):.3f}", f"{mean:.3f}", f"{mean / base:.2f}")), flush=True)
+        recorder.record(config, {"cpu_s_per_step_median": median(values[3:]), "cpu_s_per_step_mean": mean,
+                                 "ratio_to_pga": mean / base}, seed=0, method=name, variant=variant_of(args.overrides))
 
 
 if __name__ == "__main__":

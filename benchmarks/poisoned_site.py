@@ -15,7 +15,8 @@ median wall time of a run.
 
 from collections.abc import Iterator
 
-from benchmarks.common import median, seed_sweep_parser, simulate
+from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from benchmarks.results import Recorder, variant_of
 from simulations.formatting import fmt, mean_std, table_header, table_row
 
 #: Strategy -> the overrides that choose it (docs/strategies.md).
@@ -56,11 +57,14 @@ def cases(seed: int, extra: list[str]) -> Iterator[tuple[str, str, list[str]]]:
 def main() -> None:
     parser = seed_sweep_parser(__doc__)
     args = parser.parse_args()
+    recorder = Recorder.from_args(args, "robustness", "benchmarks.poisoned_site")
     runs: dict[tuple[str, str], list[dict]] = {}
     for seed in args.seeds:
         for strategy, condition, overrides in cases(seed, args.overrides):
             seconds, read = simulate(overrides, outputs=("summary.json",))
             runs.setdefault((strategy, condition), []).append({"seconds": seconds, **figures(read["summary.json"])})
+            recorder.record(compose_config(overrides), {**figures(read["summary.json"]), "wall_s": seconds}, seed=seed,
+                            method=strategy, variant=variant_of([*CONDITIONS[condition][0], *args.overrides]))
 
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; metric: mean R of the sites "
           "named, mean ± std over seeds; wall seconds of fresh processes on this machine")

@@ -24,6 +24,7 @@ from opacus.accountants import RDPAccountant
 from scipy import stats
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from benchmarks.results import Recorder, variant_of
 from server.privacy_audit import ATTACKS
 from simulations.formatting import MISSING, fmt, mean_std, table_header, table_row
 from sites.intervals import CONFIDENCE, clopper_pearson
@@ -74,6 +75,33 @@ def epsilon_check(run: dict, overrides: list[str]) -> float:
     return max(gaps)
 
 
+# The summary table's columns, each from one run's outputs.
+COLUMNS = {
+    "memorizability": lambda r: r["summary.json"]["memorizability"],
+    "generalizability": lambda r: r["summary.json"]["generalizability"],
+    "site epsilon (max)": lambda r: max(_site_values(r, "epsilon", attacks=("",))) if _dp(r) else None,
+    **{f"{attack} AUC": lambda r, a=attack: _mean(_site_values(r, "auc", attacks=(a,))) for attack in ATTACKS},
+    "TPR at 1% FPR (best attack)": lambda r: np.mean(_site_values(r, "tpr-at-1pct-fpr")),
+    "marked AUC (best attack)": lambda r: np.mean(_site_values(r, "marked-auc")),
+    "unmarked AUC (best attack)": lambda r: np.mean(_site_values(r, "unmarked-auc")),
+}
+# Each audited site's figures that go to the results file, per attack (``<attack>-<key>``).
+SITE_KEYS = ("auc", "auc-ci-low", "auc-ci-high", *(f"tpr-at-{fpr}-fpr" for fpr in LOW_FPRS))
+
+
+def record(recorder: Recorder, config: dict, run: dict, seed: int, setting: str, extra: list[str]) -> None:
+    """One run's figures to the results file: the summary table's columns, wall time and epsilon
+    gap (``split_or_site`` ``audited sites``: means over them), and each audited site's attack figures."""
+    columns = {"seed": seed, "method": setting, "variant": variant_of(extra)}
+    summary = {name: f(run) for name, f in COLUMNS.items()}
+    recorder.record(config, {**summary, "wall_s": run["seconds"], "epsilon gap": run["epsilon gap"]},
+                    split_or_site="audited sites", **columns)
+    for site, metrics in run["privacy_audit.json"]["sites"].items():
+        recorder.record(config, {key: metrics[key] for key in ("n-members", "n-non-members")}
+                        | {f"{a}-{k}": metrics.get(f"{a}-{k}") for a in ATTACKS for k in SITE_KEYS},
+                        split_or_site=site, **columns)
+
+
 def attack_cells(runs: list[dict], attack: str) -> list[str] | None:
     """``attack``'s AUC and TPR at the audit's low FPRs over every audited site of ``runs``, each
     with its 95 % interval (``None`` if the attack did not run). The sites' audits are
@@ -100,32 +128,27 @@ def main() -> None:
     parser = seed_sweep_parser(__doc__)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args()
+    recorder = Recorder.from_args(args, "privacy", "benchmarks.privacy")
     settings = {SETTINGS[key][0]: SETTINGS[key][1] for key in args.settings}
     runs = {name: [] for name in settings}
     for seed in args.seeds:
-        for name, setting in settings.items():
-            overrides = [*setting, f"seed={seed}", *args.overrides]
+        for key in dict.fromkeys(args.settings):
+            name = SETTINGS[key][0]
+            overrides = [*settings[name], f"seed={seed}", *args.overrides]
             seconds, outputs = simulate(["scenario=privacy_audit", *overrides], OUTPUTS)
             outputs["seconds"] = seconds
             outputs["epsilon gap"] = epsilon_check(outputs, overrides) if _dp(outputs) else None
             runs[name].append(outputs)
+            record(recorder, compose_config(["scenario=privacy_audit", *overrides]), outputs, seed, key,
+                   args.overrides)
             print(f"  seed {seed} {name}: {seconds:.0f} s", flush=True)
 
     print(f"overrides: {' '.join(args.overrides) or '(none)'}; seeds: {args.seeds}; mean ± std over seeds of "
           "each run's mean over the four audited sites")
     print()
-    columns = {
-        "memorizability": lambda r: r["summary.json"]["memorizability"],
-        "generalizability": lambda r: r["summary.json"]["generalizability"],
-        "site epsilon (max)": lambda r: max(_site_values(r, "epsilon", attacks=("",))) if _dp(r) else None,
-        **{f"{attack} AUC": lambda r, a=attack: _mean(_site_values(r, "auc", attacks=(a,))) for attack in ATTACKS},
-        "TPR at 1% FPR (best attack)": lambda r: np.mean(_site_values(r, "tpr-at-1pct-fpr")),
-        "marked AUC (best attack)": lambda r: np.mean(_site_values(r, "marked-auc")),
-        "unmarked AUC (best attack)": lambda r: np.mean(_site_values(r, "unmarked-auc")),
-    }
-    print(*table_header(["setting", *columns]), sep="\n")
+    print(*table_header(["setting", *COLUMNS]), sep="\n")
     for name, results in runs.items():
-        print(table_row([name, *(mean_std([f(r) for r in results]) for f in columns.values())]))
+        print(table_row([name, *(mean_std([f(r) for r in results]) for f in COLUMNS.values())]))
     print()
     print(*table_header(("setting", "wall s, median", "ratio to no DP, median over seeds",
                          "max abs epsilon gap to Opacus")), sep="\n")

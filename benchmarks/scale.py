@@ -53,6 +53,7 @@ import numpy as np
 import yaml
 
 from benchmarks.common import ROOT, compose_config, median
+from benchmarks.results import Recorder, add_arguments, variant_of
 from simulations.formatting import fmt, table_header, table_row
 
 SIGNATURES = ROOT / "configs" / "scenario" / "sequential_sites.yaml"
@@ -293,12 +294,14 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--quick", action="store_true", help="a short check: 5 and 10 sites, stages of 5, 2 rounds")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. backend.client_cpus=1)")
+    add_arguments(parser)
     args = parser.parse_args()
     quick = {"sites": [5, 10], "rounds": 2, "stage_size": 5} if args.quick else {}
     sites = sorted(set(args.sites or quick.get("sites", [10, 50, 100])))
     rounds = args.rounds or quick.get("rounds", 3)
     stage_size = args.stage_size or quick.get("stage_size", 10)
 
+    recorder = Recorder.from_args(args, "platform", "benchmarks.scale")
     rows = []
     for layout in args.layouts:
         for n in sites:
@@ -310,6 +313,13 @@ def main() -> None:
                          "timing": timing, "per_round": median(timing.rounds),
                          "per_site": median(timing.rounds) / training,
                          "rss": observation.peak_rss / GIB, "pss": observation.peak_pss / GIB})
+            config = {**compose_config([*TINY_TASK, *args.overrides]), "scenario": scenario}
+            recorder.record(config, {"wall_s": timing.wall, "startup_s": timing.startup, "round_s": rows[-1]["per_round"],
+                                   "round_s_per_training_site": rows[-1]["per_site"],
+                                   "all_site_evaluation_s": median(timing.stage_evaluations),
+                                   "closing_s": timing.closing, "peak_rss_gib": rows[-1]["rss"],
+                                   "peak_pss_gib": rows[-1]["pss"]},
+                            seed=config["seed"], method=layout, variant=variant_of([f"sites={n}", *args.overrides]))
 
     print(f"{TINY_TASK[0]} ({' '.join(TINY_TASK[1:])}), FedAvg, {rounds} rounds per stage, sequential stages "
           f"of {stage_size} sites; {actors(args.overrides)}; overrides: {' '.join(args.overrides) or 'none'}; "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate, timed
+from benchmarks.results import Recorder, variant_of
 from server.continual_metrics import summarize
 from server.scenario import Scenario, ScenarioConfig
 from server.server_app import initial_arrays
@@ -71,6 +72,18 @@ def bare_loop(overrides: list[str]) -> np.ndarray:
     return np.array(rows)
 
 
+def record(recorder: Recorder, config: dict, run: dict, seed: int, strategy: str, extra: list[str]) -> None:
+    """One run's figures to the results file: wall times, the R gap, the summary and R itself
+    (``split_or_site`` ``stage <t> <site>``)."""
+    columns = {"seed": seed, "method": strategy, "variant": variant_of(extra)}
+    summary = summarize(np.array(run["matrix"]["R"]), run["matrix"]["arrival"])
+    recorder.record(config, {"platform_s": run["platform_s"], "bare_s": run["bare_s"], "r_gap": run["gap"],
+                             **{key: summary[key] for key in SUMMARY_KEYS}}, **columns)
+    for t, row in enumerate(run["matrix"]["R"], start=1):
+        for site, value in zip(run["matrix"]["sites"], row):
+            recorder.record(config, {"R": value}, split_or_site=f"stage {t} {site}", **columns)
+
+
 def main() -> None:
     parser = seed_sweep_parser(__doc__)
     parser.add_argument("--strategies", nargs="+", default=["fedavg", "joint"])
@@ -80,6 +93,7 @@ def main() -> None:
         print(json.dumps(bare_loop(args.overrides).tolist()))
         return
 
+    recorder = Recorder.from_args(args, "platform", "benchmarks.sequential_sites")
     runs = {strategy: [] for strategy in args.strategies}
     for seed in args.seeds:
         for strategy in args.strategies:
@@ -89,6 +103,7 @@ def main() -> None:
             bare_R = np.array(json.loads(stdout.strip().splitlines()[-1]))
             runs[strategy].append({"platform_s": platform_s, "bare_s": bare_s, "matrix": matrix,
                                    "gap": float(np.abs(np.array(matrix["R"]) - bare_R).max())})
+            record(recorder, compose_config(overrides), runs[strategy][-1], seed, strategy, args.overrides)
 
     print(f"overrides: {' '.join(args.overrides) or '(default scenario)'}; seeds: {args.seeds}; "
           "wall seconds of fresh processes on this machine")

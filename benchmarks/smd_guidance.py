@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from benchmarks.results import Recorder, add_arguments
 from simulations.formatting import fmt, table_header, table_row
 from simulations.replay_fidelity import contrast_ratio, measure_fidelity
 from simulations.run import prepare
@@ -28,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a finished run with SMD replay")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    add_arguments(parser)
     args = parser.parse_args()
     generator = args.run_dir / "checkpoints" / "replay.pt"
     if not generator.exists():
@@ -53,7 +55,18 @@ def main() -> None:
     print(f"{args.run_dir}: {plan.replay.per_site} samples a site, {plan.replay.generator.sampling_steps} DDIM steps, "
           f"prompt_dropout {wire.prompt_dropout}\n")
     print(*table_header((*columns, "seconds (sampling and measuring)")), sep="\n")
+    recorder = Recorder.from_args(args, "continual", "benchmarks.smd_guidance")
+    config = prepared.resolved
     for guidance, fidelity, seconds in rows:
+        figures = {f"{key}_{part}": fidelity[key][part] for key in ("site_accuracy", "class_accuracy")
+                   if key in fidelity for part in ("replay", "real", "real_training")}
+        recorder.record(config, {**figures, "wall_s": seconds}, seed=plan.seed, method="smd_replay",
+                        variant=f"replay.generator.guidance={guidance:g}")
+        if contrast:
+            for site, stats in fidelity["sites"].items():
+                recorder.record(config, {"organ_contrast_ratio": contrast_ratio(stats)}, seed=plan.seed,
+                                method="smd_replay", variant=f"replay.generator.guidance={guidance:g}",
+                                split_or_site=site)
         cells = [f"{guidance:g}", _accuracy(fidelity["site_accuracy"])]
         cells += [_accuracy(fidelity["class_accuracy"])] if "class_accuracy" in fidelity else []
         if contrast:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import median, seed_sweep_parser, simulate
+from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
+from benchmarks.results import Recorder, variant_of
 from server.ues import SCORES, SUBSETS, unlearning_efficiency
 from simulations.formatting import fmt, mean_std, table_header, table_row
 
@@ -74,12 +75,25 @@ def table(reason: str, records: dict[str, list[dict]]) -> None:
           f"{', '.join(reached) or 'none'}")
 
 
+def record_run(recorder: Recorder, config: dict, run: dict, seed: int, reason: str, extra: list[str]) -> None:
+    """One method's run to the results file: the unlearned model on each subset, the scores, the
+    cost ratio and the MIA AUC on the forget set (after, before, oracle)."""
+    scores = run["scores"] or {}
+    mia = run["mia_forget_auc"]
+    recorder.record(config, {**run["performance"]["after"], **{k: scores.get(k) for k in SCORES},
+                             "cost_ratio": run["cost_ratio"], "mia_forget_auc": mia["after"],
+                             "mia_forget_auc_before": mia["before"], "mia_forget_auc_oracle": mia["oracle"],
+                             "retrain_s": run["retrain_seconds"]},
+                    seed=seed, method=run["method"], variant=variant_of([f"scenario.reason={reason}", *extra]))
+
+
 def main() -> None:
     parser = seed_sweep_parser(__doc__)
     parser.add_argument("--reasons", nargs="+", default=list(REASONS), choices=REASONS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--save", type=Path, help="also write every run's withdrawal record to this JSON file")
     args = parser.parse_args()
+    recorder = Recorder.from_args(args, "unlearning", "benchmarks.unlearning")
     saved = {}
     for reason in args.reasons:
         records: dict[str, list[dict]] = {"none": [], "retrain": [], **{m: [] for m in args.methods}}
@@ -93,6 +107,9 @@ def main() -> None:
                 if i == 0:
                     records["none"].append(_derived(record, "none"))
                     records["retrain"].append(_derived(record, "retrain"))
+                config = compose_config(overrides)
+                for run in [record, *(records[m][-1] for m in ("none", "retrain") if i == 0)]:
+                    record_run(recorder, config, run, seed, reason, args.overrides)
                 print(f"reason={reason} seed={seed} {method}: UES {fmt((record['scores'] or {}).get('UES'))}, "
                       f"cost ratio {fmt(record['cost_ratio'])}", flush=True)
         table(reason, records)

@@ -84,7 +84,8 @@ SITE_OBJECTIVES = "server.unlearning.SiteObjectives"
      "is not a server.unlearning.UnlearningMethod subclass"),
     ({"_target_": SITE_OBJECTIVES, "objective": "forget_everything"}, "unlearning.objective",
      "must be 'ga', 'graddiff', 'kl' or 'npo' (got 'forget_everything')"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "rounds": 0}, "unlearning.rounds", "must be greater than 0 (got 0)"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "rounds": 0}, "unlearning.rounds",
+     "must be greater than 0 (got 0)"),
     ({"_target_": SITE_OBJECTIVES, "objective": "ga", "local_steps": 2.5}, "unlearning.local_steps",
      "must be a valid integer (got 2.5)"),
     ({"_target_": SITE_OBJECTIVES, "objective": "npo", "beta": 0}, "unlearning.beta", "must be greater than 0 (got 0)"),
@@ -93,7 +94,8 @@ SITE_OBJECTIVES = "server.unlearning.SiteObjectives"
      "must be less than or equal to 1 (got 1.5)"),
     ({"_target_": SITE_OBJECTIVES, "objective": "ga", "learning_rate": 1}, "unlearning",
      "unknown keys ['learning_rate']"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "lr": "fast"}, "unlearning.lr", "must be a valid number (got 'fast')"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "lr": "fast"}, "unlearning.lr",
+     "must be a valid number (got 'fast')"),
     ({"_target_": "server.unlearning.NoUnlearning", "rounds": 4}, "unlearning", "unknown keys ['rounds'] (known: [])"),
 ])
 def test_bad_unlearning_config_names_its_key(config, key, reason):

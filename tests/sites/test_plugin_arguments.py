@@ -2,6 +2,8 @@
 class with an argument model has them checked, defaults filled in, before its constructor runs;
 a user's class without one is built from the node's values as they are."""
 
+from typing import ClassVar
+
 import pytest
 from torch import nn
 
@@ -20,7 +22,7 @@ class PlainTask(Task):
 
     primary_metric = "accuracy"
     arguments = TaskArguments
-    built = []
+    built: ClassVar[list[dict]] = []
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -15,7 +15,7 @@ from strategies import build_strategy, check_strategy_fits, train_mods
 from strategies.pga import PGA, PGAArguments
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "plugins"))
-from frozen_strategy import FrozenFedAvg  # noqa: E402  (a user's module, on the path above)
+from frozen_strategy import FrozenFedAvg  # a user's module, on the path above
 
 NODE_MINIMA = {"min_train_nodes": 1, "min_available_nodes": 1, "min_evaluate_nodes": 1}
 

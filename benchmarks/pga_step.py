@@ -31,10 +31,11 @@ from benchmarks.common import compose_config, median
 from benchmarks.results import Recorder, add_arguments, variant_of
 from simulations.formatting import table_header, table_row
 from sites.alignment_meter import AlignmentMeter
-from sites.protocol import ReplayOptions, TrainConfig
+from sites.protocol import TrainConfig
 from sites.pseudo_domains import pseudo_domains
 from sites.replay_objectives import replay_objective
 from sites.tasks import build_task
+from strategies import build_strategy
 
 REPLAYED = 64  # samples per replayed site
 
@@ -58,12 +59,13 @@ def main() -> None:
 
     replay = {name: TensorDataset(*sample(REPLAYED)) for name in ("A", "B")}
     train_config = TrainConfig(phase=task.phases[-1].name)
+    options = build_strategy({"_target_": "strategies.pga.PGA"}).options  # PGA's defaults
 
     def loss(model: torch.nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         return task.batch_loss(model, batch, train_config)
 
     def objective(meter: AlignmentMeter | None, pseudo: dict | None = None):
-        return replay_objective(loss, replay, ReplayOptions(), seed=0, meter=meter, pseudo=pseudo)
+        return replay_objective(loss, replay, options, seed=0, meter=meter, pseudo=pseudo)
 
     variants = {"plain": loss, "pga": objective(None), "pga, meter every 10": objective(AlignmentMeter(10)),
                 "pga, every step measured": objective(AlignmentMeter(1)),

@@ -9,6 +9,7 @@ from server.discovery import DeploymentConfig
 from server.replay_config import ReplayConfig
 from server.scenario import ScenarioConfig
 from sites.config import ConfigModel, invalid
+from sites.device import Device, Precision
 from sites.faults import FaultConfig
 from sites.privacy import Privacy
 
@@ -66,7 +67,8 @@ class RunConfig(ConfigModel):
         The timeline.
     task, strategy : dict
         ``_target_`` nodes, built by :func:`sites.tasks.build_task` and
-        :func:`strategies.build_strategy` (their arguments are their classes' business).
+        :func:`strategies.build_strategy`, which check the arguments against the class's own
+        model (:func:`sites.config.instantiate`).
     privacy : DPConfig or None
         DP-SGD at every site, or ``None`` (``privacy=off``).
     unlearning : dict
@@ -88,10 +90,10 @@ class RunConfig(ConfigModel):
     tracking : Tracking
         Experiment tracking (TensorBoard, MLflow).
     device : str
-        ``auto`` | ``cpu`` | ``cuda``: where the sites' and the server's torch work runs
+        ``auto``, ``cpu`` or ``cuda``: where the sites' and the server's torch work runs
         (:func:`sites.device.resolve_compute`).
     precision : str
-        ``fp32`` | ``bf16`` (bfloat16 autocast of the forward passes, CUDA only).
+        ``fp32`` or ``bf16`` (bfloat16 autocast of the forward passes, CUDA only).
     evaluate_split : str
         ``test`` | ``validation``: the sites' split every evaluation of the timeline (R[t, j] and
         all that is computed from it) is measured on; ``validation`` for choosing settings.
@@ -110,6 +112,6 @@ class RunConfig(ConfigModel):
     verbose: bool = False
     resume: str | None = None
     tracking: Tracking = Tracking()
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: Device = "cpu"
+    precision: Precision = "fp32"
     evaluate_split: Literal["test", "validation"] = "test"

@@ -14,12 +14,13 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from flwr.simulation import run_simulation
 
+from sites.device import ResolvedDevice
 from sites.errors import ConfigError
 
 
 def run_federation(server_app: ServerApp, client_app: ClientApp, num_sites: int, client_cpus: float,
                    verbose: bool = False, address: str | None = None, client_gpus: float = 0.0,
-                   device: str = "cpu") -> None:
+                   device: ResolvedDevice = "cpu") -> None:
     """Run the apps until the ServerApp returns; re-raise what it raised.
 
     Parameters
@@ -61,7 +62,7 @@ def run_federation(server_app: ServerApp, client_app: ClientApp, num_sites: int,
 
 
 def ray_backend_config(client_cpus: float, address: str | None, verbose: bool, client_gpus: float = 0.0,
-                       device: str = "cpu") -> dict:
+                       device: ResolvedDevice = "cpu") -> dict:
     """Flower's backend config for a private Ray instance or an attached cluster, once
     ``client_cpus`` and ``client_gpus`` are known to fit on one node of it.
 

@@ -8,37 +8,47 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Result
+from pydantic import NonNegativeFloat, PositiveInt
 
 from sites.protocol import FISHER, FisherQuery, MetricKey, RecordName, TrainConfig, request
 from sites.tasks import ClassLogits
 
 from .aggregation import weighted_mean
+from .arguments import FedAvgArguments
+
+
+class EWCArguments(FedAvgArguments):
+    """:class:`EWC`'s arguments, besides Flower's FedAvg's.
+
+    Parameters
+    ----------
+    weight : float
+        λ, the strength of the penalty (>= 0).
+    fisher_samples : int
+        Training samples per site the Fisher is estimated on.
+    """
+
+    weight: NonNegativeFloat = 1e7
+    fisher_samples: PositiveInt = 64
 
 
 class EWC(FedAvg):
     """FedAvg whose sites add ``weight / 2 · Σ F (θ − θ*)²`` to their loss, where ``θ*`` is the
     global model at the end of the previous stage and ``F`` the sum over earlier stages of the
     example-weighted mean of the sites' diagonal Fisher information (computed at each site on
-    its own data, sent as arrays, at the end of its stage).
-
-    Parameters
-    ----------
-    weight : float
-        λ, the strength of the penalty.
-    fisher_samples : int
-        Training samples per site the Fisher is estimated on.
-    **kwargs
-        Flower's :class:`~flwr.serverapp.strategy.FedAvg` arguments.
+    its own data, sent as arrays, at the end of its stage). Its arguments: :class:`EWCArguments`.
     """
+
+    arguments = EWCArguments
 
     #: The sites' objective is not the task's loss alone (refused with DP and withdrawals).
     changes_site_objective = True
     #: The Fisher is made of the task's per-sample losses (refused for a task without them).
     task_capabilities = (ClassLogits,)
 
-    def __init__(self, weight: float = 1e7, fisher_samples: int = 64, **kwargs: Any) -> None:
+    def __init__(self, weight: float, fisher_samples: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.weight, self.fisher_samples = float(weight), int(fisher_samples)
+        self.weight, self.fisher_samples = weight, fisher_samples
         self.fisher: dict | None = None
         self.anchor: ArrayRecord | None = None
         # The stage being trained, and the Fisher and model at the end of its latest phase:

@@ -16,6 +16,8 @@ from flwr.serverapp.strategy import FedAvg
 from sites.protocol import RecordName, ReplayOptions, TrainConfig
 from sites.tasks import Task
 
+from .arguments import FedAvgArguments
+
 
 class ExperienceReplay(FedAvg):
     """FedAvg whose training messages also carry, under ``replay``, samples of earlier sites,
@@ -24,13 +26,11 @@ class ExperienceReplay(FedAvg):
     evenly from the earlier sites) together.
 
     The server hands the strategy its replay before each stage (:meth:`set_replay`); without
-    replay (the first stage, ``replay=none``) the messages are FedAvg's own.
-
-    Parameters
-    ----------
-    **kwargs
-        Flower's :class:`~flwr.serverapp.strategy.FedAvg` arguments.
+    replay (the first stage, ``replay=none``) the messages are FedAvg's own. Its arguments:
+    Flower's FedAvg's (:class:`~strategies.arguments.FedAvgArguments`).
     """
+
+    arguments = FedAvgArguments
 
     #: The strategy makes the sites train on replay (``replay`` is refused with strategies that do not).
     consumes_replay = True

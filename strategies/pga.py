@@ -9,30 +9,31 @@ The ablations are switches: ``orientational`` / ``arbitrary`` (which alignment),
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
 
 from sites import seeding
-from sites.errors import ConfigError
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay import unpack_domains
 from sites.replay_objectives import task_replay_objective
 
+from .arguments import FedAvgArguments
 from .experience_replay import ExperienceReplay
 
 
-class PGA(ExperienceReplay):
-    """FedAvg with PGA at the sites.
+class PGAArguments(FedAvgArguments):
+    """:class:`PGA`'s arguments, besides Flower's FedAvg's.
 
     Parameters
     ----------
     alpha : float
-        Inner step size of the meta-objectives, ``θ − α ∇L_A``.
+        Inner step size of the meta-objectives, ``θ − α ∇L_A`` (> 0).
     weight : float
-        λ, the weight of the generalizability objective.
+        λ, the weight of the generalizability objective (>= 0).
     orientational : bool
         Align the current site's gradient with the replayed sites' (memorizability).
     arbitrary : bool
@@ -55,20 +56,33 @@ class PGA(ExperienceReplay):
         the arbitrary one from one (with pseudo-domains). 0: none (the ablation).
     seed : int
         Seeds the server's meta-steps.
-    **kwargs
-        Flower's :class:`~flwr.serverapp.strategy.FedAvg` arguments.
     """
 
-    def __init__(self, alpha: float = 1e-4, weight: float = 1.0, orientational: bool = True, arbitrary: bool = True,
-                 second_order: bool = False, inner_step: str = "normalized", pseudo_domains: int = 2, server_steps: int = 5,
-                 seed: int = 0, **kwargs: Any) -> None:
+    alpha: PositiveFloat = 1e-4
+    weight: NonNegativeFloat = 1.0
+    orientational: bool = True
+    arbitrary: bool = True
+    second_order: bool = False
+    inner_step: Literal["sgd", "normalized"] = "normalized"
+    pseudo_domains: NonNegativeInt = 2
+    server_steps: NonNegativeInt = 5
+    seed: NonNegativeInt = 0
+
+
+class PGA(ExperienceReplay):
+    """FedAvg with PGA at the sites. Its arguments: :class:`PGAArguments`; all but
+    ``server_steps`` and ``seed`` go to the sites as the training config's
+    :class:`~sites.protocol.ReplayOptions`.
+    """
+
+    arguments = PGAArguments
+
+    def __init__(self, alpha: float, weight: float, orientational: bool, arbitrary: bool, second_order: bool,
+                 inner_step: str, pseudo_domains: int, server_steps: int, seed: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        try:
-            self.options = ReplayOptions("pga", float(alpha), float(weight), bool(orientational), bool(arbitrary),
-                                         bool(second_order), inner_step, pseudo_domains)
-        except ConfigError as error:  # the options check themselves; the user set strategy.<field>
-            raise ConfigError(f"strategy.{ReplayOptions.field_of(error.key)}", error.problem) from None
-        self.server_steps, self.seed = int(server_steps), int(seed)
+        self.options = ReplayOptions("pga", alpha, weight, orientational, arbitrary, second_order, inner_step,
+                                     pseudo_domains)
+        self.server_steps, self.seed = server_steps, seed
         self._server_calls = 0
         # The current round's config and global model, for the server's meta-step.
         self._train_config, self._round_start = ConfigRecord(), ArrayRecord()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -25,8 +26,10 @@ from sites.config import parse
 from sites.diffusion import build_generator
 from sites.errors import ConfigError
 from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, FISHER, IDENTIFY, RESUME, STATISTICS, TRAIN, TRAIN_GENERATOR,
-                            UNLEARN, AccountantHistory, GeneratorConfig, RecordKind, RecordName, SiteIdentity)
+                            UNLEARN, AccountantHistory, GeneratorConfig, RecordKind, RecordName, ReplayOptions,
+                            SiteIdentity)
 from sites.tasks import build_task
+from strategies import build_strategy
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Flower App deployed on loopback (the `deployment` fixture), shared by the modules that test it.
@@ -73,11 +76,17 @@ def small_task(small_task_config):
     return build_task(small_task_config)
 
 
-def task_config_error_key(config: dict, changes: dict) -> str:
-    """The config key named by the error of building a task from ``config`` with ``changes``."""
+def task_config_error(config: dict, changes: dict) -> tuple[str, str]:
+    """The config key and the problem named by the error of building a task from ``config``
+    with ``changes``."""
     with pytest.raises(ConfigError) as raised:
         build_task({**copy.deepcopy(config), **changes})
-    return raised.value.key
+    return raised.value.key, raised.value.problem
+
+
+def pga_options(**changes) -> ReplayOptions:
+    """The replay options PGA sends the sites with its default arguments, ``changes`` applied."""
+    return replace(build_strategy({"_target_": "strategies.pga.PGA"}).options, **changes)
 
 
 def run_cli(*overrides: str, env: dict | None = None, ray_head: str | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
-from sites.errors import ConfigError
+from sites.config import NoArguments
 from sites.protocol import MessageKind, Payload, request
 from sites.tasks import Task
 
@@ -104,23 +104,18 @@ def moved(arrays: ArrayRecord, *updates: StateDict) -> ArrayRecord:
                         for key, value in arrays.to_torch_state_dict().items()})
 
 
-def check_positive(key: str, value: object, integer: bool = False) -> None:
-    """Refuse a method argument that is not a number > 0 (an integer >= 1 if ``integer``),
-    naming its key ``unlearning.<key>``."""
-    kinds = int if integer else int | float
-    if not isinstance(value, kinds) or isinstance(value, bool) or not value > 0:
-        wanted = "an integer >= 1" if integer else "a number > 0"
-        raise ConfigError(f"unlearning.{key}", f"must be {wanted} (got {value!r})")
-
-
 class UnlearningMethod(ABC):
     """How the federation unlearns a withdrawing site: chosen in config by ``_target_`` (the
     ``unlearning`` group), built with the other keys as arguments.
 
     A subclass implements :meth:`unlearn`; it may set :attr:`needs_updates` (the run then stores
     every training update for it) and :attr:`is_oracle`, name itself (:attr:`name`) and say
-    how many local steps it takes at each site (:meth:`planned_steps`, for DP's planning).
+    how many local steps it takes at each site (:meth:`planned_steps`, for DP's planning). A
+    method with arguments declares them as its own ``arguments`` model
+    (:mod:`sites.config`); the base takes none.
     """
+
+    arguments = NoArguments
 
     #: The run stores every site's update of every training round (``context.updates``).
     needs_updates: bool = False

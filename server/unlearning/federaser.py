@@ -10,16 +10,18 @@ directory under ``updates/``).
 
 from collections import Counter
 from dataclasses import replace
+from typing import Annotated
 
 from flwr.app import ArrayRecord
+from pydantic import Field
 
-from sites.errors import ConfigError
+from sites.config import ConfigModel
 from sites.protocol import TRAIN, TrainConfig
 from sites.tasks import Task
 from strategies.aggregation import weighted_mean
 
 from ..scenario import Scenario, Withdrawal, stage_steps
-from .base import StateDict, UnlearningContext, UnlearningMethod, check_positive, moved
+from .base import StateDict, UnlearningContext, UnlearningMethod, moved
 
 
 def calibrated_step(stored: StateDict, calibration: StateDict) -> StateDict:
@@ -29,8 +31,8 @@ def calibrated_step(stored: StateDict, calibration: StateDict) -> StateDict:
             for key, value in calibration.items()}
 
 
-class FedEraser(UnlearningMethod):
-    """Calibrated replay of the stored rounds.
+class FedEraserArguments(ConfigModel):
+    """:class:`FedEraser`'s arguments.
 
     Parameters
     ----------
@@ -38,13 +40,17 @@ class FedEraser(UnlearningMethod):
         A calibration round takes this share, in (0, 1], of the original round's local steps.
     """
 
+    calibration_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+class FedEraser(UnlearningMethod):
+    """Calibrated replay of the stored rounds. Its arguments: :class:`FedEraserArguments`."""
+
     name = "federaser"
     needs_updates = True
+    arguments = FedEraserArguments
 
-    def __init__(self, calibration_share: float = 0.5) -> None:
-        check_positive("calibration_share", calibration_share)
-        if not calibration_share <= 1:
-            raise ConfigError("unlearning.calibration_share", f"must be in (0, 1] (got {calibration_share!r})")
+    def __init__(self, calibration_share: float) -> None:
         self.calibration_share = calibration_share
 
     def calibration_steps(self, task: Task, phase: str) -> int:

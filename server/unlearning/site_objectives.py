@@ -7,21 +7,23 @@ example-weighted mean of the retain updates.
 
 from collections import Counter
 from dataclasses import replace
+from typing import Literal
 
 from flwr.app import ArrayRecord
+from pydantic import PositiveFloat, PositiveInt
 
-from sites.errors import ConfigError
+from sites.config import ConfigModel
 from sites.protocol import UNLEARN, RecordName, UnlearnConfig
 from sites.tasks import Task
 from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
 from strategies.aggregation import weighted_mean
 
 from ..scenario import Scenario, Withdrawal
-from .base import UnlearningContext, UnlearningMethod, check_positive, moved
+from .base import UnlearningContext, UnlearningMethod, moved
 
 
-class SiteObjectives(UnlearningMethod):
-    """Unlearning rounds of a site objective.
+class SiteObjectivesArguments(ConfigModel):
+    """:class:`SiteObjectives`' arguments.
 
     Parameters
     ----------
@@ -37,14 +39,19 @@ class SiteObjectives(UnlearningMethod):
         ``npo``: the inverse temperature of the loss.
     """
 
-    def __init__(self, objective: str, rounds: int = 4, local_steps: int = 5, lr: float = 1e-4,
-                 beta: float = 1.0) -> None:
-        if objective not in FORGET_METHODS:
-            raise ConfigError("unlearning.objective", f"must be one of {list(FORGET_METHODS)} (got {objective!r})")
-        check_positive("rounds", rounds, integer=True)
-        check_positive("local_steps", local_steps, integer=True)
-        check_positive("lr", lr)
-        check_positive("beta", beta)
+    objective: Literal[FORGET_METHODS]
+    rounds: PositiveInt = 4
+    local_steps: PositiveInt = 5
+    lr: PositiveFloat = 1e-4
+    beta: PositiveFloat = 1.0
+
+
+class SiteObjectives(UnlearningMethod):
+    """Unlearning rounds of a site objective. Its arguments: :class:`SiteObjectivesArguments`."""
+
+    arguments = SiteObjectivesArguments
+
+    def __init__(self, objective: str, rounds: int, local_steps: int, lr: float, beta: float) -> None:
         self.objective, self.rounds, self.local_steps, self.lr, self.beta = objective, rounds, local_steps, lr, beta
 
     @property

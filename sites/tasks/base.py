@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -17,17 +18,10 @@ from ..errors import ConfigError
 from ..privacy import PrivateTraining
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from ..config import instantiate
+from ..config import ConfigModel, instantiate
 
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
-
-
-def positive_int(key: str, value: Any) -> int:
-    """``value`` of the task argument ``key``, refused unless it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"task.{key}", f"must be an integer >= 1 (got {value!r})")
-    return value
 
 
 def refuse_field_of_view(sites: Sequence[SiteSpec], task: str) -> None:
@@ -75,10 +69,8 @@ class Phase:
     steps_share: float = 1.0
 
 
-class Task(ABC):
-    """A learning problem as one site sees it: what every task does. Features such as replay,
-    site withdrawals and the privacy audit need more, declared as protocols in
-    :mod:`sites.tasks.capabilities`.
+class TaskArguments(ConfigModel):
+    """What every task takes (``task.<argument>``); a task's own arguments extend it.
 
     Parameters
     ----------
@@ -92,6 +84,21 @@ class Task(ABC):
         Adam learning rate; a fresh optimizer is made every round, as in FedAvg.
     """
 
+    n_train: PositiveInt
+    n_test: PositiveInt
+    batch_size: PositiveInt
+    local_steps: PositiveInt
+    lr: PositiveFloat
+
+
+class Task(ABC):
+    """A learning problem as one site sees it: what every task does. Features such as replay,
+    site withdrawals and the privacy audit need more, declared as protocols in
+    :mod:`sites.tasks.capabilities`. Its arguments: :class:`TaskArguments`.
+    """
+
+    arguments = TaskArguments
+
     #: Name of the metric that fills R[t, j]; higher is better.
     primary_metric: str
 
@@ -104,11 +111,7 @@ class Task(ABC):
     validation_split = False
 
     def __init__(self, n_train: int, n_test: int, batch_size: int, local_steps: int, lr: float) -> None:
-        self.n_train, self.n_test = positive_int("n_train", n_train), positive_int("n_test", n_test)
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.local_steps = positive_int("local_steps", local_steps)
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-            raise ConfigError("task.lr", f"must be a number > 0 (got {lr!r})")
+        self.n_train, self.n_test, self.batch_size, self.local_steps = n_train, n_test, batch_size, local_steps
         self.lr = float(lr)
 
     @abstractmethod

@@ -30,12 +30,13 @@ Arrangements (``arrangement``):
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.transforms import NormalizeIntensity
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -43,7 +44,6 @@ from .. import seeding
 from ..data.chest import render_radiographs
 from ..data.manifest import LabelledImages, check_manifest, load_site_split, read_site_rows
 from ..data.scanner import acquire
-from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
@@ -51,26 +51,26 @@ from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from ..thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
                           youden_threshold)
-from .base import Phase, SiteData, Task, refuse_field_of_view
+from ..config import invalid
+from .base import Phase, SiteData, Task, TaskArguments, refuse_field_of_view
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
                            cannot_generate, from_replay_range, to_replay_range)
 
-METHODS = ("erm", "pbbl", "bias_balanced_oracle")
-ARRANGEMENTS = ("source_biased", "federated")
-THRESHOLDS = ("federation", "site")
+#: The scanner fields ``source_shift`` may move (the renderer has no field of view).
+SHIFTED_FIELDS = ("gain", "offset", "contrast", "noise", "blur", "bias_field")
 # Histograms of the bias models' probability the sites report for a federation threshold:
 # per target label (the threshold, the prior) and per known bias (the pseudo-label accuracy).
 HISTOGRAMS = ("y0", "y1", "b0", "b1")
 
 
-class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
-    """Binary opacity classification under a label-correlated source bias.
+class DebiasingArguments(TaskArguments):
+    """:class:`DebiasingTask`'s arguments, besides :class:`~sites.tasks.base.TaskArguments`.
 
     Parameters
     ----------
     image_size : int
         Images are ``image_size`` x ``image_size``.
-    channels, strides : sequence of int
+    channels, strides : list of int
         MONAI ``Classifier`` levels (shared by the main and the bias-capturing models).
     num_res_units : int
         Residual units per level.
@@ -84,51 +84,63 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         GCE exponent, in (0, 1].
     pseudo_label_repeats : int
         Number of bias-capturing models whose mean probability gives the pseudo labels.
+    source_shift : dict
+        Scanner field (``gain``, ``offset``, ``contrast``, ``noise``, ``blur``, ``bias_field``)
+        -> what is added to the site's value for source 1 (``source_biased`` only).
     pseudo_threshold : str
         ``federation``: the Youden-J point of the sites' summed probability histograms;
         ``site``: each site's own Youden-J point.
     pseudo_label_rounds : int
         Rounds of pseudo labelling; in each after the first, fresh bias models learn the
         previous round's pseudo labels (the reference implementation's iterative re-labelling).
-    source_shift : mapping
-        Added to the site's scanner signature for source 1 (``source_biased`` only).
     manifest : str or None
         CSV manifest of real images (see :mod:`sites.data.manifest`); ``None`` generates data.
-    **kwargs
-        See :class:`~sites.tasks.base.Task`.
+    """
+
+    image_size: PositiveInt
+    channels: list[PositiveInt]
+    strides: list[PositiveInt]
+    num_res_units: NonNegativeInt
+    method: Literal["erm", "pbbl", "bias_balanced_oracle"]
+    arrangement: Literal["source_biased", "federated"]
+    bias_ratio: Annotated[float, Field(ge=0.5, lt=1)]
+    q: Annotated[float, Field(gt=0, le=1)]
+    pseudo_label_repeats: PositiveInt
+    source_shift: dict[str, float]
+    pseudo_threshold: Literal["federation", "site"] = "federation"
+    pseudo_label_rounds: PositiveInt = 1
+    manifest: str | None = None
+
+    @field_validator("source_shift")
+    @classmethod
+    def _scanner_fields(cls, shift: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(shift) - set(SHIFTED_FIELDS))
+        if unknown:
+            raise invalid("", f"unknown scanner fields {unknown} (known: {list(SHIFTED_FIELDS)})")
+        return shift
+
+
+class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
+    """Binary opacity classification under a label-correlated source bias. Its arguments:
+    :class:`DebiasingArguments`.
 
     Shapes: images ``(N, 1, S, S)`` float; labels and bias ``(N,)`` int64 (bias -1 if unknown);
     network output ``(N, 2)`` logits.
     """
 
-    def __init__(self, image_size: int, channels: Sequence[int], strides: Sequence[int], num_res_units: int,
+    arguments = DebiasingArguments
+
+    def __init__(self, image_size: int, channels: list[int], strides: list[int], num_res_units: int,
                  method: str, arrangement: str, bias_ratio: float, q: float, pseudo_label_repeats: int,
-                 source_shift: Mapping[str, float], pseudo_threshold: str = "federation",
-                 pseudo_label_rounds: int = 1, manifest: str | None = None, **kwargs) -> None:
+                 source_shift: dict[str, float], pseudo_threshold: str, pseudo_label_rounds: int,
+                 manifest: str | None, **kwargs) -> None:
         super().__init__(**kwargs)
-        if method not in METHODS:
-            raise ConfigError("task.method", f"must be one of {list(METHODS)} (got {method!r})")
-        if arrangement not in ARRANGEMENTS:
-            raise ConfigError("task.arrangement", f"must be one of {list(ARRANGEMENTS)} (got {arrangement!r})")
-        if not 0.5 <= bias_ratio < 1:
-            raise ConfigError("task.bias_ratio", f"must be in [0.5, 1) (got {bias_ratio})")
-        if not 0 < q <= 1:
-            raise ConfigError("task.q", f"must be in (0, 1] (got {q})")
-        if int(pseudo_label_repeats) < 1:
-            raise ConfigError("task.pseudo_label_repeats", f"must be >= 1 (got {pseudo_label_repeats})")
-        if pseudo_threshold not in THRESHOLDS:
-            raise ConfigError("task.pseudo_threshold", f"must be one of {list(THRESHOLDS)} (got {pseudo_threshold!r})")
-        if int(pseudo_label_rounds) < 1:
-            raise ConfigError("task.pseudo_label_rounds", f"must be >= 1 (got {pseudo_label_rounds})")
-        unknown = set(source_shift) - {"gain", "offset", "contrast", "noise", "blur", "bias_field"}
-        if unknown:
-            raise ConfigError("task.source_shift", f"unknown scanner fields {sorted(unknown)}")
-        self.image_size, self.channels, self.strides = int(image_size), tuple(channels), tuple(strides)
-        self.num_res_units = int(num_res_units)
+        self.image_size, self.channels, self.strides = image_size, tuple(channels), tuple(strides)
+        self.num_res_units = num_res_units
         self.method, self.arrangement = method, arrangement
-        self.bias_ratio, self.q, self.repeats = float(bias_ratio), float(q), int(pseudo_label_repeats)
-        self.threshold, self.rounds = pseudo_threshold, int(pseudo_label_rounds)
-        self.source_shift = {k: float(v) for k, v in source_shift.items()}
+        self.bias_ratio, self.q, self.repeats = bias_ratio, q, pseudo_label_repeats
+        self.threshold, self.rounds = pseudo_threshold, pseudo_label_rounds
+        self.source_shift = source_shift
         self.manifest = None if manifest is None else Path(manifest)
         self.primary_metric = "balanced_auc" if arrangement == "source_biased" else "auc"
 

@@ -23,12 +23,13 @@ branch's AUC.
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.transforms import NormalizeIntensity
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -37,35 +38,32 @@ from ..data.brain import MODALITIES, render_brain_volumes, sequence_scanner
 from ..data.brats import load_site_cases, read_site_cases
 from ..data.manifest import check_manifest
 from ..data.scanner import acquire
-from ..errors import ConfigError
 from ..group_metrics import auc
 from ..losses import cross_modality_guidance, feature_guidance
 from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from .base import Phase, SiteData, Task, refuse_field_of_view
+from ..config import invalid
+from .base import Phase, SiteData, Task, TaskArguments, refuse_field_of_view
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
                            cannot_generate, from_replay_range, to_replay_range)
 
-MODELS = ("single", "early_fusion", "late_fusion", "cmg")
-GUIDANCE = ("logit", "feature")
-PRIMARY_SELECTION = ("auc", "nll")
 _SPLIT_STREAMS = {"train": seeding.Stream.DATA_TRAIN, "validation": seeding.Stream.DATA_VALIDATION,
                   "test": seeding.Stream.DATA_TEST, "reference": seeding.Stream.DATA_REFERENCE}
 
 
-class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
-    """Binary glioma grading of multi-modal MRI volumes, scored by ROC AUC.
+class GradingArguments(TaskArguments):
+    """:class:`GradingTask`'s arguments, besides :class:`~sites.tasks.base.TaskArguments`.
 
     Parameters
     ----------
     depth, image_size : int
         Volumes are ``depth`` slices of ``image_size`` x ``image_size``.
-    channels : sequence of int
+    channels : list of int
         MC3 stage widths; ``image_size`` must be divisible by ``2 ** len(channels)``.
     conv3d_stages : int
-        Leading MC3 stages with full 3D kernels.
+        Leading MC3 stages with full 3D kernels, at most ``len(channels)``.
     model : str
         One of ``single``, ``early_fusion``, ``late_fusion``, ``cmg``.
     modality : str
@@ -90,8 +88,37 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
         Validation cases per site (synthetic data), used to choose ``cmg``'s primary modality.
     manifest : str or None
         BraTS-style manifest (see :mod:`sites.data.brats`); ``None`` generates data.
-    **kwargs
-        See :class:`~sites.tasks.base.Task`.
+    """
+
+    depth: PositiveInt
+    image_size: PositiveInt
+    channels: Annotated[list[PositiveInt], Field(min_length=1)]
+    conv3d_stages: NonNegativeInt
+    model: Literal["single", "early_fusion", "late_fusion", "cmg"]
+    modality: Literal[MODALITIES]
+    attention: bool
+    guidance: Literal["logit", "feature"]
+    guidance_weight: NonNegativeFloat
+    guidance_temperature: PositiveFloat
+    warmup_share: Annotated[float, Field(gt=0, lt=1)]
+    primary_selection: Literal["auc", "nll"]
+    n_validation: PositiveInt
+    manifest: str | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_network(self) -> Self:
+        if self.conv3d_stages > len(self.channels):
+            raise invalid("conv3d_stages", f"must be at most len(channels) = {len(self.channels)} "
+                                           f"(got {self.conv3d_stages})")
+        if self.image_size % 2 ** len(self.channels) != 0:
+            raise invalid("image_size", f"must be divisible by 2 ** len(channels) = {2 ** len(self.channels)} "
+                                        f"(got {self.image_size})")
+        return self
+
+
+class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
+    """Binary glioma grading of multi-modal MRI volumes, scored by ROC AUC. Its arguments:
+    :class:`GradingArguments`.
 
     Shapes: volumes ``(N, 4, D, H, W)`` float, z-scored per case and sequence, sequences in
     :data:`~sites.data.brain.MODALITIES` order; grades ``(N,)`` int64 (0 LGG, 1 HGG); network
@@ -99,40 +126,19 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
     """
 
     primary_metric = "auc"
+    arguments = GradingArguments
 
-    def __init__(self, depth: int, image_size: int, channels: Sequence[int], conv3d_stages: int, model: str,
+    def __init__(self, depth: int, image_size: int, channels: list[int], conv3d_stages: int, model: str,
                  modality: str, attention: bool, guidance: str, guidance_weight: float, guidance_temperature: float,
-                 warmup_share: float, primary_selection: str, n_validation: int, manifest: str | None = None,
+                 warmup_share: float, primary_selection: str, n_validation: int, manifest: str | None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        if model not in MODELS:
-            raise ConfigError("task.model", f"must be one of {list(MODELS)} (got {model!r})")
-        if modality not in MODALITIES:
-            raise ConfigError("task.modality", f"must be one of {list(MODALITIES)} (got {modality!r})")
-        if not 0 <= int(conv3d_stages) <= len(channels):
-            raise ConfigError("task.conv3d_stages", f"must be in [0, {len(channels)}] (got {conv3d_stages})")
-        if int(image_size) % 2 ** len(channels) != 0:
-            raise ConfigError("task.image_size", f"must be divisible by 2 ** len(channels) = {2 ** len(channels)}")
-        if guidance not in GUIDANCE:
-            raise ConfigError("task.guidance", f"must be one of {list(GUIDANCE)} (got {guidance!r})")
-        if primary_selection not in PRIMARY_SELECTION:
-            raise ConfigError("task.primary_selection",
-                              f"must be one of {list(PRIMARY_SELECTION)} (got {primary_selection!r})")
-        if not 0 < warmup_share < 1:
-            raise ConfigError("task.warmup_share", f"must be in (0, 1) (got {warmup_share})")
-        if guidance_weight < 0:
-            raise ConfigError("task.guidance_weight", f"must be >= 0 (got {guidance_weight})")
-        if guidance_temperature <= 0:
-            raise ConfigError("task.guidance_temperature", f"must be > 0 (got {guidance_temperature})")
-        for key, value in (("depth", depth), ("n_validation", n_validation)):
-            if int(value) < 1:
-                raise ConfigError(f"task.{key}", f"must be >= 1 (got {value})")
-        self.depth, self.image_size = int(depth), int(image_size)
-        self.channels, self.conv3d_stages = tuple(channels), int(conv3d_stages)
-        self.model, self.modality, self.attention = model, modality, bool(attention)
-        self.guidance, self.primary_selection, self.warmup_share = guidance, primary_selection, float(warmup_share)
-        self.guidance_weight, self.guidance_temperature = float(guidance_weight), float(guidance_temperature)
-        self.n_validation = int(n_validation)
+        self.depth, self.image_size = depth, image_size
+        self.channels, self.conv3d_stages = tuple(channels), conv3d_stages
+        self.model, self.modality, self.attention = model, modality, attention
+        self.guidance, self.primary_selection, self.warmup_share = guidance, primary_selection, warmup_share
+        self.guidance_weight, self.guidance_temperature = guidance_weight, guidance_temperature
+        self.n_validation = n_validation
         self.manifest = None if manifest is None else Path(manifest)
 
     # --- model and phases -------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Prostate-like organ segmentation in 2D slices (docs/design.md#data) with MONAI's UNet."""
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Self
 
 import numpy as np
 import torch
@@ -11,6 +13,7 @@ from monai.metrics import DiceMetric
 from monai.networks.nets import UNet
 from monai.networks.utils import one_hot
 from monai.transforms import NormalizeIntensity
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -20,23 +23,23 @@ from ..data.prostate import sample_anatomy
 from ..data.scanner import acquire
 from ..data.segmentation_manifest import Slicing, load_site_slices, read_site_cases
 from ..protocol import MetricKey, TrainConfig
-from ..errors import ConfigError
 from ..spec import SiteSpec
-from .base import SiteData, Task, positive_int
+from ..config import invalid
+from .base import SiteData, Task, TaskArguments
 from .capabilities import (ClassLogits, LabelCorruption, ReferenceData, ReplayCodec, cannot_generate,
                            from_replay_range, to_replay_range)
 
 
-class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData):
-    """Binary organ segmentation, scored by Dice.
+class SegmentationArguments(TaskArguments):
+    """:class:`SegmentationTask`'s arguments, besides :class:`~sites.tasks.base.TaskArguments`.
 
     Parameters
     ----------
     image_size : int
-        Slices are ``image_size`` x ``image_size`` pixels.
-    channels : sequence of int
+        Slices are ``image_size`` x ``image_size`` pixels, divisible by the product of ``strides``.
+    channels : list of int
         UNet feature channels per level.
-    strides : sequence of int
+    strides : list of int
         UNet downsampling strides (one fewer than ``channels``).
     num_res_units : int
         Residual units per UNet block.
@@ -55,11 +58,41 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     empty_slices : float
         With ``manifest``: share of each case's slices without foreground that are kept
         (seeded), in [0, 1]; every slice with foreground is kept.
-    label_values : sequence of int or None
-        With ``manifest``: the mask values that are foreground; ``None``: any non-zero value,
-        in masks that hold a single one.
-    **kwargs
-        See :class:`~sites.tasks.base.Task`.
+    label_values : list of int or None
+        With ``manifest``: the mask values that are foreground (non-zero); ``None``: any
+        non-zero value, in masks that hold a single one.
+    pixel_spacing : list of float or None
+        With ``manifest``: the in-plane spacing (mm, two positive numbers) volumes are
+        resampled to before resizing; ``None``: their own.
+    """
+
+    image_size: PositiveInt
+    channels: Annotated[list[PositiveInt], Field(min_length=1)]
+    strides: list[PositiveInt]
+    num_res_units: NonNegativeInt
+    n_validation: PositiveInt = 48
+    corruption_radius: PositiveInt = 3
+    manifest: str | None = None
+    slice_axis: Annotated[int, Field(ge=0, le=2)] = 2
+    empty_slices: Annotated[float, Field(ge=0, le=1)] = 0.1
+    label_values: Annotated[list[int], Field(min_length=1)] | None = None
+    pixel_spacing: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_network(self) -> Self:
+        if len(self.strides) != len(self.channels) - 1:
+            raise invalid("strides", f"needs len(channels) - 1 = {len(self.channels) - 1} entries "
+                                     f"(got {len(self.strides)})")
+        if self.image_size % math.prod(self.strides) != 0:
+            raise invalid("image_size", f"must be divisible by the product of strides {self.strides} "
+                                        f"(got {self.image_size})")
+        if self.label_values is not None and 0 in self.label_values:
+            raise invalid("label_values", f"must be non-zero: 0 is the background (got {self.label_values})")
+        return self
+
+
+class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData):
+    """Binary organ segmentation, scored by Dice. Its arguments: :class:`SegmentationArguments`.
 
     Shapes: images ``(N, 1, H, W)`` float, z-scored per image; masks ``(N, 1, H, W)`` int64
     in {0, 1}; network output ``(N, 2, H, W)`` logits.
@@ -67,49 +100,22 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
 
     primary_metric = "dice"
     validation_split = True
+    arguments = SegmentationArguments
 
-    def __init__(
-        self,
-        image_size: int,
-        channels: Sequence[int],
-        strides: Sequence[int],
-        num_res_units: int,
-        n_validation: int = 48,
-        corruption_radius: int = 3,
-        manifest: str | None = None,
-        slice_axis: int = 2,
-        empty_slices: float = 0.1,
-        label_values: Sequence[int] | None = None,
-        pixel_spacing: Sequence[float] | None = None,
-        **kwargs,
-    ) -> None:
+    def __init__(self, image_size: int, channels: list[int], strides: list[int], num_res_units: int,
+                 n_validation: int, corruption_radius: int, manifest: str | None, slice_axis: int,
+                 empty_slices: float, label_values: list[int] | None, pixel_spacing: list[float] | None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
-        self.n_validation = positive_int("n_validation", n_validation)
-        if len(strides) != len(channels) - 1:
-            raise ConfigError("task.strides", f"needs len(channels) - 1 = {len(channels) - 1} entries")
-        if image_size % int(np.prod(strides)) != 0:
-            raise ConfigError("task.image_size", f"must be divisible by the product of strides {list(strides)}")
-        self.image_size = int(image_size)
+        self.n_validation = n_validation
+        self.image_size = image_size
         self.channels, self.strides = tuple(channels), tuple(strides)
-        self.num_res_units = int(num_res_units)
-        if int(corruption_radius) < 1:
-            raise ConfigError("task.corruption_radius", f"must be >= 1 (got {corruption_radius})")
-        self.corruption_radius = int(corruption_radius)
-        if isinstance(slice_axis, bool) or slice_axis not in (0, 1, 2):
-            raise ConfigError("task.slice_axis", f"must be 0, 1 or 2 (got {slice_axis!r})")
-        if isinstance(empty_slices, bool) or not isinstance(empty_slices, int | float) or not 0 <= empty_slices <= 1:
-            raise ConfigError("task.empty_slices", f"must be a number in [0, 1] (got {empty_slices!r})")
-        if label_values is not None and (
-                not label_values or any(isinstance(v, bool) or not isinstance(v, int) or v == 0 for v in label_values)):
-            raise ConfigError("task.label_values", f"must be a non-empty list of non-zero integers, or null "
-                                                   f"(got {label_values!r})")
-        if pixel_spacing is not None and (len(pixel_spacing) != 2 or any(
-                isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in pixel_spacing)):
-            raise ConfigError("task.pixel_spacing", f"must be two positive numbers (mm), or null (got {pixel_spacing!r})")
+        self.num_res_units = num_res_units
+        self.corruption_radius = corruption_radius
         self.manifest = None if manifest is None else Path(manifest)
-        self.slicing = Slicing(self.image_size, int(slice_axis), float(empty_slices),
+        self.slicing = Slicing(image_size, slice_axis, empty_slices,
                                None if label_values is None else tuple(label_values),
-                               None if pixel_spacing is None else tuple(float(v) for v in pixel_spacing))
+                               None if pixel_spacing is None else tuple(pixel_spacing))
         self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self._normalize = NormalizeIntensity()
 

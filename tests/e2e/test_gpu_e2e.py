@@ -12,15 +12,16 @@ from sites.diffusion import sample, train_generator
 from sites.networks.site_diffusion import SiteDiffusion
 from sites.protocol import MetricKey, TrainConfig
 from sites.spec import SiteSpec
-from sites.tasks.segmentation import SegmentationTask
+from sites.tasks import build_task
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_task_trains_and_evaluates_on_the_gpu_and_returns_cpu_arrays(precision):
-    task = SegmentationTask(image_size=32, channels=[8, 16], strides=[2], num_res_units=1, n_train=16, n_test=8,
-                            n_validation=8, batch_size=8, local_steps=3, lr=1e-3)
+    task = build_task({"_target_": "sites.tasks.segmentation.SegmentationTask", "image_size": 32, "channels": [8, 16],
+                       "strides": [2], "num_res_units": 1, "n_train": 16, "n_test": 8, "n_validation": 8,
+                       "batch_size": 8, "local_steps": 3, "lr": 1e-3})
     task.compute = resolve_compute("cuda", precision)
     data = task.site_data(SiteSpec(id="A", name="a", index=0), seed=0)
     model = task.build_model()

@@ -78,23 +78,30 @@ def test_a_stage_left_empty_by_withdrawals_is_an_error(withdrawal_config):
 SITE_OBJECTIVES = "server.unlearning.SiteObjectives"
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"_target_": "server.unlearning.ForgetEverything"}, "unlearning._target_"),
-    ({"_target_": "server.unlearning.base.moved"}, "unlearning._target_"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "forget_everything"}, "unlearning.objective"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "rounds": 0}, "unlearning.rounds"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "local_steps": 2.5}, "unlearning.local_steps"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "npo", "beta": 0}, "unlearning.beta"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "lr": -1}, "unlearning.lr"),
-    ({"_target_": "server.unlearning.FedEraser", "calibration_share": 1.5}, "unlearning.calibration_share"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "learning_rate": 1}, "unlearning"),
-    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "lr": "fast"}, "unlearning.lr"),
-    ({"_target_": "server.unlearning.NoUnlearning", "rounds": 4}, "unlearning"),
+@pytest.mark.parametrize("config, key, reason", [
+    ({"_target_": "server.unlearning.ForgetEverything"}, "unlearning._target_", "cannot import"),
+    ({"_target_": "server.unlearning.base.moved"}, "unlearning._target_",
+     "is not a server.unlearning.UnlearningMethod subclass"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "forget_everything"}, "unlearning.objective",
+     "must be 'ga', 'graddiff', 'kl' or 'npo' (got 'forget_everything')"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "rounds": 0}, "unlearning.rounds",
+     "must be greater than 0 (got 0)"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "local_steps": 2.5}, "unlearning.local_steps",
+     "must be a valid integer (got 2.5)"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "npo", "beta": 0}, "unlearning.beta", "must be greater than 0 (got 0)"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "lr": -1}, "unlearning.lr", "must be greater than 0 (got -1)"),
+    ({"_target_": "server.unlearning.FedEraser", "calibration_share": 1.5}, "unlearning.calibration_share",
+     "must be less than or equal to 1 (got 1.5)"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "learning_rate": 1}, "unlearning",
+     "unknown keys ['learning_rate']"),
+    ({"_target_": SITE_OBJECTIVES, "objective": "ga", "lr": "fast"}, "unlearning.lr",
+     "must be a valid number (got 'fast')"),
+    ({"_target_": "server.unlearning.NoUnlearning", "rounds": 4}, "unlearning", "unknown keys ['rounds'] (known: [])"),
 ])
-def test_bad_unlearning_config_names_its_key(config, key):
+def test_bad_unlearning_config_names_its_key(config, key, reason):
     with pytest.raises(ConfigError) as raised:
         build_unlearning(config)
-    assert raised.value.key == key
+    assert raised.value.key == key and reason in raised.value.problem
     assert "\n" not in str(raised.value)
 
 

@@ -6,12 +6,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from simulations.replay_fidelity import _hold_out, _statistics, contrast_ratio
+from sites.tasks import build_task
 from sites.tasks.segmentation import SegmentationTask
 
 
 def _task() -> SegmentationTask:
-    return SegmentationTask(image_size=16, channels=[4, 8], strides=[2], num_res_units=0, n_train=8, n_test=4,
-                            n_validation=4, batch_size=4, local_steps=2, lr=1e-3)
+    return build_task({"_target_": "sites.tasks.segmentation.SegmentationTask", "image_size": 16, "channels": [4, 8],
+                       "strides": [2], "num_res_units": 0, "n_train": 8, "n_test": 4, "n_validation": 4,
+                       "batch_size": 4, "local_steps": 2, "lr": 1e-3})
 
 
 def test_segmentation_statistics_in_replay_space_by_hand():

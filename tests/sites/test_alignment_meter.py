@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from conftest import pga_options
 from helpers.scalar_model import Scalar, squared_error
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import MetricKey, ReplayOptions
@@ -27,7 +28,7 @@ def test_alignment_and_share_by_hand():
     # ∇L_A = 4(2w - 1) = 4 and ∇L_B = 6(3w - 2) = 6 at w = 1: the same sign, cosine 1. With
     # alpha = 0.1, w' = 0.6 and ∇L_B(w') = -1.2: alignment part -1.2 - 6 = -7.2, whole gradient
     # 4 - 1.2 = 2.8, share 7.2 / 2.8.
-    metrics, gradient = _one_step(ReplayOptions(alpha=0.1, arbitrary=False, inner_step="sgd"))
+    metrics, gradient = _one_step(pga_options(alpha=0.1, arbitrary=False, inner_step="sgd"))
     assert gradient == pytest.approx(2.8)  # measuring leaves the step as it was
     assert metrics == pytest.approx({MetricKey.PGA_ALIGNMENT: 1.0, MetricKey.PGA_ALIGNMENT_SHARE: 7.2 / 2.8})
 
@@ -37,14 +38,14 @@ def test_arbitrary_only_counts_the_plain_loss_in_the_whole_step():
     # B held out: w' = 1 - 0.1 * 4 = 0.6, part -1.2 - 6 = -7.2, whole 4 + (4 - 1.2) = 6.8.
     # The current batch held out: w' = 1 - 0.1 * 6 = 0.4, ∇L(0.4) = -0.8, part -0.8 - 4 = -4.8,
     # whole 4 + (6 - 0.8) = 9.2.
-    metrics, gradient = _one_step(ReplayOptions(alpha=0.1, orientational=False, inner_step="sgd"))
+    metrics, gradient = _one_step(pga_options(alpha=0.1, orientational=False, inner_step="sgd"))
     assert (metrics[MetricKey.PGA_ALIGNMENT_SHARE], gradient) in (
         (pytest.approx(7.2 / 6.8), pytest.approx(6.8)), (pytest.approx(4.8 / 9.2), pytest.approx(9.2)))
 
 
 def test_opposed_gradients_have_cosine_minus_one():
     # L_B(w) = (3w - 4)^2: ∇L_B(1) = -6 against ∇L_A = 4.
-    metrics, _ = _one_step(ReplayOptions(arbitrary=False), replay_target=4.0)
+    metrics, _ = _one_step(pga_options(arbitrary=False), replay_target=4.0)
     assert metrics[MetricKey.PGA_ALIGNMENT] == pytest.approx(-1.0)
 
 
@@ -61,7 +62,7 @@ def _classifier(options: ReplayOptions, meter: AlignmentMeter | None):
 
 def test_measuring_leaves_the_training_as_it_was():
     def trained(meter):
-        model, objective, current = _classifier(ReplayOptions(alpha=0.01, inner_step="normalized"), meter)
+        model, objective, current = _classifier(pga_options(alpha=0.01, inner_step="normalized"), meter)
         optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
         for _ in range(4):
             optimizer.zero_grad()
@@ -77,7 +78,7 @@ def test_measuring_leaves_the_training_as_it_was():
 
 def _share(alpha: float) -> float:
     meter = AlignmentMeter(every=1)
-    model, objective, current = _classifier(ReplayOptions(alpha=alpha), meter)
+    model, objective, current = _classifier(pga_options(alpha=alpha), meter)
     objective(model, current)
     return meter.metrics()[MetricKey.PGA_ALIGNMENT_SHARE]
 
@@ -97,7 +98,7 @@ def test_every_kth_step_is_measured_from_the_first():
 
 
 @pytest.mark.parametrize("options, replay", [
-    (ReplayOptions(), {}),  # no replay: the plain loss
+    (pga_options(), {}),  # no replay: the plain loss
     (ReplayOptions(objective="mix"), {"B": TensorDataset(torch.ones(4, 1), torch.ones(4, 1))}),
 ])
 def test_nothing_is_reported_without_a_meta_objective(options, replay):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import pga_options
 from helpers.scalar_model import Scalar, squared_error
 from sites import pseudo_domains as module
 from sites.alignment_meter import AlignmentMeter
@@ -81,14 +82,15 @@ def test_pseudo_domains_give_a_site_with_nothing_replayed_the_generalizability_o
     # The plain loss (∇ = 4 at w = 1) plus MLDG over {current, P}, as in the alignment meter's
     # arbitrary-only case: P held out, w' = 0.6, ∇L_P(w') = -1.2, step 4 + (4 - 1.2) = 6.8;
     # the current batch held out, w' = 0.4, ∇L(0.4) = -0.8, step 4 + (6 - 0.8) = 9.2.
-    metrics, gradient = _step(ReplayOptions(alpha=0.1, inner_step="sgd"), PSEUDO)
+    metrics, gradient = _step(pga_options(alpha=0.1, inner_step="sgd"), PSEUDO)
     assert (metrics[MetricKey.PGA_ALIGNMENT_SHARE], gradient) in (
         (pytest.approx(7.2 / 6.8), pytest.approx(6.8)), (pytest.approx(4.8 / 9.2), pytest.approx(9.2)))
 
 
 @pytest.mark.parametrize("options, pseudo", [
-    (ReplayOptions(alpha=0.1, inner_step="sgd"), {}),  # the ablation: no pseudo-domains
-    (ReplayOptions(alpha=0.1, arbitrary=False, inner_step="sgd"), PSEUDO),  # they join the generalizability objective only
+    (pga_options(alpha=0.1, inner_step="sgd"), {}),  # the ablation: no pseudo-domains
+    # they join the generalizability objective only
+    (pga_options(alpha=0.1, arbitrary=False, inner_step="sgd"), PSEUDO),
     (ReplayOptions("mix"), PSEUDO),  # experience replay has no meta-objective
 ])
 def test_without_the_generalizability_objective_a_lone_site_trains_on_its_loss(options, pseudo):

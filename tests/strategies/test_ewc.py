@@ -8,7 +8,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from sites.ewc import ewc_penalty, fisher_diagonal, with_ewc
+from strategies import build_strategy
 from strategies.ewc import EWC
+
+
+def _ewc(**arguments) -> EWC:
+    """EWC as ``strategy`` config with ``arguments`` builds it (the other arguments their defaults)."""
+    return build_strategy({"_target_": "strategies.ewc.EWC", "min_train_nodes": 1, "min_available_nodes": 1,
+                           "min_evaluate_nodes": 1, **arguments})
 
 
 class LogisticTask:
@@ -60,7 +67,7 @@ class FakeGrid:
 
 
 def test_strategy_sums_stage_fishers_and_anchors_at_the_previous_stage(monkeypatch):
-    strategy = EWC(weight=5.0, min_train_nodes=1, min_available_nodes=1, min_evaluate_nodes=1)
+    strategy = _ewc(weight=5.0)
     stage_models = {1: 1.0, 2: 2.0, 3: 3.0}
 
     def fake_start(self, grid, initial_arrays, num_rounds=3, timeout=3600, train_config=None, **kwargs):
@@ -81,7 +88,7 @@ def test_strategy_sums_stage_fishers_and_anchors_at_the_previous_stage(monkeypat
 
 
 def test_training_messages_carry_fisher_anchor_and_weight_once_a_stage_is_consolidated():
-    strategy = EWC(weight=5.0, min_train_nodes=1, min_available_nodes=1, min_evaluate_nodes=1)
+    strategy = _ewc(weight=5.0)
     grid = FakeGrid({1: (1.0, 1)})
     arrays = ArrayRecord({"w": torch.tensor([0.0])})
     (first,) = strategy.configure_train(1, arrays, ConfigRecord({"stage": 1}), grid)

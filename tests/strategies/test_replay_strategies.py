@@ -12,10 +12,16 @@ from sites.errors import ConfigError
 from sites.replay import pack_domains
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.tasks import build_task
+from strategies import build_strategy
 from strategies.experience_replay import ExperienceReplay
 from strategies.pga import PGA, SERVER_SHARE, relative_move
 
 NODE_MINIMA = {"min_train_nodes": 1, "min_available_nodes": 1, "min_evaluate_nodes": 1}
+
+
+def _pga(**arguments) -> PGA:
+    """PGA as ``strategy`` config with ``arguments`` builds it (the other arguments their defaults)."""
+    return build_strategy({"_target_": "strategies.pga.PGA", **arguments, **NODE_MINIMA})
 
 
 class OneNodeGrid:
@@ -41,31 +47,34 @@ def test_messages_carry_replay_only_when_there_is_some():
 
 
 def test_each_pga_switch_reaches_the_sites():
-    full = ReplayOptions(pseudo_domains=2)
+    # PGA's defaults, as configs/strategy/pga.yaml also sets them
+    full = ReplayOptions("pga", alpha=1e-4, weight=1.0, orientational=True, arbitrary=True, second_order=False,
+                         inner_step="normalized", pseudo_domains=2)
     cases = {
         "full": ({}, full),
         "orientational only": ({"arbitrary": False}, replace(full, arbitrary=False)),
         "arbitrary only": ({"orientational": False}, replace(full, orientational=False)),
         "second order": ({"second_order": True, "alpha": 0.01, "weight": 0.5},
                          replace(full, alpha=0.01, weight=0.5, second_order=True)),
-        "normalized inner step": ({"inner_step": "normalized"}, replace(full, inner_step="normalized")),
+        "sgd inner step": ({"inner_step": "sgd"}, replace(full, inner_step="sgd")),
         "no pseudo-domains": ({"pseudo_domains": 0}, replace(full, pseudo_domains=0)),
     }
     for name, (arguments, expected) in cases.items():
-        (message,) = _messages(PGA(**arguments, **NODE_MINIMA), REPLAY)
+        (message,) = _messages(_pga(**arguments), REPLAY)
         assert TrainConfig.from_record(message.content["config"]).replay == expected, name
         assert message.content["config"]["stage"] == 2
 
 
 def test_an_unknown_inner_step_is_refused_by_its_config_key():
-    with pytest.raises(ConfigError, match=r"strategy\.inner_step.*'adam'.*sgd or normalized"):
-        PGA(inner_step="adam", **NODE_MINIMA)
+    with pytest.raises(ConfigError, match=r"^strategy\.inner_step: must be 'sgd' or 'normalized' \(got 'adam'\)$"):
+        _pga(inner_step="adam")
 
 
-@pytest.mark.parametrize("count", [-1, 1.5, True])
-def test_a_bad_pseudo_domain_count_is_refused_by_its_config_key(count):
-    with pytest.raises(ConfigError, match=r"strategy\.pseudo_domains.*integer >= 0"):
-        PGA(pseudo_domains=count, **NODE_MINIMA)
+@pytest.mark.parametrize("count, reason", [(-1, "greater than or equal to 0"), (1.5, "a valid integer"),
+                                           (True, "a valid integer")])
+def test_a_bad_pseudo_domain_count_is_refused_by_its_config_key(count, reason):
+    with pytest.raises(ConfigError, match=rf"^strategy\.pseudo_domains: must be {reason} \(got {count}\)$"):
+        _pga(pseudo_domains=count)
 
 
 def _segmentation():
@@ -98,7 +107,7 @@ class ServerStep:
                              torch.randint(0, 2, (4, 1, 16, 16), generator=generator))
 
     def __call__(self, replay: dict, **options) -> tuple[dict, MetricRecord]:
-        strategy = PGA(**options, **NODE_MINIMA)
+        strategy = _pga(**options)
         strategy.set_replay(pack_domains(replay), self.task)
         list(strategy.configure_train(1, self.start, ConfigRecord({"stage": 2}), OneNodeGrid()))
         result, metrics = strategy.aggregate_train(1, [_reply(self.arrays)])
@@ -111,7 +120,7 @@ class ServerStep:
 def test_server_meta_steps_are_on_by_default_and_move_the_aggregate_by_the_logged_share(monkeypatch):
     step = ServerStep(monkeypatch)
     state, metrics = step({"A": step.domain(0), "B": step.domain(1)})
-    assert PGA(**NODE_MINIMA).server_steps > 0 and step.moved(state)
+    assert _pga().server_steps > 0 and step.moved(state)
     assert metrics["train_loss"] == 1.0
     assert metrics[SERVER_SHARE] == pytest.approx(relative_move(step.start, step.arrays, ArrayRecord(state)))
     assert metrics[SERVER_SHARE] > 0

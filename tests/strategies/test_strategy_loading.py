@@ -9,10 +9,15 @@ from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClippi
                                      DifferentialPrivacyClientSideFixedClipping,
                                      DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx)
 
-from strategies import build_strategy, check_strategy_fits, train_mods
+from sites.config import argument_model
 from sites.errors import ConfigError
+from strategies import build_strategy, check_strategy_fits, train_mods
+from strategies.pga import PGA, PGAArguments
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "plugins"))
+from frozen_strategy import FrozenFedAvg  # a user's module, on the path above
+
+NODE_MINIMA = {"min_train_nodes": 1, "min_available_nodes": 1, "min_evaluate_nodes": 1}
 
 
 def test_flower_strategies_with_arguments():
@@ -57,6 +62,14 @@ def test_a_strategy_that_wraps_another_is_built_from_a_nested_target():
          "cannot import 'nowhere.Strategy': ModuleNotFoundError: No module named 'nowhere'"),
         (_clipped({"_target_": "flwr.serverapp.strategy.FedAvg", "momentum": 0.9}), "strategy.strategy",
          "FedAvg.__init__() got an unexpected keyword argument 'momentum'"),
+        # ours: their argument models name the key and the reason
+        ({"_target_": "strategies.ewc.EWC", "momentum": 0.9}, "strategy", "unknown keys ['momentum'] (known: ["),
+        ({"_target_": "strategies.ewc.EWC", "weight": -1.0}, "strategy.weight",
+         "must be greater than or equal to 0 (got -1.0)"),
+        ({"_target_": "strategies.pga.PGA", "fraction_train": 2.0}, "strategy.fraction_train",
+         "must be less than or equal to 1 (got 2.0)"),
+        (_clipped({"_target_": "strategies.pga.PGA", "pseudo_domains": -1}), "strategy.strategy.pseudo_domains",
+         "must be greater than or equal to 0 (got -1)"),
     ],
 )
 def test_plug_in_errors_name_the_key(config, key, words):
@@ -64,6 +77,22 @@ def test_plug_in_errors_name_the_key(config, key, words):
         build_strategy(config)
     assert raised.value.key == key and words in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_a_strategy_of_ours_wrapped_by_flowers_is_built_from_its_checked_arguments():
+    wrapper = build_strategy(_clipped({"_target_": "strategies.pga.PGA", "alpha": 0.01, **NODE_MINIMA}))
+    assert isinstance(wrapper.strategy, PGA) and wrapper.strategy.options.alpha == 0.01
+    assert wrapper.strategy.server_steps == PGAArguments().server_steps
+
+
+class TunedPGA(PGA):
+    """A user's PGA that changes no constructor: PGA's argument model still describes it."""
+
+
+def test_the_argument_model_is_that_of_the_class_whose_constructor_runs():
+    assert argument_model(PGA) is PGAArguments and argument_model(TunedPGA) is PGAArguments
+    assert argument_model(FedAvg) is None  # Flower's: built as Hydra builds it
+    assert argument_model(FrozenFedAvg) is None  # a user's own constructor, without a model
 
 
 def test_node_minima_larger_than_a_stage_are_refused():

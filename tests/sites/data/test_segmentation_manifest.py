@@ -10,7 +10,7 @@ from nibabel.testing import data_path
 from monai.transforms import LoadImage
 from PIL import Image
 
-from conftest import load_config, task_config_error_key, write_manifest, write_segmentation_case
+from conftest import load_config, task_config_error, write_manifest, write_segmentation_case
 from sites.data.segmentation_manifest import Slicing, load_site_slices
 from sites.errors import ConfigError
 from sites.protocol import TrainConfig
@@ -239,14 +239,17 @@ def test_volumes_are_resampled_in_plane_to_the_pixel_spacing(tmp_path, axis, spa
     assert Slicing(image_size=16).resample(image, mask) == (image, mask)
 
 
-@pytest.mark.parametrize(("changes", "key"), [
-    ({"slice_axis": 3}, "task.slice_axis"), ({"slice_axis": True}, "task.slice_axis"),
-    ({"empty_slices": 1.5}, "task.empty_slices"), ({"label_values": [0, 1]}, "task.label_values"),
-    ({"label_values": []}, "task.label_values"), ({"pixel_spacing": [1.0]}, "task.pixel_spacing"),
-    ({"pixel_spacing": [1.0, 0]}, "task.pixel_spacing"),
+@pytest.mark.parametrize(("changes", "key", "reason"), [
+    ({"slice_axis": 3}, "task.slice_axis", "must be less than or equal to 2 (got 3)"),
+    ({"slice_axis": True}, "task.slice_axis", "must be a valid integer (got True)"),
+    ({"empty_slices": 1.5}, "task.empty_slices", "must be less than or equal to 1 (got 1.5)"),
+    ({"label_values": [0, 1]}, "task.label_values", "must be non-zero: 0 is the background (got [0, 1])"),
+    ({"label_values": []}, "task.label_values", "must hold at least 1 item(s) (got [])"),
+    ({"pixel_spacing": [1.0]}, "task.pixel_spacing", "must hold at least 2 item(s) (got [1.0])"),
+    ({"pixel_spacing": [1.0, 0]}, "task.pixel_spacing.1", "must be greater than 0 (got 0)"),
 ])
-def test_bad_slicing_options_name_their_key(changes, key):
-    assert task_config_error_key(_small_config(), changes) == key
+def test_bad_slicing_options_name_their_key(changes, key, reason):
+    assert task_config_error(_small_config(), changes) == (key, reason)
 
 
 def test_the_task_reads_the_same_slices_for_the_same_seed_and_cannot_make_reference_data(tmp_path):

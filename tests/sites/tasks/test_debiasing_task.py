@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import task_config_error_key
+from conftest import task_config_error
 from sites.protocol import StatisticsQuery, TrainConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
@@ -129,11 +129,17 @@ def test_federated_sites_report_the_same_metric_keys(small_debiasing_config):
 
 
 @pytest.mark.parametrize(
-    ("changes", "key"),
-    [({"method": "irm"}, "task.method"), ({"arrangement": "mixed"}, "task.arrangement"),
-     ({"bias_ratio": 1.0}, "task.bias_ratio"), ({"q": 0}, "task.q"),
-     ({"pseudo_label_repeats": 0}, "task.pseudo_label_repeats"), ({"source_shift": {"gamma": 1}}, "task.source_shift"),
-     ({"pseudo_threshold": "global"}, "task.pseudo_threshold"), ({"pseudo_label_rounds": 0}, "task.pseudo_label_rounds")],
+    ("changes", "key", "reason"),
+    [({"method": "irm"}, "task.method", "must be 'erm', 'pbbl' or 'bias_balanced_oracle' (got 'irm')"),
+     ({"arrangement": "mixed"}, "task.arrangement", "must be 'source_biased' or 'federated' (got 'mixed')"),
+     ({"bias_ratio": 1.0}, "task.bias_ratio", "must be less than 1 (got 1.0)"),
+     ({"q": 0}, "task.q", "must be greater than 0 (got 0)"),
+     ({"pseudo_label_repeats": 0}, "task.pseudo_label_repeats", "must be greater than 0 (got 0)"),
+     ({"source_shift": {"gamma": 1}}, "task.source_shift",
+      "unknown scanner fields ['gamma'] (known: ['gain', 'offset', 'contrast', 'noise', 'blur', 'bias_field'])"),
+     ({"source_shift": {"noise": "loud"}}, "task.source_shift.noise", "must be a valid number (got 'loud')"),
+     ({"pseudo_threshold": "global"}, "task.pseudo_threshold", "must be 'federation' or 'site' (got 'global')"),
+     ({"pseudo_label_rounds": 0}, "task.pseudo_label_rounds", "must be greater than 0 (got 0)")],
 )
-def test_bad_config_names_the_key(small_debiasing_config, changes, key):
-    assert task_config_error_key(small_debiasing_config, changes) == key
+def test_bad_config_names_the_key(small_debiasing_config, changes, key, reason):
+    assert task_config_error(small_debiasing_config, changes) == (key, reason)

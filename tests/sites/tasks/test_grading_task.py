@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import task_config_error_key
+from conftest import task_config_error
 from sites.data.brain import MODALITIES
 from sites.losses import cross_modality_guidance, feature_guidance
 from sites.networks.mc3 import MC3
@@ -19,24 +19,25 @@ from sites.tasks.grading import concordant_pairs
 
 
 @pytest.mark.parametrize(
-    ("changes", "key"),
+    ("changes", "key", "reason"),
     [
-        ({"model": "resnet"}, "task.model"),
-        ({"modality": "dwi"}, "task.modality"),
-        ({"conv3d_stages": 3}, "task.conv3d_stages"),
-        ({"image_size": 10}, "task.image_size"),
-        ({"guidance_weight": -1.0}, "task.guidance_weight"),
-        ({"guidance_temperature": 0.0}, "task.guidance_temperature"),
-        ({"guidance": "attention"}, "task.guidance"),
-        ({"primary_selection": "accuracy"}, "task.primary_selection"),
-        ({"warmup_share": 0.0}, "task.warmup_share"),
-        ({"warmup_share": 1.0}, "task.warmup_share"),
-        ({"depth": 0}, "task.depth"),
-        ({"n_validation": 0}, "task.n_validation"),
+        ({"model": "resnet"}, "task.model", "must be 'single', 'early_fusion', 'late_fusion' or 'cmg' (got 'resnet')"),
+        ({"modality": "dwi"}, "task.modality", "must be 't1', 't1ce', 't2' or 'flair' (got 'dwi')"),
+        ({"conv3d_stages": 3}, "task.conv3d_stages", "must be at most len(channels) = 2 (got 3)"),
+        ({"image_size": 10}, "task.image_size", "must be divisible by 2 ** len(channels) = 4 (got 10)"),
+        ({"guidance_weight": -1.0}, "task.guidance_weight", "must be greater than or equal to 0 (got -1.0)"),
+        ({"guidance_temperature": 0.0}, "task.guidance_temperature", "must be greater than 0 (got 0.0)"),
+        ({"guidance": "attention"}, "task.guidance", "must be 'logit' or 'feature' (got 'attention')"),
+        ({"primary_selection": "accuracy"}, "task.primary_selection", "must be 'auc' or 'nll' (got 'accuracy')"),
+        ({"warmup_share": 0.0}, "task.warmup_share", "must be greater than 0 (got 0.0)"),
+        ({"warmup_share": 1.0}, "task.warmup_share", "must be less than 1 (got 1.0)"),
+        ({"depth": 0}, "task.depth", "must be greater than 0 (got 0)"),
+        ({"n_validation": 0}, "task.n_validation", "must be greater than 0 (got 0)"),
+        ({"channels": [4, "wide"]}, "task.channels.1", "must be a valid integer (got 'wide')"),
     ],
 )
-def test_bad_grading_config_names_its_key(small_grading_config, changes, key):
-    assert task_config_error_key(small_grading_config, changes) == key
+def test_bad_grading_config_names_its_key(small_grading_config, changes, key, reason):
+    assert task_config_error(small_grading_config, changes) == (key, reason)
 
 
 def test_a_site_has_train_validation_and_test_cases_of_both_grades(small_grading_config, scenario):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import task_config_error_key
+from conftest import task_config_error
 from sites.protocol import TrainConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
@@ -74,11 +74,21 @@ def test_proximal_term_keeps_weights_near_the_global_model(small_task):
 
 
 @pytest.mark.parametrize(
-    ("changes", "key"),
-    [({"local_steps": 0}, "task.local_steps"), ({"lr": 0}, "task.lr"), ({"n_validation": 0}, "task.n_validation"),
-     ({"strides": [2]}, "task.strides"), ({"image_size": 30}, "task.image_size"),
-     ({"_target_": "sites.spec.SiteSpec"}, "task._target_"), ({"_target_": "nowhere.Task"}, "task._target_"),
-     ({"depth": 3}, "task")],
+    ("changes", "key", "reason"),
+    [({"local_steps": 0}, "task.local_steps", "must be greater than 0 (got 0)"),
+     ({"lr": 0}, "task.lr", "must be greater than 0 (got 0)"),
+     ({"lr": "fast"}, "task.lr", "must be a valid number (got 'fast')"),
+     ({"n_validation": 0}, "task.n_validation", "must be greater than 0 (got 0)"),
+     ({"strides": [2]}, "task.strides", "needs len(channels) - 1 = 2 entries (got 1)"),
+     ({"image_size": 30}, "task.image_size", "must be divisible by the product of strides [2, 2] (got 30)"),
+     ({"_target_": "sites.spec.SiteSpec"}, "task._target_", "sites.spec.SiteSpec is not a sites.tasks.Task subclass"),
+     ({"_target_": "nowhere.Task"}, "task._target_",
+      "cannot import 'nowhere.Task': ModuleNotFoundError: No module named 'nowhere'")],
 )
-def test_bad_task_config_names_the_key(small_task_config, changes, key):
-    assert task_config_error_key(small_task_config, changes) == key
+def test_bad_task_config_names_the_key(small_task_config, changes, key, reason):
+    assert task_config_error(small_task_config, changes) == (key, reason)
+
+
+def test_an_unknown_task_argument_is_refused_naming_it(small_task_config):
+    key, reason = task_config_error(small_task_config, {"depth": 3})
+    assert key == "task" and reason.startswith("unknown keys ['depth'] (known: ['batch_size', 'channels',")

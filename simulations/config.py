@@ -9,6 +9,7 @@ from server.discovery import DeploymentConfig
 from server.replay_config import ReplayConfig
 from server.scenario import ScenarioConfig
 from sites.config import ConfigModel, invalid
+from sites.data.recipes import AnyRecipe
 from sites.faults import FaultConfig
 from sites.privacy import Privacy
 
@@ -113,3 +114,8 @@ class RunConfig(ConfigModel):
     device: str = "cpu"
     precision: str = "fp32"
     evaluate_split: Literal["test", "validation"] = "test"
+    dataset: AnyRecipe | None = None
+    data_root: str | None = None
+    data_skip_bad: bool = False
+    nih_root: str | None = None
+    mimic_root: str | None = None

@@ -58,6 +58,12 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     label_values : sequence of int or None
         With ``manifest``: the mask values that are foreground; ``None``: any non-zero value,
         in masks that hold a single one.
+    pixel_spacing : sequence of float or None
+        With ``manifest``: in-plane spacing (mm) volumes are resampled to before slicing;
+        ``None``: each volume keeps its own.
+    zscore : str
+        With ``manifest``: ``slice`` (each slice on its own) or ``volume`` (each slice with its
+        volume's mean and deviation).
     **kwargs
         See :class:`~sites.tasks.base.Task`.
 
@@ -81,6 +87,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         empty_slices: float = 0.1,
         label_values: Sequence[int] | None = None,
         pixel_spacing: Sequence[float] | None = None,
+        zscore: str = "slice",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,10 +113,12 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         if pixel_spacing is not None and (len(pixel_spacing) != 2 or any(
                 isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in pixel_spacing)):
             raise ConfigError("task.pixel_spacing", f"must be two positive numbers (mm), or null (got {pixel_spacing!r})")
+        if zscore not in ("slice", "volume"):
+            raise ConfigError("task.zscore", f"must be 'slice' or 'volume' (got {zscore!r})")
         self.manifest = None if manifest is None else Path(manifest)
         self.slicing = Slicing(self.image_size, int(slice_axis), float(empty_slices),
                                None if label_values is None else tuple(label_values),
-                               None if pixel_spacing is None else tuple(float(v) for v in pixel_spacing))
+                               None if pixel_spacing is None else tuple(float(v) for v in pixel_spacing), zscore)
         self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self._normalize = NormalizeIntensity()
 

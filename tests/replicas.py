@@ -1,0 +1,106 @@
+"""Miniature replicas of the public datasets' folders, as their publishers lay them out: the exact
+folder and file names, CSV headers (a UTF-8 BOM, an unnamed index column) and label values, with
+a few tiny volumes or images."""
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+PROSTATE_SITES = ("BIDMC", "BMC", "HK", "I2CVB", "RUNMC", "UCL")
+BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")
+
+
+def write_prostate_volume(folder: Path, case: str, mask_suffix: str = "_segmentation", labels=(1,),
+                          shape=(16, 16, 6), extension=".nii.gz") -> None:
+    """``<case><extension>`` and ``<case><mask_suffix><extension>``: a noisy volume with a bright
+    box, and the box's mask with its slices labelled ``labels`` in turn."""
+    rng = np.random.default_rng(len(folder.name) + len(case))
+    mask = np.zeros(shape, dtype=np.uint8)
+    for k, label in zip(range(1, shape[2] - 1), np.resize(labels, shape[2] - 2)):
+        mask[4:11, 5:12, k] = label
+    image = (100 + 10 * rng.normal(size=shape) + 60 * (mask > 0)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, np.eye(4)), folder / f"{case}{extension}")
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), folder / f"{case}{mask_suffix}{extension}")
+
+
+def prostate_release(root: Path, cases: int = 2) -> Path:
+    """``Processed_data_nii/<site>/CaseNN.nii.gz`` with ``CaseNN_segmentation.nii.gz``: BMC's
+    masks written ``_Segmentation`` as some mirrors do, HK's masks holding two zones (1 and 2)."""
+    release = root / "Processed_data_nii"
+    for site in PROSTATE_SITES:
+        (release / site).mkdir(parents=True)
+        for n in range(cases):
+            write_prostate_volume(release / site, f"Case{n:02d}", "_Segmentation" if site == "BMC" else "_segmentation",
+                                  labels=(1, 2) if site == "HK" else (1,))
+    return release
+
+
+def write_brats_case(folder: Path, case: str, extension: str = ".nii.gz", shape=(12, 12, 8),
+                     modalities=BRATS_MODALITIES, mask: str | None = "seg") -> None:
+    """``folder/<case>/<case>_<modality><extension>`` for each sequence, and its mask."""
+    case_dir = folder / case
+    case_dir.mkdir(parents=True)
+    rng = np.random.default_rng(len(case))
+    for modality in modalities:
+        volume = (50 + 10 * rng.normal(size=shape)).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), case_dir / f"{case}_{modality}{extension}")
+    if mask is not None:
+        nib.save(nib.Nifti1Image(np.zeros(shape, dtype=np.uint8), np.eye(4)), case_dir / f"{case}_{mask}{extension}")
+
+
+#: Cases of the 2018 replica: (grade, institution, number); every institution with both grades
+#: through TCIA's collections and BraTS 2013, CBICA with HGG only, as in the release.
+BRATS_2018 = [("HGG", "TCIA01", 1), ("HGG", "TCIA02", 2), ("HGG", "TCIA08", 3), ("LGG", "TCIA09", 4),
+              ("LGG", "TCIA10", 5), ("LGG", "TCIA13", 6), ("HGG", "CBICA", 7), ("HGG", "2013", 8),
+              ("HGG", "2013", 9), ("LGG", "2013", 10), ("LGG", "2013", 11), ("LGG", "2013", 12)]
+
+
+def brats_2018(root: Path, year: int = 2018) -> Path:
+    """``MICCAI_BraTS_<year>_Data_Training/{HGG,LGG}/Brats18_<institution>_<n>_1/``."""
+    release = root / f"MICCAI_BraTS_{year}_Data_Training"
+    prefix = "Brats18" if year == 2018 else "BraTS19"
+    for grade, code, n in BRATS_2018:
+        code_part = f"{code}_{n}" if code != "CBICA" else f"CBICA_A{n:02d}"
+        write_brats_case(release / grade, f"{prefix}_{code_part}_1")
+    return release
+
+
+def brats_2020(root: Path) -> Path:
+    """``MICCAI_BraTS2020_TrainingData/BraTS20_Training_NNN/`` in ``.nii`` (as a widely used
+    mirror stores them), ``name_mapping.csv`` with the grades and earlier ids; the last case is
+    new in 2020 (no earlier id) and the one numbered 355 names its mask otherwise."""
+    release = root / "MICCAI_BraTS2020_TrainingData"
+    release.mkdir(parents=True)
+    rows = []
+    cases = [*BRATS_2018, ("HGG", None, 355)]
+    for number, (grade, code, n) in enumerate(cases, start=1):
+        case = f"BraTS20_Training_{(355 if n == 355 else number):03d}"
+        write_brats_case(release, case, extension=".nii", mask="seg" if n != 355 else "Segm")
+        earlier = "" if code is None else f"BraTS19_{code}_{n}_1"
+        rows.append([grade, "NA", earlier or "NA", "NA", earlier or "NA", case])
+    write_csv(release / "name_mapping.csv", ["Grade", "BraTS_2017_subject_ID", "BraTS_2018_subject_ID",
+                                             "TCGA_TCIA_subject_ID", "BraTS_2019_subject_ID",
+                                             "BraTS_2020_subject_ID"], rows)
+    return release
+
+
+def write_csv(path: Path, header, rows, bom: bool = False) -> Path:
+    """A CSV file; ``bom``: starting with a UTF-8 byte order mark."""
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_png(path: Path, seed: int, size: int = 40) -> None:
+    """A grey PNG of noise with a bright disc."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    disc = ((y - size / 2) ** 2 + (x - size / 2) ** 2) < (size / 4) ** 2
+    pixels = np.clip(80 + 30 * rng.normal(size=(size, size)) + 90 * disc, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)

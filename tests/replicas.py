@@ -104,3 +104,69 @@ def write_png(path: Path, seed: int, size: int = 40) -> None:
     pixels = np.clip(80 + 30 * rng.normal(size=(size, size)) + 90 * disc, 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
+
+
+def nih_id(n: int) -> str:
+    """A ChestX-ray14 image id: patient, then follow-up."""
+    return f"{n:08d}_000"
+
+
+def chestxray14(root: Path, ids) -> Path:
+    """ChestX-ray14 as extracted: ``images_0NN/images/<id>.png``, the ids spread over two archives."""
+    nih = root / "ChestX-ray14"
+    for k, image_id in enumerate(ids):
+        write_png(nih / f"images_{1 + k % 2:03d}" / "images" / f"{image_id}.png", seed=k)
+    return nih
+
+
+def mimic_path(n: int) -> str:
+    """A MIMIC-CXR-JPG image below ``files/``."""
+    return f"files/p1{n % 10}/p1{n:07d}/s5{n:07d}/{n:08x}-0000aaaa-1111bbbb-2222cccc-3333dddd.jpg"
+
+
+def sbp_split(root: Path, per_group: int = 3) -> tuple[Path, Path, Path]:
+    """``SbP-bias95/`` with ``train_MIMIC.csv`` (a UTF-8 BOM and an unnamed index column),
+    ``train_NIH.csv`` (an unnamed index column), ``valid.csv`` and ``test.csv``, the paths the
+    authors' own; and the NIH and MIMIC roots they resolve under. Returns (split, nih, mimic)."""
+    split = root / "SbP-bias95"
+    split.mkdir(parents=True)
+    files = {"train_NIH.csv": [], "train_MIMIC.csv": [], "valid.csv": [], "test.csv": []}
+    nih_ids, mimic_files, n = [], [], 0
+    for name in files:
+        for source in (0, 1) if name in ("valid.csv", "test.csv") else (int(name == "train_MIMIC.csv"),):
+            for label in (0, 1):
+                for _ in range(per_group):
+                    n += 1
+                    if source:
+                        mimic_files.append(mimic_path(n))
+                        path = f"/media/authors/mimic-cxr-jpg-2.0.0.physionet.org/{mimic_path(n)}"
+                    else:
+                        nih_ids.append(nih_id(n))
+                        path = f"/home/authors/NIH_JPG/useful_images/{nih_id(n)}.jpg"
+                    files[name].append([path, label, source])
+    for name, rows in files.items():
+        indexed = name.startswith("train_")
+        write_csv(split / name, ([""] if indexed else []) + ["path", "pneumonia", "MIMIC"],
+                  [([i] if indexed else []) + row for i, row in enumerate(rows)], bom=name == "train_MIMIC.csv")
+    mimic = root / "mimic-cxr-jpg"
+    for k, path in enumerate(mimic_files):
+        write_png(mimic / path, seed=100 + k)  # a PNG under a .jpg name reads the same
+    return split, chestxray14(root, nih_ids), mimic
+
+
+def gbp_split(root: Path, per_group: int = 8) -> tuple[Path, Path]:
+    """``GbP-case1/`` with ``train.csv``, ``valid.csv``, ``test.csv`` (``./dataset/GbP/<id>.png``
+    paths, gender ``M``/``F``), and ChestX-ray14 they resolve under. Returns (split, nih)."""
+    split = root / "GbP-case1"
+    split.mkdir(parents=True)
+    ids, n = [], 0
+    for name in ("train.csv", "valid.csv", "test.csv"):
+        rows = []
+        for gender in ("F", "M"):
+            for label in (0, 1):
+                for _ in range(per_group):
+                    n += 1
+                    ids.append(nih_id(n))
+                    rows.append([f"./dataset/GbP/{nih_id(n)}.png", label, gender])
+        write_csv(split / name, ["path", "pneumothorax", "gender"], rows)
+    return split, chestxray14(root, ids)

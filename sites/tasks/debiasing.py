@@ -47,6 +47,7 @@ from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
+from ..networks.xray_densenet import FrozenDenseNetDebiasingNet, check_backbone_weights
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from ..thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
@@ -94,6 +95,13 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         Added to the site's scanner signature for source 1 (``source_biased`` only).
     manifest : str or None
         CSV manifest of real images (see :mod:`sites.data.manifest`); ``None`` generates data.
+    backbone : str or None
+        ``None``: MONAI ``Classifier`` networks (``channels``, ``strides``, ``num_res_units``);
+        ``densenet121``: heads on one frozen chest X-ray DenseNet-121, PBBL's network
+        (:mod:`sites.networks.xray_densenet`).
+    backbone_weights : str
+        With ``backbone=densenet121``: ``xrv`` (torchxrayvision's cache), a state-dict file,
+        or ``none`` (random initialisation).
     **kwargs
         See :class:`~sites.tasks.base.Task`.
 
@@ -104,7 +112,8 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     def __init__(self, image_size: int, channels: Sequence[int], strides: Sequence[int], num_res_units: int,
                  method: str, arrangement: str, bias_ratio: float, q: float, pseudo_label_repeats: int,
                  source_shift: Mapping[str, float], pseudo_threshold: str = "federation",
-                 pseudo_label_rounds: int = 1, manifest: str | None = None, **kwargs) -> None:
+                 pseudo_label_rounds: int = 1, manifest: str | None = None, backbone: str | None = None,
+                 backbone_weights: str = "xrv", **kwargs) -> None:
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ConfigError("task.method", f"must be one of {list(METHODS)} (got {method!r})")
@@ -130,14 +139,20 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         self.threshold, self.rounds = pseudo_threshold, int(pseudo_label_rounds)
         self.source_shift = {k: float(v) for k, v in source_shift.items()}
         self.manifest = None if manifest is None else Path(manifest)
+        if backbone not in (None, "densenet121"):
+            raise ConfigError("task.backbone", f"must be null or densenet121 (got {backbone!r})")
+        self.backbone = backbone
+        self.backbone_weights = None if backbone is None else check_backbone_weights(backbone_weights)
         self.primary_metric = "balanced_auc" if arrangement == "source_biased" else "auc"
 
     # --- model and phases -------------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
+        num_bias_models = self.repeats * self.rounds if self.method == "pbbl" else 0
+        if self.backbone == "densenet121":
+            return FrozenDenseNetDebiasingNet(num_bias_models, self.backbone_weights)
         return DebiasingNet((1, self.image_size, self.image_size), self.channels, self.strides,
-                            self.num_res_units,
-                            num_bias_models=self.repeats * self.rounds if self.method == "pbbl" else 0)
+                            self.num_res_units, num_bias_models=num_bias_models)
 
     @property
     def phases(self) -> list[Phase]:

@@ -20,9 +20,9 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from ...config import invalid
 from ...errors import ConfigError
@@ -160,7 +160,7 @@ class GbpRecipe(Recipe):
 
     recipe: Literal["pbbl_gbp"]
     genders: dict[str, Literal[0, 1]] = {"0": 0, "1": 1, "F": 0, "M": 1}
-    sites: dict[str, tuple[float, float]]
+    sites: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]]
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> "GbpRecipe":
@@ -203,6 +203,12 @@ class GbpRecipe(Recipe):
                     if row["bias"] == bias:
                         row["site"] = self.site_of(bias, place[row.pop("rank")])
         prepared.rows = [row for rows in read.values() for row in rows]
+        for site in self.sites:  # the task's source_biased arrangement scores every group at every site
+            for label, bias in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                if not any(row["site"] == site and row["label"] == label and row["bias"] == bias for row in read["test"]):
+                    raise ConfigError("data_root", f"site {site}: no image of pneumothorax {label} and gender bias "
+                                                   f"{bias} in {roots.data / 'test.csv'}; every site needs each "
+                                                   "(label, bias) group there: deal it a larger share (dataset.sites)")
         return finish(prepared, site_ids, "gender")
 
 

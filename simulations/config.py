@@ -9,7 +9,6 @@ from server.discovery import DeploymentConfig
 from server.replay_config import ReplayConfig
 from server.scenario import ScenarioConfig
 from sites.config import ConfigModel, invalid
-from sites.data.recipes import AnyRecipe
 from sites.faults import FaultConfig
 from sites.privacy import Privacy
 
@@ -114,7 +113,7 @@ class RunConfig(ConfigModel):
     device: str = "cpu"
     precision: str = "fp32"
     evaluate_split: Literal["test", "validation"] = "test"
-    dataset: AnyRecipe | None = None
+    dataset: dict[str, Any] | None = None
     data_root: str | None = None
     data_skip_bad: bool = False
     nih_root: str | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sites.config import parse
-from sites.data.recipes import DataRoots, PreparedManifest
+from sites.data.recipes import DataRoots, PreparedManifest, build_recipe
 from sites.errors import ConfigError
 
 from .config import RunConfig
@@ -25,8 +25,9 @@ def read_dataset(cfg: DictConfig) -> PreparedManifest | None:
             raise ConfigError("data_root", f"needs an experiment that names the dataset: +experiment=<name> "
                                            f"({EXPERIMENTS})")
         return None
+    recipe = build_recipe(config.dataset)
     if config.data_root is None:
-        raise ConfigError("data_root", f"the experiment reads the {config.dataset.recipe} dataset's folder as "
+        raise ConfigError("data_root", f"the experiment reads the {recipe.recipe} dataset's folder as "
                                        "downloaded: set data_root=<folder>")
     if config.task.get("manifest") is not None:
         raise ConfigError("task.manifest", "the experiment builds it from data_root; leave it unset")
@@ -35,9 +36,9 @@ def read_dataset(cfg: DictConfig) -> PreparedManifest | None:
         if folder is not None and not Path(folder).is_dir():
             raise ConfigError(key, f"no such folder: {folder}")
     paths = {key: None if folder is None else Path(folder).expanduser().resolve() for key, folder in roots.items()}
-    return config.dataset.prepare(DataRoots(paths["data_root"], config.data_skip_bad, paths["nih_root"],
-                                            paths["mimic_root"]),
-                                  [site.id for site in config.scenario.sites])
+    return recipe.prepare(DataRoots(paths["data_root"], config.data_skip_bad, paths["nih_root"],
+                                     paths["mimic_root"]),
+                          [site.id for site in config.scenario.sites])
 
 
 def use_manifest(cfg: DictConfig, prepared: PreparedManifest, run_dir: Path) -> Path:

@@ -132,7 +132,7 @@ def sbp_split(root: Path, per_group: int = 3) -> tuple[Path, Path, Path]:
     split.mkdir(parents=True)
     files = {"train_NIH.csv": [], "train_MIMIC.csv": [], "valid.csv": [], "test.csv": []}
     nih_ids, mimic_files, n = [], [], 0
-    for name in files:
+    for name, rows in files.items():
         for source in (0, 1) if name in ("valid.csv", "test.csv") else (int(name == "train_MIMIC.csv"),):
             for label in (0, 1):
                 for _ in range(per_group):
@@ -143,7 +143,7 @@ def sbp_split(root: Path, per_group: int = 3) -> tuple[Path, Path, Path]:
                     else:
                         nih_ids.append(nih_id(n))
                         path = f"/home/authors/NIH_JPG/useful_images/{nih_id(n)}.jpg"
-                    files[name].append([path, label, source])
+                    rows.append([path, label, source])
     for name, rows in files.items():
         indexed = name.startswith("train_")
         write_csv(split / name, ([""] if indexed else []) + ["path", "pneumonia", "MIMIC"],

@@ -9,17 +9,28 @@ returns the rows, which the run writes into its own directory: nothing is writte
 user's folder.
 """
 
-from typing import Annotated
+from typing import Any
 
-from pydantic import Field
-
+from ...config import parse
+from ...errors import ConfigError
 from .base import BadCase, DataRoots, PreparedManifest, Recipe
 from .brats import BratsRecipe
 from .pbbl import GbpRecipe, SbpRecipe
 from .prostate import ProstateRecipe
 
-#: The ``dataset`` node of a run: the recipe named by its ``recipe`` key.
-AnyRecipe = Annotated[ProstateRecipe | BratsRecipe | SbpRecipe | GbpRecipe, Field(discriminator="recipe")]
+#: A ``dataset`` node's ``recipe`` -> its preparer.
+RECIPES: dict[str, type[Recipe]] = {"prostate": ProstateRecipe, "brats": BratsRecipe, "pbbl_sbp": SbpRecipe,
+                                    "pbbl_gbp": GbpRecipe}
 
-__all__ = ["AnyRecipe", "BadCase", "BratsRecipe", "DataRoots", "GbpRecipe", "PreparedManifest", "ProstateRecipe",
-           "Recipe", "SbpRecipe"]
+
+def build_recipe(config: dict[str, Any]) -> Recipe:
+    """The preparer a run's ``dataset`` node names by its ``recipe``, validated; a problem is a
+    ``ConfigError`` naming the key (``dataset.sites``)."""
+    recipe = config.get("recipe")
+    if recipe not in RECIPES:
+        raise ConfigError("dataset.recipe", f"must be one of {list(RECIPES)} (got {recipe!r})")
+    return parse(RECIPES[recipe], config, "dataset")
+
+
+__all__ = ["RECIPES", "BadCase", "BratsRecipe", "DataRoots", "GbpRecipe", "PreparedManifest", "ProstateRecipe",
+           "Recipe", "SbpRecipe", "build_recipe"]

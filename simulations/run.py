@@ -72,6 +72,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     config = parse(RunConfig, resolved)
+    if config.data_root is not None and config.task.get("manifest") is None:
+        raise ConfigError("data_root", "is read where a simulation starts (python -m simulations.run), which hands "
+                                       "its sites the manifest it builds; a deployment's sites read their own data "
+                                       "(task.manifest)")
     scenario = Scenario.from_config(config.scenario)
     task = build_task(config.task)
     task.compute = resolve_compute(config.device, config.precision)

@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from conftest import ROOT
 from replicas import prostate_release
 from simulations.dataset import MANIFEST, read_dataset, use_manifest
+from simulations.run import prepare
 from sites.errors import ConfigError
 
 EXPERIMENTS = ("smg_prostate", "smg_prostate_holdout", "cmg_brats", "pbbl_sbp", "pbbl_gbp")
@@ -57,3 +58,9 @@ def test_the_manifest_is_cached_in_the_run_directory_and_the_task_points_at_it(t
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["site"] for row in rows[::2]] == ["RUNMC", "BMC", "I2CVB", "UCL", "BIDMC", "HK"]
+
+
+def test_a_run_prepared_without_its_dataset_step_is_refused(tmp_path):
+    """As a deployment's SuperNode would prepare it: data_root given, no manifest built."""
+    with pytest.raises(ConfigError, match=r"^data_root: is read where a simulation starts "):
+        prepare(config("+experiment=smg_prostate", f"data_root={tmp_path}"), tmp_path)

@@ -118,3 +118,11 @@ def test_a_site_dealt_too_few_patients_for_every_group_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"^data_root: site \w: no image of pneumothorax \d and gender bias \d in "
                                           r".*test.csv; every site needs each \(label, bias\) group there"):
         prepare_gbp(split, nih, {"A": [0.9, 0.9], "B": [0.05, 0.05], "C": [0.05, 0.05]})
+
+
+def test_an_unreadable_image_is_refused_naming_the_row(tmp_path):
+    split, nih = gbp_split(tmp_path)
+    image = next(nih.rglob("00000003_000.png"))
+    image.write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match=rf"^data_root: {split / 'train.csv'}, row 4: cannot read {image}: "):
+        prepare_gbp(split, nih)

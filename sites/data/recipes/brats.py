@@ -25,7 +25,6 @@ from ..brats import GRADES, HELD_OUT
 from .base import (BadCase, DataRoots, PreparedManifest, Recipe, check_site_counts, read_cases, require_columns,
                    volume_shape)
 
-YEARS = (2018, 2019, 2020)
 NAME_MAPPING = "name_mapping.csv"
 #: name_mapping.csv's columns that may hold a case's id from a year whose ids name the institution.
 EARLIER_IDS = ("BraTS_2019_subject_ID", "BraTS_2018_subject_ID", "BraTS_2017_subject_ID")

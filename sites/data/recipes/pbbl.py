@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
+from PIL import Image
 from pydantic import Field, model_validator
 
 from ...config import invalid
@@ -64,11 +65,15 @@ class ImageFinder:
         return found
 
     def find(self, path: str, where: str) -> Path:
-        """The image an authors' path names: MIMIC's by its ``files/...`` tail, NIH's by its id."""
+        """The image an authors' path names (MIMIC's by its ``files/...`` tail, NIH's by its id),
+        its header read: an unreadable file is a :class:`BadCase`."""
         path = path.strip().replace("\\", "/")
-        if "files/p" in path:
-            return self.mimic_image(path, where)
-        return self.nih_image(Path(path).stem, where)
+        found = self.mimic_image(path, where) if "files/p" in path else self.nih_image(Path(path).stem, where)
+        try:
+            Image.open(found).close()  # reads the header only: the pixels are read when a site loads
+        except Exception as error:  # PIL raises format-specific types
+            raise BadCase(f"{where}: cannot read {found}: {error}") from None
+        return found
 
 
 def read_split_file(path: Path, columns: Sequence[str], read_row: Callable[[dict, str], dict], skip_bad: bool,

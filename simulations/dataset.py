@@ -32,10 +32,10 @@ def read_dataset(cfg: DictConfig) -> PreparedManifest | None:
     if config.task.get("manifest") is not None:
         raise ConfigError("task.manifest", "the experiment builds it from data_root; leave it unset")
     roots = {"data_root": config.data_root, "nih_root": config.nih_root, "mimic_root": config.mimic_root}
-    for key, folder in roots.items():
-        if folder is not None and not Path(folder).is_dir():
-            raise ConfigError(key, f"no such folder: {folder}")
     paths = {key: None if folder is None else Path(folder).expanduser().resolve() for key, folder in roots.items()}
+    for key, path in paths.items():
+        if path is not None and not path.is_dir():
+            raise ConfigError(key, f"no such folder: {roots[key]}")
     return recipe.prepare(DataRoots(paths["data_root"], config.data_skip_bad, paths["nih_root"],
                                      paths["mimic_root"]),
                           [site.id for site in config.scenario.sites])

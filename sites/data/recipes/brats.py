@@ -73,6 +73,7 @@ class BratsRecipe(Recipe):
     sites: dict[str, list[str]]
 
     def site_of(self, code: str, where: str) -> str:
+        """The site institution ``code`` joins; none is a :class:`BadCase` at ``where``."""
         for site, patterns in self.sites.items():
             if any(fnmatch.fnmatchcase(code, pattern) for pattern in patterns):
                 return site

@@ -43,6 +43,7 @@ class ImageFinder:
         self._nih_index: dict[str, Path] | None = None
 
     def nih_image(self, image_id: str, where: str) -> Path:
+        """The ChestX-ray14 image ``image_id`` (the tree indexed by file stem on first use)."""
         if self.nih is None:
             raise ConfigError("nih_root", f"{where} names an NIH image ({image_id}): set nih_root=<ChestX-ray14 folder>")
         if self._nih_index is None:
@@ -57,6 +58,7 @@ class ImageFinder:
         return self._nih_index[image_id]
 
     def mimic_image(self, path: str, where: str) -> Path:
+        """The MIMIC-CXR-JPG image whose ``files/...`` tail ``path`` ends with."""
         if self.mimic is None:
             raise ConfigError("mimic_root", f"{where} names a MIMIC-CXR-JPG image: set mimic_root=<folder holding files/>")
         found = self.mimic / path[path.index("files/"):]
@@ -104,6 +106,7 @@ def aligned_share(rows: list[dict], site: str) -> float:
 
 
 def label_classes(label: str) -> dict[str, str]:
+    """The table's names of a label's values."""
     return {"0": f"no {label}", "1": label}
 
 

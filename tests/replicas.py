@@ -59,12 +59,16 @@ BRATS_2018 = [("HGG", "TCIA01", 1), ("HGG", "TCIA02", 2), ("HGG", "TCIA08", 3), 
 
 
 def brats_2018(root: Path, year: int = 2018) -> Path:
-    """``MICCAI_BraTS_<year>_Data_Training/{HGG,LGG}/Brats18_<institution>_<n>_1/``."""
+    """``MICCAI_BraTS_<year>_Data_Training/{HGG,LGG}/Brats18_<institution>_<n>_1/`` (``BraTS19_``
+    for 2019)."""
     release = root / f"MICCAI_BraTS_{year}_Data_Training"
     prefix = "Brats18" if year == 2018 else "BraTS19"
     for grade, code, n in BRATS_2018:
         code_part = f"{code}_{n}" if code != "CBICA" else f"CBICA_A{n:02d}"
         write_brats_case(release / grade, f"{prefix}_{code_part}_1")
+    if year == 2019:  # 2019's release has a name mapping too, without 2020's column
+        write_csv(release / "name_mapping.csv", ["Grade", "BraTS_2017_subject_ID", "BraTS_2018_subject_ID",
+                                                 "TCGA_TCIA_subject_ID", "BraTS_2019_subject_ID"], [])
     return release
 
 

@@ -83,11 +83,11 @@ class BratsRecipe(Recipe):
         """The layout's year; a folder of neither layout, or not the year asked for, is a ``ConfigError``."""
         if not root.is_dir():
             raise ConfigError("data_root", f"no such folder: {root}")
-        if (root / NAME_MAPPING).is_file():
-            found = 2020
-        elif (root / "HGG").is_dir() and (root / "LGG").is_dir():
+        if (root / "HGG").is_dir() and (root / "LGG").is_dir():  # 2019 ships a name_mapping.csv too
             ids = [path.name for path in (root / "HGG").iterdir() if path.is_dir()]
             found = 2019 if any(name.lower().startswith("brats19") for name in ids) else 2018
+        elif (root / NAME_MAPPING).is_file():
+            found = 2020
         else:
             missing = "LGG" if (root / "HGG").is_dir() else "HGG"
             raise ConfigError("data_root", f"{root}: not a BraTS training folder (no {missing}/ folder of 2018/2019, "

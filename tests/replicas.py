@@ -3,6 +3,7 @@ folder and file names, CSV headers (a UTF-8 BOM, an unnamed index column) and la
 a few tiny volumes or images."""
 
 import csv
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +11,12 @@ import numpy as np
 from PIL import Image
 
 PROSTATE_SITES = ("BIDMC", "BMC", "HK", "I2CVB", "RUNMC", "UCL")
+
+
+def files_of(root: Path) -> set:
+    """Every file under ``root`` with its size and modification time: what a preparer must leave alone."""
+    return {(path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
+            for path in root.rglob("*") if path.is_file()}
 BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")
 
 

@@ -5,10 +5,9 @@ import shutil
 
 import pytest
 
-from replicas import gbp_split, sbp_split, write_csv
+from replicas import files_of, gbp_split, sbp_split, write_csv
 from sites.data.recipes import DataRoots, build_recipe
 from sites.errors import ConfigError
-from test_recipes import files_of
 
 GBP_SITES = {"A": [0.6, 0.2], "B": [0.2, 0.2], "C": [0.2, 0.6]}
 

@@ -9,19 +9,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from replicas import (brats_2018, brats_2020, prostate_release, write_brats_case,
+from replicas import (brats_2018, brats_2020, files_of, prostate_release, write_brats_case,
                       write_prostate_volume)
 from sites.data.recipes import BratsRecipe, DataRoots, ProstateRecipe
 from sites.errors import ConfigError
 
 PROSTATE_ORDER = ["RUNMC", "BMC", "I2CVB", "UCL", "BIDMC", "HK"]
 BRATS_SITES = {"TCIA": ["TCIA*"], "other": ["*"]}
-
-
-def files_of(root):
-    """Every file under ``root`` with its size and modification time: what a preparer must leave alone."""
-    return {(path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
-            for path in root.rglob("*") if path.is_file()}
 
 
 def prepare_prostate(release, skip_bad=False, sites=PROSTATE_ORDER):

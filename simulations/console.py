@@ -57,7 +57,8 @@ def print_dataset(prepared: PreparedManifest, manifest: str) -> None:
     """The cases per site and class the preparer found, the cases it skipped, and its notes."""
     counts = prepared.counts()
     classes = list(dict.fromkeys([*prepared.class_names.values(), *(name for c in counts.values() for name in c)]))
-    table = Table(title="cases per site and class")
+    console.print("cases per site and class, before training:")
+    table = Table()
     table.add_column("site")
     for name in [*classes, "total"] if len(classes) > 1 else classes:
         table.add_column(name, justify="right")

@@ -102,7 +102,8 @@ def test_gbp_deals_each_gender_s_patients_to_the_sites_in_their_shares(tmp_path)
 def test_a_gender_not_understood_is_refused(tmp_path):
     split, nih = gbp_split(tmp_path)
     rewrite(split / "train.csv", ",M\n", ",male\n")
-    with pytest.raises(ConfigError, match=r"^data_root: .*train.csv, row \d+, column gender: value 'male' not understood"):
+    with pytest.raises(ConfigError, match=r"^data_root: .*train.csv, row \d+, column gender: value 'male' "
+                                          r"not understood"):
         prepare_gbp(split, nih)
 
 

@@ -37,7 +37,8 @@ def test_the_prostate_release_becomes_a_segmentation_manifest_without_touching_t
     assert {site: dict(count) for site, count in prepared.counts().items()} == {
         site: {"cases": 2} for site in PROSTATE_ORDER}
     bmc = [row for row in prepared.rows if row["site"] == "BMC"]
-    assert [os.path.basename(row["mask"]) for row in bmc] == ["Case00_Segmentation.nii.gz", "Case01_Segmentation.nii.gz"]
+    assert [os.path.basename(row["mask"]) for row in bmc] == ["Case00_Segmentation.nii.gz",
+                                                              "Case01_Segmentation.nii.gz"]
     assert prepared.task == {"label_values": [1, 2]}  # HK's two zones are both prostate
 
 

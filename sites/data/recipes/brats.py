@@ -123,8 +123,8 @@ class BratsRecipe(Recipe):
         institutions = {}
         for row in prepared.rows:
             institutions.setdefault(row["site"], set()).add(row["institution"])
-        prepared.notes.append(f"BraTS {year}; institutions per site (our inference from the case ids): "
-                              + "; ".join(f"{site}: {', '.join(sorted(codes))}" for site, codes in institutions.items()))
+        found = "; ".join(f"{site}: {', '.join(sorted(codes))}" for site, codes in institutions.items())
+        prepared.notes.append(f"BraTS {year}; institutions per site (our inference from the case ids): {found}")
         return prepared
 
     def _graded_cases(self, root: Path) -> list[tuple[Path, str, str | None, str]]:

@@ -45,7 +45,8 @@ class ImageFinder:
     def nih_image(self, image_id: str, where: str) -> Path:
         """The ChestX-ray14 image ``image_id`` (the tree indexed by file stem on first use)."""
         if self.nih is None:
-            raise ConfigError("nih_root", f"{where} names an NIH image ({image_id}): set nih_root=<ChestX-ray14 folder>")
+            raise ConfigError("nih_root", f"{where} names an NIH image ({image_id}): "
+                                          "set nih_root=<ChestX-ray14 folder>")
         if self._nih_index is None:
             self._nih_index = {}
             for folder, _, files in os.walk(self.nih):
@@ -60,7 +61,8 @@ class ImageFinder:
     def mimic_image(self, path: str, where: str) -> Path:
         """The MIMIC-CXR-JPG image whose ``files/...`` tail ``path`` ends with."""
         if self.mimic is None:
-            raise ConfigError("mimic_root", f"{where} names a MIMIC-CXR-JPG image: set mimic_root=<folder holding files/>")
+            raise ConfigError("mimic_root", f"{where} names a MIMIC-CXR-JPG image: "
+                                            "set mimic_root=<folder holding files/>")
         found = self.mimic / path[path.index("files/"):]
         if not found.is_file():
             raise BadCase(f"{where}: image {found} not found under mimic_root", key="mimic_root")
@@ -212,8 +214,9 @@ class GbpRecipe(Recipe):
                         row["site"] = self.site_of(bias, place[row.pop("rank")])
         prepared.rows = [row for rows in read.values() for row in rows]
         for site in self.sites:  # the task's source_biased arrangement scores every group at every site
+            groups = {(row["label"], row["bias"]) for row in read["test"] if row["site"] == site}
             for label, bias in ((0, 0), (0, 1), (1, 0), (1, 1)):
-                if not any(row["site"] == site and row["label"] == label and row["bias"] == bias for row in read["test"]):
+                if (label, bias) not in groups:
                     raise ConfigError("data_root", f"site {site}: no image of pneumothorax {label} and gender bias "
                                                    f"{bias} in {roots.data / 'test.csv'}; every site needs each "
                                                    "(label, bias) group there: deal it a larger share (dataset.sites)")

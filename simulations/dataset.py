@@ -1,6 +1,7 @@
 """An experiment on a public dataset: its folder (``data_root``) read by the experiment's preparer
 (:mod:`sites.data.recipes`) into the task's manifest, cached in the run directory before training."""
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,8 +12,9 @@ from sites.errors import ConfigError
 
 from .config import RunConfig
 
-#: The manifest's name in the run directory.
+#: The manifest's name in the run directory, and that of what the table shows (counts, skipped cases, notes).
 MANIFEST = "manifest.csv"
+DATASET = "dataset.json"
 EXPERIMENTS = "smg_prostate, cmg_brats, pbbl_sbp, pbbl_gbp"
 
 
@@ -42,10 +44,13 @@ def read_dataset(cfg: DictConfig) -> PreparedManifest | None:
 
 
 def use_manifest(cfg: DictConfig, prepared: PreparedManifest, run_dir: Path) -> Path:
-    """Write ``prepared`` into ``run_dir`` and point ``cfg``'s task at it, with the task keys the
-    data decides; the manifest's path."""
+    """Write ``prepared`` into ``run_dir`` (the manifest, and what the table shows) and point
+    ``cfg``'s task at it, with the task keys the data decides; the manifest's path."""
     path = run_dir / MANIFEST
     prepared.write(path)
+    shown = {"cases": {site: dict(counts) for site, counts in prepared.counts().items()},
+             "skipped": prepared.skipped, "notes": prepared.notes}
+    (run_dir / DATASET).write_text(json.dumps(shown, indent=2) + "\n")
     OmegaConf.update(cfg, "task.manifest", str(path.resolve()), force_add=True)
     for key, value in prepared.task.items():
         OmegaConf.update(cfg, f"task.{key}", value, force_add=True)

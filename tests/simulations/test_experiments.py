@@ -3,13 +3,14 @@ task.manifest fit together before any folder is read, and the manifest cached in
 directory."""
 
 import csv
+import json
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT
 from replicas import prostate_release
-from simulations.dataset import MANIFEST, read_dataset, use_manifest
+from simulations.dataset import DATASET, MANIFEST, read_dataset, use_manifest
 from simulations.run import prepare
 from sites.errors import ConfigError
 
@@ -58,6 +59,8 @@ def test_the_manifest_is_cached_in_the_run_directory_and_the_task_points_at_it(t
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["site"] for row in rows[::2]] == ["RUNMC", "BMC", "I2CVB", "UCL", "BIDMC", "HK"]
+    shown = json.loads((run_dir / DATASET).read_text())
+    assert shown["cases"]["HK"] == {"cases": 2} and shown["notes"] == ["mask values read as prostate: [1, 2]"]
 
 
 def test_a_run_prepared_without_its_dataset_step_is_refused(tmp_path):

@@ -115,3 +115,8 @@ class RunConfig(ConfigModel):
     device: Device = "cpu"
     precision: Precision = "fp32"
     evaluate_split: Literal["test", "validation"] = "test"
+    dataset: dict[str, Any] | None = None
+    data_root: str | None = None
+    data_skip_bad: bool = False
+    nih_root: str | None = None
+    mimic_root: str | None = None

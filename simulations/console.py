@@ -12,6 +12,7 @@ from rich.table import Table
 
 from server.results import RunResult
 from server.scenario import Scenario
+from sites.data.recipes import PreparedManifest
 from sites.errors import MedsitesError
 
 from .formatting import fmt
@@ -50,6 +51,28 @@ def exit_with(error: MedsitesError) -> NoReturn:
     the user can fix."""
     console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
     sys.exit(2)
+
+
+def print_dataset(prepared: PreparedManifest, manifest: str) -> None:
+    """The cases per site and class the preparer found, the cases it skipped, and its notes."""
+    counts = prepared.counts()
+    classes = list(dict.fromkeys([*prepared.class_names.values(), *(name for c in counts.values() for name in c)]))
+    console.print("cases per site and class, before training:")
+    table = Table()
+    table.add_column("site")
+    for name in [*classes, "total"] if len(classes) > 1 else classes:
+        table.add_column(name, justify="right")
+    for site, found in counts.items():
+        cells = [str(found[name]) for name in classes]
+        table.add_row(escape(site), *(cells + [str(sum(found.values()))] if len(classes) > 1 else cells))
+    console.print(table)
+    console.print(f"manifest: {escape(manifest)}", soft_wrap=True)
+    for note in prepared.notes:
+        console.print(escape(note), soft_wrap=True)
+    if prepared.skipped:
+        console.print(f"skipped {len(prepared.skipped)} bad case(s) (data_skip_bad=true):")
+        for line in prepared.skipped:
+            console.print(f"  {escape(line)}", soft_wrap=True)
 
 
 def print_summary(result: RunResult, run_dir: str) -> None:

@@ -34,7 +34,8 @@ from sites.tasks.capabilities import require
 from strategies import build_strategy, check_strategy_fits, train_mods
 
 from .config import RunConfig
-from .console import exit_with, print_summary, timeline_progress
+from .console import exit_with, print_dataset, print_summary, timeline_progress
+from .dataset import read_dataset, use_manifest
 from .engine import run_federation
 from .replay_report import write_replay_figures
 from .report import write_report
@@ -71,6 +72,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Validate every part of the config; nothing has been written or started yet."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     config = parse(RunConfig, resolved)
+    if config.data_root is not None and config.task.get("manifest") is None:
+        raise ConfigError("data_root", "is read where a simulation starts (python -m simulations.run), which hands "
+                                       "its sites the manifest it builds; a deployment's sites read their own data "
+                                       "(task.manifest)")
     scenario = Scenario.from_config(config.scenario)
     task = build_task(config.task)
     task.compute = resolve_compute(config.device, config.precision)
@@ -180,7 +185,13 @@ def claim_run_dir(run_dir: Path) -> None:
 
 
 def open_run(cfg: DictConfig, run_dir: Path) -> Prepared:
-    """Validate the config, claim ``run_dir``, write the resolved config there and seed this process."""
+    """Validate the config, claim ``run_dir``, write the resolved config there and seed this
+    process; an experiment's dataset folder (``data_root``) first becomes the task's manifest,
+    cached in ``run_dir`` and shown as a table."""
+    dataset = read_dataset(cfg)
+    if dataset is not None:
+        claim_run_dir(run_dir)
+        print_dataset(dataset, str(use_manifest(cfg, dataset, run_dir)))
     prepared = prepare(cfg, run_dir)
     claim_run_dir(run_dir)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(prepared.resolved))

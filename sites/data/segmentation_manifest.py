@@ -12,7 +12,9 @@ public multi-site prostate MRI collections ship one image and one label volume p
 two 2D files (PNG, DICOM, ...). Volumes are reoriented to RAS (MONAI's ``Orientation``) and
 cut along one axis (2, the default: axial slices); a 2D case is one slice. Images become one
 channel (:mod:`sites.data.images`); every slice is resized to the task's size (MONAI's
-``Resize``, nearest neighbour for masks) and z-scored on its own, as the synthetic slices are.
+``Resize``, nearest neighbour for masks) and z-scored on its own, as the synthetic slices are,
+or (``Slicing.zscore="volume"``) with its volume's mean and deviation, as the multi-site prostate
+papers' code does.
 """
 
 from dataclasses import dataclass
@@ -51,6 +53,9 @@ class Slicing:
         In-plane spacing (mm, the two axes other than ``axis`` in RAS order) volumes are
         resampled to before the slices are resized, so that sites whose scanners sample
         differently show an organ at the same scale; ``None``: each volume keeps its own.
+    zscore : str
+        ``slice``: each slice is z-scored on its own; ``volume``: with its whole volume's mean
+        and standard deviation, so slices keep their brightness relative to each other.
     """
 
     image_size: int
@@ -58,6 +63,7 @@ class Slicing:
     empty_share: float = 0.1
     label_values: tuple[int, ...] | None = None
     pixel_spacing: tuple[float, float] | None = None
+    zscore: str = "slice"
 
     def resample(self, image, mask) -> tuple:
         """A RAS volume and its mask resampled to ``pixel_spacing`` in plane (the slicing axis
@@ -148,8 +154,11 @@ def load_site_slices(manifest: Path, site: str, slicing: Slicing,
         empty = np.flatnonzero(~filled)
         kept = np.sort(np.concatenate([np.flatnonzero(filled), rng.permutation(empty)[
             : round(slicing.empty_share * len(empty))]]))
-        # The kept slices as channels: MONAI resizes and z-scores each channel on its own.
-        image = normalize(resize_image(np.moveaxis(image[..., kept], -1, 0)))
+        if slicing.zscore == "volume":
+            image = (image - image.mean()) / image.std()
+        # The kept slices as channels: MONAI resizes and (zscore=slice) z-scores each on its own.
+        image = resize_image(np.moveaxis(image[..., kept], -1, 0))
+        image = normalize(image) if slicing.zscore == "slice" else image
         mask = resize_mask(np.moveaxis(foreground[..., kept], -1, 0).astype(np.float32))
         return np.asarray(image, dtype=np.float32)[:, None], np.asarray(mask).astype(np.int64)[:, None]
 

@@ -30,13 +30,13 @@ Arrangements (``arrangement``):
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.transforms import NormalizeIntensity
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -47,11 +47,13 @@ from ..data.scanner import acquire
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
+from ..networks.xray_densenet import FrozenDenseNetDebiasingNet, check_backbone_weights
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
 from ..thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
                           youden_threshold)
 from ..config import invalid
+from ..errors import ConfigError
 from .base import Phase, SiteData, Task, TaskArguments, refuse_field_of_view
 from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
                            cannot_generate, from_replay_range, to_replay_range)
@@ -95,6 +97,13 @@ class DebiasingArguments(TaskArguments):
         previous round's pseudo labels (the reference implementation's iterative re-labelling).
     manifest : str or None
         CSV manifest of real images (see :mod:`sites.data.manifest`); ``None`` generates data.
+    backbone : str or None
+        ``None``: MONAI ``Classifier`` networks (``channels``, ``strides``, ``num_res_units``);
+        ``densenet121``: heads on one frozen chest X-ray DenseNet-121, PBBL's network
+        (:mod:`sites.networks.xray_densenet`).
+    backbone_weights : str
+        With ``backbone=densenet121``: ``xrv`` (torchxrayvision's cache), a state-dict file,
+        or ``none`` (random initialisation); checked to be readable now, never downloaded.
     """
 
     image_size: PositiveInt
@@ -110,6 +119,8 @@ class DebiasingArguments(TaskArguments):
     pseudo_threshold: Literal["federation", "site"] = "federation"
     pseudo_label_rounds: PositiveInt = 1
     manifest: str | None = None
+    backbone: Literal["densenet121"] | None = None
+    backbone_weights: str = "xrv"
 
     @field_validator("source_shift")
     @classmethod
@@ -118,6 +129,15 @@ class DebiasingArguments(TaskArguments):
         if unknown:
             raise invalid("", f"unknown scanner fields {unknown} (known: {list(SHIFTED_FIELDS)})")
         return shift
+
+    @model_validator(mode="after")
+    def _weights_readable(self) -> Self:
+        if self.backbone is not None:
+            try:
+                check_backbone_weights(self.backbone_weights)
+            except ConfigError as error:
+                raise invalid("backbone_weights", error.problem) from None
+        return self
 
 
 class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics):
@@ -133,7 +153,7 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
     def __init__(self, image_size: int, channels: list[int], strides: list[int], num_res_units: int,
                  method: str, arrangement: str, bias_ratio: float, q: float, pseudo_label_repeats: int,
                  source_shift: dict[str, float], pseudo_threshold: str, pseudo_label_rounds: int,
-                 manifest: str | None, **kwargs) -> None:
+                 manifest: str | None, backbone: str | None, backbone_weights: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.image_size, self.channels, self.strides = image_size, tuple(channels), tuple(strides)
         self.num_res_units = num_res_units
@@ -142,14 +162,18 @@ class DebiasingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceDa
         self.threshold, self.rounds = pseudo_threshold, pseudo_label_rounds
         self.source_shift = source_shift
         self.manifest = None if manifest is None else Path(manifest)
+        self.backbone = backbone
+        self.backbone_weights = None if backbone is None else backbone_weights
         self.primary_metric = "balanced_auc" if arrangement == "source_biased" else "auc"
 
     # --- model and phases -------------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
+        num_bias_models = self.repeats * self.rounds if self.method == "pbbl" else 0
+        if self.backbone == "densenet121":
+            return FrozenDenseNetDebiasingNet(num_bias_models, self.backbone_weights)
         return DebiasingNet((1, self.image_size, self.image_size), self.channels, self.strides,
-                            self.num_res_units,
-                            num_bias_models=self.repeats * self.rounds if self.method == "pbbl" else 0)
+                            self.num_res_units, num_bias_models=num_bias_models)
 
     @property
     def phases(self) -> list[Phase]:

@@ -3,7 +3,7 @@
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import numpy as np
 import torch
@@ -64,6 +64,9 @@ class SegmentationArguments(TaskArguments):
     pixel_spacing : list of float or None
         With ``manifest``: the in-plane spacing (mm, two positive numbers) volumes are
         resampled to before resizing; ``None``: their own.
+    zscore : str
+        With ``manifest``: ``slice`` (each slice on its own) or ``volume`` (each slice with its
+        volume's mean and deviation, as the multi-site prostate papers' code does).
     """
 
     image_size: PositiveInt
@@ -77,6 +80,7 @@ class SegmentationArguments(TaskArguments):
     empty_slices: Annotated[float, Field(ge=0, le=1)] = 0.1
     label_values: Annotated[list[int], Field(min_length=1)] | None = None
     pixel_spacing: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] | None = None
+    zscore: Literal["slice", "volume"] = "slice"
 
     @model_validator(mode="after")
     def _fits_the_network(self) -> Self:
@@ -105,7 +109,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     def __init__(self, image_size: int, channels: list[int], strides: list[int], num_res_units: int,
                  n_validation: int, corruption_radius: int, manifest: str | None, slice_axis: int,
                  empty_slices: float, label_values: list[int] | None, pixel_spacing: list[float] | None,
-                 **kwargs) -> None:
+                 zscore: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.n_validation = n_validation
         self.image_size = image_size
@@ -115,7 +119,7 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
         self.manifest = None if manifest is None else Path(manifest)
         self.slicing = Slicing(image_size, slice_axis, empty_slices,
                                None if label_values is None else tuple(label_values),
-                               None if pixel_spacing is None else tuple(pixel_spacing))
+                               None if pixel_spacing is None else tuple(float(v) for v in pixel_spacing), zscore)
         self._loss = DiceCELoss(to_onehot_y=True, softmax=True)
         self._normalize = NormalizeIntensity()
 

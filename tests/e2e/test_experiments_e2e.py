@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from conftest import read_json, run_cli
-from replicas import brats_2018, files_of, gbp_split, prostate_release, sbp_split
+from helpers.replicas import brats_2018, files_of, gbp_split, prostate_release, sbp_split
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT
-from replicas import prostate_release
+from helpers.replicas import prostate_release
 from simulations.dataset import DATASET, MANIFEST, read_dataset, use_manifest
 from simulations.run import prepare
 from sites.errors import ConfigError

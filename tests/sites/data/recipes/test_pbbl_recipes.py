@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from replicas import files_of, gbp_split, sbp_split, write_csv
+from helpers.replicas import files_of, gbp_split, sbp_split, write_csv
 from sites.data.recipes import DataRoots, build_recipe
 from sites.errors import ConfigError
 

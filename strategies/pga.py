@@ -20,6 +20,7 @@ from sites.errors import ConfigError
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay import unpack_domains
 from sites.replay_objectives import task_replay_objective
+from sites.tasks import Task
 
 from .experience_replay import ExperienceReplay
 
@@ -69,9 +70,15 @@ class PGA(ExperienceReplay):
         except ConfigError as error:  # the options check themselves; the user set strategy.<field>
             raise ConfigError(f"strategy.{ReplayOptions.field_of(error.key)}", error.problem) from None
         self.server_steps, self.seed = int(server_steps), int(seed)
+        self.task: Task | None = None
         self._server_calls = 0
         # The current round's config and global model, for the server's meta-step.
         self._train_config, self._round_start = ConfigRecord(), ArrayRecord()
+
+    def bind_task(self, task: Task) -> None:
+        """The run's task, which the server's meta-steps train with
+        (:class:`~strategies.capabilities.TaskAware`)."""
+        self.task = task
 
     def replay_options(self) -> ReplayOptions:
         return self.options

@@ -1,4 +1,4 @@
-"""``unlearning=ga|graddiff|kl|npo``: rounds of the site objectives of :mod:`sites.unlearning`.
+"""``unlearning=ga|graddiff|kl|npo``: rounds of a site objective of :mod:`sites.unlearning`.
 
 The forget part runs at the withdrawing site, the retain part (if the objective has one) at the
 sites that remain, from the same model; the server adds the forget update and the
@@ -10,10 +10,9 @@ from dataclasses import replace
 
 from flwr.app import ArrayRecord
 
-from sites.errors import ConfigError
 from sites.protocol import UNLEARN, RecordName, UnlearnConfig
 from sites.tasks import Task
-from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
+from sites.unlearning import SITE_OBJECTIVES
 from strategies.aggregation import weighted_mean
 
 from ..scenario import Scenario, Withdrawal
@@ -26,7 +25,8 @@ class SiteObjectives(UnlearningMethod):
     Parameters
     ----------
     objective : str
-        One of ``ga``, ``graddiff``, ``kl``, ``npo`` (:mod:`sites.unlearning`).
+        A site objective's name in :data:`~sites.unlearning.SITE_OBJECTIVES` (``ga``,
+        ``graddiff``, ``kl``, ``npo``, or a user's) or the import path of its class.
     rounds : int
         Unlearning rounds.
     local_steps : int
@@ -39,8 +39,7 @@ class SiteObjectives(UnlearningMethod):
 
     def __init__(self, objective: str, rounds: int = 4, local_steps: int = 5, lr: float = 1e-4,
                  beta: float = 1.0) -> None:
-        if objective not in FORGET_METHODS:
-            raise ConfigError("unlearning.objective", f"must be one of {list(FORGET_METHODS)} (got {objective!r})")
+        self.site_objective = SITE_OBJECTIVES.get(objective, "unlearning.objective")
         check_positive("rounds", rounds, integer=True)
         check_positive("local_steps", local_steps, integer=True)
         check_positive("lr", lr)
@@ -54,7 +53,7 @@ class SiteObjectives(UnlearningMethod):
     def retain_sites(self, withdrawal: Withdrawal, scenario: Scenario) -> list[str]:
         """The sites that run the retain part: those that trained by the withdrawal and remain
         (none if the objective has no retain part)."""
-        if self.objective not in RETAIN_METHODS:
+        if not self.site_objective.retains:
             return []
         gone = scenario.gone_at(withdrawal)
         return [site for site in scenario.seen_by(withdrawal.stage) if site not in gone]

@@ -31,7 +31,9 @@ def test_the_shipped_combinations_are_accepted(tmp_path, overrides, source):
     (("strategy=replay_buffer", "scenario=site_withdrawal"), "strategy", "replay=real"),
     (("strategy=pga", "replay.generator.steps=0"), "replay.generator.steps", "must be greater than 0 (got 0)"),
     (("strategy=pga", "+replay.generator.depth=3"), "replay.generator", "unknown keys ['depth']"),
-    (("strategy=pga", "replay.source=gan"), "replay.source", "must be 'none', 'smd' or 'real' (got 'gan')"),
+    (("strategy=pga", "replay.source=gan"), "replay.source",
+     "must be one of 'none', 'smd', 'real' or the import path of a replay source class (server.replay.ReplaySource) "
+     "(got 'gan')"),
     (("strategy=pga", "replay.per_site=-1"), "replay.per_site", "must be greater than 0 (got -1)"),
     (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels", "must hold at least 2 item(s) (got [16])"),
     (("strategy=pga", "replay.generator.lr=0"), "replay.generator.lr", "must be greater than 0 (got 0)"),

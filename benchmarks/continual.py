@@ -95,7 +95,8 @@ def run(method: str, seed: int, extra: list[str]) -> dict:
 def smd_costs(records: dict[str, list[dict]]) -> None:
     """Generator training per site and stage, sampling per replay batch, fidelity (SMD runs)."""
     for method, runs in records.items():
-        smd = [replay for r in runs if "replay" in r and (replay := ReplayRecord.from_dict(r["replay"])).source == "smd"]
+        replays = [ReplayRecord.from_dict(r["replay"]) for r in runs if "replay" in r]
+        smd = [replay for replay in replays if replay.source == "smd"]
         if not smd:
             continue
         training = [m["seconds"] for replay in smd for site in replay.figures["training"].values() for m in site]

@@ -1,8 +1,8 @@
 """The records a run writes beside R, typed: a failed site call (``summary.json``'s
 ``failures``, ``metrics.jsonl``'s ``failure`` events), a withdrawal (``withdrawal.json``), the
-privacy audit (``privacy_audit.json``) and the replay source's report (``replay.json``). Each has ``to_dict()``, the JSON-ready dict the file
-holds (keys in the order written), and ``from_dict()``, its inverse, for the readers (reports,
-benchmarks)."""
+privacy audit (``privacy_audit.json``) and the replay source's report (``replay.json``). Each
+has ``to_dict()``, the JSON-ready dict the file holds (keys in the order written), and
+``from_dict()``, its inverse, for the readers (reports, benchmarks)."""
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field

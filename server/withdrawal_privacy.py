@@ -41,7 +41,8 @@ def privacy_record(roles: Mapping[str, str], before: Histories, after: Histories
     for site, role in roles.items():
         (steps_before, epsilon_before), (steps_after, epsilon_after) = (_figures(histories.get(site), delta)
                                                                        for histories in (before, after))
-        sites[site] = SiteSpend(role, BeforeAfter(steps_before, steps_after), BeforeAfter(epsilon_before, epsilon_after))
+        sites[site] = SiteSpend(role, BeforeAfter(steps_before, steps_after),
+                                BeforeAfter(epsilon_before, epsilon_after))
     return WithdrawalPrivacy(delta, sites)
 
 

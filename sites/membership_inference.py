@@ -63,7 +63,8 @@ def roc_summary(member_scores: np.ndarray, non_member_scores: np.ndarray) -> Roc
     picked, not the uncertainty of that threshold's own FPR."""
     fpr, tpr = roc_curve(member_scores, non_member_scores)
     labels = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
-    area = Interval(auc(np.r_[member_scores, non_member_scores], labels), *auc_interval(member_scores, non_member_scores))
+    area = Interval(auc(np.r_[member_scores, non_member_scores], labels),
+                    *auc_interval(member_scores, non_member_scores))
     rates = {}
     for name, target in LOW_FPRS.items():
         rate = tpr_at_fpr(fpr, tpr, target)

@@ -59,8 +59,8 @@ def test_the_audit_says_what_unlearning_spent_at_a_site(record):
     tpr = Interval(0.0, 0.0, 0.37)
     attacks = {"loss": AttackResult(RocSummary(Interval(0.5, 0.2, 0.8), {"1pct": tpr, "0.1pct": tpr}, 0.0, []))}
     withdrawals = [_withdrawal("B", 2, "npo", record)]
-    audit = audit_result({site: AuditReply(8, 8, 1 / 8, _epsilon(steps), attacks) for site, steps in (("A", 2), ("B", 22))},
-                         1e-5, withdrawals)
+    replies = {site: AuditReply(8, 8, 1 / 8, _epsilon(steps), attacks) for site, steps in (("A", 2), ("B", 22))}
+    audit = audit_result(replies, 1e-5, withdrawals)
     assert audit.sites["B"].unlearning == unlearning_spent(withdrawals, "B")
     explanation = audit.sites["B"].verdict.explanation
     assert (f"It includes the 20 DP-SGD steps the site took to unlearn site B after stage 2 (npo), which took its "

@@ -129,8 +129,10 @@ class NPO(SiteObjective):
 
 #: The site unlearning objectives by name (``unlearning.objective``; :class:`UnlearnConfig`'s ``method``).
 SITE_OBJECTIVES: Registry[type[SiteObjective]] = Registry("site unlearning objective", SiteObjective)
-for _name, _objective in (("ga", GradientAscent), ("graddiff", GradientDifference), ("kl", KLRetain), ("npo", NPO)):
-    SITE_OBJECTIVES.register(_name, _objective)
+SITE_OBJECTIVES.register("ga", GradientAscent)
+SITE_OBJECTIVES.register("graddiff", GradientDifference)
+SITE_OBJECTIVES.register("kl", KLRetain)
+SITE_OBJECTIVES.register("npo", NPO)
 
 
 def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.utils.data.TensorDataset,

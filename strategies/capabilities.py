@@ -5,7 +5,7 @@ The protocols are structural: a strategy has a capability when it has the member
 not it names the protocol among its bases. A strategy that wraps another (Flower's
 differential-privacy wrappers keep it as ``strategy``) has the capabilities of the strategies it
 wraps: :func:`capable` looks through the layers. The run checks them before anything starts
-(:mod:`server.strategy_checks`).
+(:mod:`server.capability_checks`).
 """
 
 from collections.abc import Iterator

@@ -52,13 +52,18 @@ def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, p
 
 
 def replay_section(replay: ReplayRecord) -> list[str]:
-    """Markdown lines for the report (``replay_samples.png`` beside it for SMD)."""
+    """Markdown lines for the report (``replay_samples.png`` beside it for SMD); a user's source
+    is described by its figures."""
     lines = ["", "## Replay", ""]
     figures = replay.figures
-    if not replay.private:
+    if replay.source == "real":
         exemplars = ", ".join(f"{site}: {n}" for site, n in figures["exemplars"].items())
         return lines + ["**Not private: real training samples left the sites** (replay=real, a reference "
                         f"only). Exemplars kept per site: {exemplars}."]
+    if replay.source != "smd":
+        privacy = "private" if replay.private else "**not private: data left the sites**"
+        return lines + [f"Replay source {replay.source} ({privacy}): "
+                        + "; ".join(f"{key}: {value}" for key, value in figures.items()) + "."]
     training = figures["training"]
     seconds = [m["seconds"] for runs in training.values() for m in runs]
     lines += [f"Site-Modulated Diffusion: one generator ({figures['generator_parameters']:,} parameters) shared by "

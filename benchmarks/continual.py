@@ -25,6 +25,8 @@ import numpy as np
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
 from benchmarks.results import Recorder, variant_of
+from server.records import ReplayRecord
+from server.run_log import Event
 from simulations.formatting import fmt, mean_std, table_header, table_row
 from simulations.replay_fidelity import contrast_ratio
 from sites.protocol import MetricKey
@@ -74,11 +76,12 @@ def shares(metrics_jsonl: str) -> dict[str, float | None]:
     events = [json.loads(line) for line in metrics_jsonl.splitlines()]
     replayed = [event for event in events if event.get("stage", 0) > 1]
 
-    def median_of(kind: str, key: str) -> float | None:
+    def median_of(kind: Event, key: str) -> float | None:
         values = [e["metrics"][key] for e in replayed if e["event"] == kind and key in e.get("metrics", {})]
         return median(values) if values else None
 
-    return {"share": median_of("train", MetricKey.PGA_ALIGNMENT_SHARE), "server_share": median_of("aggregate", SERVER_SHARE)}
+    return {"share": median_of(Event.TRAIN, MetricKey.PGA_ALIGNMENT_SHARE),
+            "server_share": median_of(Event.AGGREGATE, SERVER_SHARE)}
 
 
 def run(method: str, seed: int, extra: list[str], recorder: Recorder) -> dict:
@@ -101,14 +104,15 @@ def run(method: str, seed: int, extra: list[str], recorder: Recorder) -> dict:
 def smd_costs(records: dict[str, list[dict]]) -> None:
     """Generator training per site and stage, sampling per replay batch, fidelity (SMD runs)."""
     for method, runs in records.items():
-        smd = [r["replay"] for r in runs if r.get("replay", {}).get("source") == "smd"]
+        replays = [ReplayRecord.from_dict(r["replay"]) for r in runs if "replay" in r]
+        smd = [replay for replay in replays if replay.source == "smd"]
         if not smd:
             continue
-        training = [m["seconds"] for replay in smd for site in replay["training"].values() for m in site]
-        sampling = [s for replay in smd for s in replay["sampling_seconds"]]
-        fidelity = [replay["fidelity"] for replay in smd]
+        training = [m["seconds"] for replay in smd for site in replay.figures["training"].values() for m in site]
+        sampling = [s for replay in smd for s in replay.figures["sampling_seconds"]]
+        fidelity = [replay.fidelity for replay in smd]
         line = (f"{method}: SMD training per site and stage median {median(training):.1f} s; sampling "
-                f"{smd[0]['samples_per_draw']} samples median {median(sampling):.2f} s")
+                f"{smd[0].figures['samples_per_draw']} samples median {median(sampling):.2f} s")
         for key in ("site_accuracy", "class_accuracy"):
             if key in fidelity[0]:
                 line += (f"; {key} real test {mean_std([f[key]['real'] for f in fidelity])}, real training "

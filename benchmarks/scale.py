@@ -54,6 +54,7 @@ import yaml
 
 from benchmarks.common import ROOT, compose_config, median
 from benchmarks.results import Recorder, add_arguments, variant_of
+from server.run_log import Event
 from simulations.formatting import fmt, table_header, table_row
 
 SIGNATURES = ROOT / "configs" / "scenario" / "sequential_sites.yaml"
@@ -267,11 +268,11 @@ def split_time(observation: Observation) -> Timing:
     stage_evaluations, startup, previous = [], 0.0, observation.started
     for (event, _, round_), seen in observation.batches:
         gap, previous = seen - previous, seen
-        if event in ("site", "data"):
+        if event in (Event.SITE, Event.DATA):
             startup += gap
-        elif event in ("train", "evaluate"):
+        elif event in (Event.TRAIN, Event.EVALUATE):
             rounds[round_] = rounds.get(round_, 0.0) + gap
-        elif event == "matrix":
+        elif event == Event.MATRIX:
             stage_evaluations.append(gap)
         else:
             raise ValueError(f"unexpected event {event!r} in metrics.jsonl: this benchmark runs FedAvg only")

@@ -17,12 +17,14 @@ gives exactly these models).
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import compose_config, median, seed_sweep_parser, simulate
 from benchmarks.results import Recorder, variant_of
+from server.records import WithdrawalRecord
 from server.ues import SCORES, SUBSETS, unlearning_efficiency
 from simulations.formatting import fmt, mean_std, table_header, table_row
 
@@ -31,17 +33,17 @@ METHODS = ("rewind", "ga", "graddiff", "kl", "npo", "federaser")
 GOAL_UES, GOAL_COST = 0.8, 0.2
 
 
-def _derived(record: dict, method: str) -> dict:
+def _derived(record: WithdrawalRecord, method: str) -> WithdrawalRecord:
     """The ``none`` or ``retrain`` record of a run: its model before withdrawal, or its oracle."""
-    performance = record["performance"]
+    performance = record.performance
     after = performance["before"] if method == "none" else performance["oracle"]
-    mia = record["mia_forget_auc"]
-    scores = None if record["scores"] is None else unlearning_efficiency(performance["before"], after,
-                                                                         performance["oracle"])
-    return {**record, "method": method, "performance": {**performance, "after": after}, "scores": scores,
-            "seconds": 0.0 if method == "none" else record["retrain_seconds"],
-            "cost_ratio": 0.0 if method == "none" else 1.0,
-            "mia_forget_auc": {**mia, "after": mia["before"] if method == "none" else mia["oracle"]}}
+    mia = record.mia_forget_auc
+    scores = None if record.scores is None else unlearning_efficiency(performance["before"], after,
+                                                                      performance["oracle"])
+    return replace(record, method=method, performance={**performance, "after": after}, scores=scores,
+                   seconds=0.0 if method == "none" else record.retrain_seconds,
+                   cost_ratio=0.0 if method == "none" else 1.0,
+                   mia_forget_auc={**mia, "after": mia["before"] if method == "none" else mia["oracle"]})
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -49,42 +51,43 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(defined)) if defined else None
 
 
-def table(reason: str, records: dict[str, list[dict]]) -> None:
+def table(reason: str, records: dict[str, list[WithdrawalRecord]]) -> None:
     print(f"\n### reason={reason}: unlearned model (mean ± std over seeds)\n")
     print(*table_header(["method", *SUBSETS, *SCORES, "cost ratio", "MIA AUC forget: after (before, oracle)"]),
           sep="\n")
     for method, runs in records.items():
-        after = [r["performance"]["after"] for r in runs]
-        scores = [r["scores"] or {} for r in runs]
-        mia = [r["mia_forget_auc"] for r in runs]
+        after = [r.performance["after"] for r in runs]
+        scores = [r.scores or {} for r in runs]
+        mia = [r.mia_forget_auc for r in runs]
         print(table_row([method, *(mean_std([a[s] for a in after]) for s in SUBSETS),
                          *(mean_std([s.get(k) for s in scores]) for k in SCORES),
-                         mean_std([r["cost_ratio"] for r in runs]),
+                         mean_std([r.cost_ratio for r in runs]),
                          f"{mean_std([m['after'] for m in mia])} ({fmt(_mean([m['before'] for m in mia]))}, "
                          f"{fmt(_mean([m['oracle'] for m in mia]))})"]))
     first = next(iter(records.values()))
-    before = [r["performance"]["before"] for r in first]
-    oracle = [r["performance"]["oracle"] for r in first]
+    before = [r.performance["before"] for r in first]
+    oracle = [r.performance["oracle"] for r in first]
     print("\nbefore withdrawal: " + ", ".join(f"{s} {mean_std([b[s] for b in before])}" for s in SUBSETS))
     print("oracle:            " + ", ".join(f"{s} {mean_std([o[s] for o in oracle])}" for s in SUBSETS))
-    print(f"oracle retraining: median {median([r['retrain_seconds'] for r in first]):.1f} s")
+    print(f"oracle retraining: median {median([r.retrain_seconds for r in first]):.1f} s")
     reached = [m for m, runs in records.items() if m != "retrain"
-               and (_mean([(r["scores"] or {}).get("UES") for r in runs]) or 0) >= GOAL_UES
-               and _mean([r["cost_ratio"] for r in runs]) <= GOAL_COST]
+               and (_mean([(r.scores or {}).get("UES") for r in runs]) or 0) >= GOAL_UES
+               and _mean([r.cost_ratio for r in runs]) <= GOAL_COST]
     print(f"methods other than retrain with mean UES >= {GOAL_UES} at <= {GOAL_COST:.0%} of retrain's cost: "
           f"{', '.join(reached) or 'none'}")
 
 
-def record_run(recorder: Recorder, config: dict, run: dict, seed: int, reason: str, extra: list[str]) -> None:
+def record_run(recorder: Recorder, config: dict, run: WithdrawalRecord, seed: int, reason: str,
+               extra: list[str]) -> None:
     """One method's run to the results file: the unlearned model on each subset, the scores, the
     cost ratio and the MIA AUC on the forget set (after, before, oracle)."""
-    scores = run["scores"] or {}
-    mia = run["mia_forget_auc"]
-    recorder.record(config, {**run["performance"]["after"], **{k: scores.get(k) for k in SCORES},
-                             "cost_ratio": run["cost_ratio"], "mia_forget_auc": mia["after"],
+    scores = run.scores or {}
+    mia = run.mia_forget_auc
+    recorder.record(config, {**run.performance["after"], **{k: scores.get(k) for k in SCORES},
+                             "cost_ratio": run.cost_ratio, "mia_forget_auc": mia["after"],
                              "mia_forget_auc_before": mia["before"], "mia_forget_auc_oracle": mia["oracle"],
-                             "retrain_s": run["retrain_seconds"]},
-                    seed=seed, method=run["method"], variant=variant_of([f"scenario.reason={reason}", *extra]))
+                             "retrain_s": run.retrain_seconds},
+                    seed=seed, method=run.method, variant=variant_of([f"scenario.reason={reason}", *extra]))
 
 
 def main() -> None:
@@ -96,13 +99,13 @@ def main() -> None:
     recorder = Recorder.from_args(args, "unlearning", "benchmarks.unlearning")
     saved = {}
     for reason in args.reasons:
-        records: dict[str, list[dict]] = {"none": [], "retrain": [], **{m: [] for m in args.methods}}
+        records: dict[str, list[WithdrawalRecord]] = {"none": [], "retrain": [], **{m: [] for m in args.methods}}
         for seed in args.seeds:
             for i, method in enumerate(args.methods):
                 overrides = ["scenario=site_withdrawal", f"scenario.reason={reason}", f"unlearning={method}",
                              f"seed={seed}", *args.overrides]
                 _, outputs = simulate(overrides, ("withdrawal.json",))
-                (record,) = outputs["withdrawal.json"]
+                (record,) = map(WithdrawalRecord.from_dict, outputs["withdrawal.json"])
                 records[method].append(record)
                 if i == 0:
                     records["none"].append(_derived(record, "none"))
@@ -110,12 +113,14 @@ def main() -> None:
                 config = compose_config(overrides)
                 for run in [record, *(records[m][-1] for m in ("none", "retrain") if i == 0)]:
                     record_run(recorder, config, run, seed, reason, args.overrides)
-                print(f"reason={reason} seed={seed} {method}: UES {fmt((record['scores'] or {}).get('UES'))}, "
-                      f"cost ratio {fmt(record['cost_ratio'])}", flush=True)
+                print(f"reason={reason} seed={seed} {method}: UES {fmt((record.scores or {}).get('UES'))}, "
+                      f"cost ratio {fmt(record.cost_ratio)}", flush=True)
         table(reason, records)
         saved[reason] = records
     if args.save:
-        args.save.write_text(json.dumps(saved, indent=1))
+        args.save.write_text(json.dumps({reason: {method: [record.to_dict() for record in runs]
+                                                  for method, runs in records.items()}
+                                         for reason, records in saved.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from flwr.serverapp.strategy import Strategy
 from sites.errors import MedsitesError
 from sites.protocol import SEEDED_TYPES, AccountantHistory, NodeState, RecordName
 
+from .records import Failure
 from .replay import ReplaySource
 from .results import RunResult
 from .update_store import UpdateStore
@@ -122,8 +122,8 @@ class RunState:
         The model before any training (withdrawals rewind to it).
     strategy : Strategy
         The strategy object, with whatever state it keeps.
-    source : ReplaySource or None
-        The replay source (generator, prompts or buffer), if the run has one.
+    source : ReplaySource
+        The replay source (generator, prompts, buffer, or :class:`~server.replay.NoReplay`).
     updates : UpdateStore or None
         Every training update, if the unlearning method needs them.
     result : RunResult
@@ -134,7 +134,7 @@ class RunState:
         Training replies received in the current stage (0 after a stage means no site trained).
     attempt : int
         How many times the current stage was started again because no site trained.
-    failures : list of dict
+    failures : list of Failure
         Every simulated site failure so far (stage, round, site, reason).
     log : dict
         ``metrics.jsonl``'s :meth:`~server.run_log.RunLog.mark`.
@@ -148,13 +148,13 @@ class RunState:
     arrays: ArrayRecord
     initial: ArrayRecord
     strategy: Strategy
-    source: ReplaySource | None
+    source: ReplaySource
     updates: UpdateStore | None
     result: RunResult
     statistics: dict[str, dict[str, float]] = field(default_factory=dict)
     trained: int = 0
     attempt: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     log: dict[str, int] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     accountants: dict[str, str] = field(default_factory=dict)

@@ -7,23 +7,29 @@ in their reports as not private, and compared against only.
 """
 
 from pathlib import Path
-from typing import Any
 
 import torch
-
 from torch.utils.data import TensorDataset
 
 from sites.protocol import EXEMPLARS, ExemplarsQuery, RecordName, request
 from sites.replay import unpack_domains
+from sites.tasks import ReplayCodec, Task
 
+from .records import ReplayRecord
+from .replay import ReplaySource
+from .replay_config import ReplayConfig
 from .site_grid import SiteGrid
 
 
-class ExemplarBuffer:
-    """Real exemplars of every site learned so far."""
+class ExemplarBuffer(ReplaySource):
+    """``real``: real exemplars of every site learned so far (``per_site`` of each)."""
 
-    def __init__(self, per_site: int) -> None:
-        self.per_site = per_site
+    # The same replay space as generated replay's, so that a task runs with both sources or neither.
+    task_capabilities = (ReplayCodec,)
+
+    def __init__(self, task: Task, config: ReplayConfig, seed: int) -> None:
+        super().__init__(task, config, seed)
+        self.per_site = config.per_site
         self.exemplars: dict[str, TensorDataset] = {}
 
     def learn(self, view: SiteGrid, timeout: float) -> None:
@@ -37,6 +43,5 @@ class ExemplarBuffer:
     def save(self, path: Path) -> None:
         torch.save({site: data.tensors for site, data in self.exemplars.items()}, path)
 
-    def summary(self) -> dict[str, Any]:
-        return {"source": "real", "private": False,
-                "exemplars": {site: len(data) for site, data in self.exemplars.items()}}
+    def summary(self) -> ReplayRecord:
+        return ReplayRecord("real", False, {"exemplars": {site: len(data) for site, data in self.exemplars.items()}})

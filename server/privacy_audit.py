@@ -4,23 +4,25 @@ membership inference against the final global model on its own data
 plain words, and the run writes them to ``privacy_audit.json``."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import NonNegativeInt, model_validator
 
 from sites.config import ConfigModel, invalid
 from sites.intervals import resolves, smallest_resolvable_fpr
 from sites.membership_inference import FPR_GRID, LIRA_MIN_MODELS
+from sites.protocol import AuditReply, Interval
 
+from .records import AuditRecord, SiteAudit, UnlearningSpend, Verdict, WithdrawalRecord
 from .withdrawal_privacy import unlearning_spent
-
-ATTACKS = ("loss", "reference", "lira")
 # Exposure levels: an attack at chance has AUC 0.5 and TPR 0.01 at 1 % FPR.
 _CHANCE_AUC = 0.5
 _LOW = {"auc": 0.55, "tpr": 0.05}
 _HIGH = {"auc": 0.65, "tpr": 0.15}
-#: The false-positive rate whose TPR the verdict uses, where the non-members resolve it.
+#: The false-positive rate whose TPR the verdict uses, where the non-members resolve it, and its
+#: entry among the reply's low-FPR rates (:data:`~sites.protocol.LOW_FPRS`).
 VERDICT_FPR = 0.01
+_AT_VERDICT_FPR = "1pct"
 #: The verdict levels, from least to most exposed; ``inconclusive`` when the intervals support none.
 LEVELS = ("low", "moderate", "high", "inconclusive")
 
@@ -53,11 +55,7 @@ class AuditConfig(ConfigModel):
         return self
 
 
-def _interval(metrics: Mapping[str, Any], key: str) -> tuple[float, float, float]:
-    return metrics[key], metrics[f"{key}-ci-low"], metrics[f"{key}-ci-high"]
-
-
-def level(metrics: Mapping[str, Any]) -> str:
+def level(reply: AuditReply) -> str:
     """A site's exposure level, claimed only where every attack's 95 % intervals support it:
 
     - ``high``: some attack's AUC is at least 0.65 (its interval's lower end), or its TPR at
@@ -70,22 +68,20 @@ def level(metrics: Mapping[str, Any]) -> str:
 
     An AUC below 0.5 is never better than chance: its interval's lower end is below 0.5 too.
     """
-    attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
-    aucs = [_interval(metrics, f"{a}-auc") for a in attacks]
-    resolved = resolves(VERDICT_FPR, metrics["n-non-members"])
-    tprs = [_interval(metrics, f"{a}-tpr-at-1pct-fpr") for a in attacks] if resolved else []
-    if any(low >= _HIGH["auc"] for _, low, _ in aucs) or any(low >= _HIGH["tpr"] for _, low, _ in tprs):
+    aucs = [result.overall.auc for result in reply.attacks.values()]
+    resolved = resolves(VERDICT_FPR, reply.n_non_members)
+    tprs = [result.overall.tpr[_AT_VERDICT_FPR] for result in reply.attacks.values()] if resolved else []
+    if any(auc.low >= _HIGH["auc"] for auc in aucs) or any(tpr.low >= _HIGH["tpr"] for tpr in tprs):
         return "high"
-    if any(low > _CHANCE_AUC for _, low, _ in aucs):
+    if any(auc.low > _CHANCE_AUC for auc in aucs):
         return "moderate"
-    if resolved and all(high < _LOW["auc"] for _, _, high in aucs) and all(high < _LOW["tpr"] for _, _, high in tprs):
+    if resolved and all(auc.high < _LOW["auc"] for auc in aucs) and all(tpr.high < _LOW["tpr"] for tpr in tprs):
         return "low"
     return "inconclusive"
 
 
-def _figures(metrics: Mapping[str, Any], attack: str) -> str:
-    auc, low, high = _interval(metrics, f"{attack}-auc")
-    return f"the {attack} attack's AUC is {auc:.2f} (95 % CI {low:.2f}-{high:.2f})"
+def _figures(attack: str, auc: Interval) -> str:
+    return f"the {attack} attack's AUC is {auc.value:.2f} (95 % CI {auc.low:.2f}-{auc.high:.2f})"
 
 
 _NO_LOW = ", so low exposure cannot be claimed"
@@ -93,83 +89,81 @@ _WORDS = {"high": "clearly", "moderate": "measurably better than chance",
           "low": "no better than chance within what was measured"}
 
 
-def _exposure(metrics: Mapping[str, Any], verdict: str) -> list[str]:
+def _exposure(reply: AuditReply, verdict: str) -> list[str]:
     """The sentences of the verdict's measurements: the deciding attack with its interval, what
     the low-FPR figure shows or why it cannot be used, and how many patients it rests on."""
-    attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
+    aucs = {attack: result.overall.auc for attack, result in reply.attacks.items()}
     # high / moderate: the attack with the strongest evidence; otherwise the one that came closest
-    deciding = max(attacks, key=lambda a: metrics[f"{a}-auc-ci-low" if verdict in ("high", "moderate")
-                                                 else f"{a}-auc-ci-high"])
-    n_members, n_non_members = metrics["n-members"], metrics["n-non-members"]
+    deciding = max(aucs, key=lambda a: aucs[a].low if verdict in ("high", "moderate") else aucs[a].high)
+    n_members, n_non_members = reply.n_members, reply.n_non_members
     if verdict == "inconclusive":
         opening = (f"The measurement cannot tell whether an attacker holding the final model tells this "
-                   f"site's training patients from others: {_figures(metrics, deciding)}")
+                   f"site's training patients from others: {_figures(deciding, aucs[deciding])}")
     else:
         opening = (f"An attacker holding the final model tells this site's training patients from others "
-                   f"{_WORDS[verdict]}: {_figures(metrics, deciding)}")
+                   f"{_WORDS[verdict]}: {_figures(deciding, aucs[deciding])}")
     sentences = [f"{opening}, measured on {n_members} training patients and {n_non_members} others."]
     if resolves(VERDICT_FPR, n_non_members):
-        tpr, low, high = max((_interval(metrics, f"{a}-tpr-at-1pct-fpr") for a in attacks), key=lambda t: t[1])
-        sentences.append(f"At 1 % false alarms the stronger attack finds {tpr:.0%} of them "
-                         f"(95 % CI {low:.0%}-{high:.0%}).")
+        tpr = max((result.overall.tpr[_AT_VERDICT_FPR] for result in reply.attacks.values()), key=lambda t: t.low)
+        sentences.append(f"At 1 % false alarms the stronger attack finds {tpr.value:.0%} of them "
+                         f"(95 % CI {tpr.low:.0%}-{tpr.high:.0%}).")
     else:
         sentences.append(f"1 % false alarms cannot be resolved with {n_non_members} non-members (the smallest "
                          f"non-zero false-positive rate they show is 1/{n_non_members} = "
                          f"{smallest_resolvable_fpr(n_non_members):.1%}): the true-positive rate there is not used "
                          f"for the verdict{_NO_LOW if verdict == 'inconclusive' else ''}.")
-    if metrics[f"{deciding}-auc-ci-high"] < _CHANCE_AUC:
+    if aucs[deciding].high < _CHANCE_AUC:
         sentences.append("The attack does worse than chance: members' losses are higher than non-members', a sign "
                          "that training and test patients differ, not evidence of membership.")
     return sentences
 
 
-def _markers(metrics: Mapping[str, Any], attacks: Sequence[str]) -> list[str]:
+def _markers(reply: AuditReply) -> list[str]:
     """Marked patients are more exposed only where some attack's AUC interval on them lies
     wholly above its interval on the unmarked ones (a conservative test: both are 95 %)."""
-    pairs = [(_interval(metrics, f"{a}-marked-auc"), _interval(metrics, f"{a}-unmarked-auc")) for a in attacks
-             if metrics.get(f"{a}-marked-auc") is not None and metrics.get(f"{a}-unmarked-auc") is not None]
+    pairs = [(result.marked.auc, result.unmarked.auc) for result in reply.attacks.values()
+             if result.marked is not None and result.unmarked is not None]
     if not pairs:
         return []
-    marked, unmarked = max(pairs, key=lambda pair: pair[0][1] - pair[1][2])  # the widest gap between intervals
-    figures = (f"AUC {marked[0]:.2f} (95 % CI {marked[1]:.2f}-{marked[2]:.2f}) vs {unmarked[0]:.2f} "
-               f"({unmarked[1]:.2f}-{unmarked[2]:.2f}) for the others, on {metrics['n-marked-members']:.0f} marked "
+    marked, unmarked = max(pairs, key=lambda pair: pair[0].low - pair[1].high)  # the widest gap between intervals
+    figures = (f"AUC {marked.value:.2f} (95 % CI {marked.low:.2f}-{marked.high:.2f}) vs {unmarked.value:.2f} "
+               f"({unmarked.low:.2f}-{unmarked.high:.2f}) for the others, on {reply.n_marked_members:.0f} marked "
                f"training patients")
-    if marked[1] > unmarked[2]:
+    if marked.low > unmarked.high:
         return [f"Patients whose images carry identifying markers are more exposed ({figures})."]
     return [f"Patients with identifying markers are not measurably more exposed ({figures})."]
 
 
-def judge(metrics: Mapping[str, Any], unlearning: Sequence[Mapping[str, Any]] = (),
-          scope: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
+def judge(reply: AuditReply, unlearning: Sequence[UnlearningSpend] = (),
+          scope: Mapping[str, Sequence[str]] | None = None) -> Verdict:
     """A site's exposure :func:`level` and the reasons, in plain words.
 
     Parameters
     ----------
-    metrics : mapping
+    reply : AuditReply
         The site's audit reply (:func:`~sites.membership_inference.site_audit`).
-    unlearning : sequence of mapping
+    unlearning : sequence of UnlearningSpend
         The withdrawals whose unlearning spent budget at the site
         (:func:`~server.withdrawal_privacy.unlearning_spent`).
     scope : mapping, optional
         With DP, what the site's epsilon covers and what left the site outside it
         (:func:`dp_scope`).
     """
-    verdict = level(metrics)
-    attacks = [a for a in ATTACKS if metrics.get(f"{a}-auc") is not None]
-    sentences = _exposure(metrics, verdict) + _markers(metrics, attacks)
-    if "epsilon" in metrics:
+    verdict = level(reply)
+    sentences = _exposure(reply, verdict) + _markers(reply)
+    if reply.epsilon is not None:
         covered = [*(scope or {}).get("covered", ["its DP-SGD training"])]
-        sentences.append(f"The site trained with differential privacy: epsilon {metrics['epsilon']:.2f} bounds what "
+        sentences.append(f"The site trained with differential privacy: epsilon {reply.epsilon:.2f} bounds what "
                          f"an attack can learn from {_listed(covered)}.")
-        sentences += [f"It includes the {spent['steps']} DP-SGD steps the site took to unlearn site "
-                      f"{spent['withdrawn']} after stage {spent['stage']} ({spent['method']}), which took its "
-                      f"epsilon from {spent['epsilon']['before']:.2f} to {spent['epsilon']['after']:.2f}."
+        sentences += [f"It includes the {spent.steps} DP-SGD steps the site took to unlearn site "
+                      f"{spent.withdrawn} after stage {spent.stage} ({spent.method}), which took its "
+                      f"epsilon from {spent.epsilon.before:.2f} to {spent.epsilon.after:.2f}."
                       for spent in unlearning]
         if scope and scope.get("outside"):
             sentences.append(f"It does not cover what else left the site: {_listed(scope['outside'])}.")
     else:
         sentences.append("The site trained without differential privacy: no formal bound.")
-    return {"level": verdict, "explanation": " ".join(sentences)}
+    return Verdict(verdict, " ".join(sentences))
 
 
 def _listed(items: Sequence[str]) -> str:
@@ -211,17 +205,15 @@ def dp_scope(train_metrics: str, phase_statistics: bool, withdrawals: bool) -> d
     return {"covered": covered, "outside": outside}
 
 
-def audit_result(site_metrics: Mapping[str, Mapping[str, Any]], delta: float | None,
-                 withdrawals: Sequence[Mapping[str, Any]] = (),
-                 scope: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+def audit_result(site_replies: Mapping[str, AuditReply], delta: float | None,
+                 withdrawals: Sequence[WithdrawalRecord] = (),
+                 scope: Mapping[str, Sequence[str]] | None = None) -> AuditRecord:
     """``privacy_audit.json``'s content: every site's attack figures with its verdict and, where
     a withdrawal's unlearning spent budget at the site (``withdrawals``: the run's withdrawal
     records), what it spent (``unlearning``); with DP, what epsilon covers and what left the
     sites outside it (``scope``: :func:`dp_scope`)."""
     sites = {}
-    for site, metrics in site_metrics.items():
+    for site, reply in site_replies.items():
         unlearning = unlearning_spent(withdrawals, site)
-        sites[site] = {**dict(metrics), **({"unlearning": unlearning} if unlearning else {}),
-                       "verdict": judge(metrics, unlearning, scope)}
-    return {"delta": delta, "fpr_grid": FPR_GRID.tolist(), "levels": list(LEVELS),
-            **({"dp_scope": dict(scope)} if scope else {}), "sites": sites}
+        sites[site] = SiteAudit(reply, judge(reply, unlearning, scope), unlearning)
+    return AuditRecord(delta, FPR_GRID.tolist(), list(LEVELS), sites, dict(scope) if scope else None)

@@ -1,11 +1,13 @@
 """The ``replay`` config group (:class:`ReplayConfig`): where replay of earlier sites comes from
 (:mod:`server.replay`) and the settings of the generator (:mod:`server.smd`)."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from sites.config import ConfigModel, invalid
+from sites.errors import ConfigError
+
 
 class GeneratorSettings(ConfigModel):
     """``replay.generator``: the replay generator of ``source: smd``.
@@ -61,13 +63,25 @@ class ReplayConfig(ConfigModel):
     Parameters
     ----------
     source : str
-        ``none``, ``smd`` or ``real`` (see above).
+        A replay source's name in :data:`~server.replay.REPLAY_SOURCES` (``none``, ``smd``,
+        ``real``, or a user's) or the import path of its class.
     per_site : int
         Replay samples of each earlier site sent with every stage.
     generator : GeneratorSettings
         ``smd``: the generator's settings.
     """
 
-    source: Literal["none", "smd", "real"] = "none"
+    source: str = "none"
     per_site: PositiveInt = 32
     generator: GeneratorSettings = GeneratorSettings()
+
+    @field_validator("source")
+    @classmethod
+    def _a_replay_source(cls, source: str) -> str:
+        from .replay import REPLAY_SOURCES  # which imports this module
+
+        try:
+            REPLAY_SOURCES.get(source, "source")
+        except ConfigError as error:
+            raise invalid("", error.problem) from None
+        return source

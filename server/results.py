@@ -1,13 +1,14 @@
 """What a run leaves behind: the result matrix and its summaries, as JSON."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .continual_metrics import summarize
+from .records import AuditRecord, Failure, ReplayRecord, WithdrawalRecord
 from .scenario import Scenario
 
 
@@ -32,13 +33,13 @@ class RunResult:
     phase_configs : list of dict
         Per stage, phase -> the training-config entries the server set from that phase's
         statistics (e.g. grading's primary modality), for phases that needed statistics.
-    audit : dict or None
+    audit : AuditRecord or None
         The privacy audit (:func:`~server.privacy_audit.audit_result`), if the scenario ran one.
-    withdrawals : list of dict
+    withdrawals : list of WithdrawalRecord
         One record per site withdrawal (:class:`~server.withdrawal.WithdrawalEvent`).
-    replay : dict or None
+    replay : ReplayRecord or None
         What the replay source reports (:meth:`~server.replay.ReplaySource.summary`), if the run had one.
-    failures : list of dict
+    failures : list of Failure
         Every site that went down during training (``faults.crash_prob``) or replied invalidly
         (:mod:`server.reply_check`): stage, round, site, reason.
     """
@@ -50,10 +51,10 @@ class RunResult:
     statistics: list[dict[str, dict[str, float]]] = field(default_factory=list)
     pooled: list[dict[str, float]] = field(default_factory=list)
     phase_configs: list[dict[str, dict[str, Any]]] = field(default_factory=list)
-    audit: dict[str, Any] | None = None
-    withdrawals: list[dict[str, Any]] = field(default_factory=list)
-    replay: dict[str, Any] | None = None
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    audit: AuditRecord | None = None
+    withdrawals: list[WithdrawalRecord] = field(default_factory=list)
+    replay: ReplayRecord | None = None
+    failures: list[Failure] = field(default_factory=list)
 
     def add_stage(self, site_metrics: dict[str, dict[str, Any]], statistics: dict[str, dict[str, float]],
                   pooled: dict[str, float], phase_configs: dict[str, dict[str, Any]] | None = None) -> None:
@@ -80,10 +81,10 @@ class RunResult:
         if self.pooled and self.pooled[-1]:
             summary["pooled"] = self.pooled[-1]
         if self.failures:
-            summary["failures"] = self.failures
-        spent = [{"site": w["site"], "stage": w["stage"], "method": w["method"],
-                  "epsilon": {site: figures["epsilon"] for site, figures in w["privacy"]["sites"].items()}}
-                 for w in self.withdrawals if "privacy" in w]
+            summary["failures"] = [failure.to_dict() for failure in self.failures]
+        spent = [{"site": w.site, "stage": w.stage, "method": w.method,
+                  "epsilon": {site: asdict(figures.epsilon) for site, figures in w.privacy.sites.items()}}
+                 for w in self.withdrawals if w.privacy is not None]
         if spent:  # with DP: each involved site's epsilon before and after each withdrawal
             summary["withdrawal_epsilon"] = spent
         return summary
@@ -110,8 +111,8 @@ class RunResult:
         (run_dir / "matrix.json").write_text(json.dumps(self.matrix_json(), indent=2))
         (run_dir / "summary.json").write_text(json.dumps(self.summary(), indent=2))
         if self.audit is not None:
-            (run_dir / "privacy_audit.json").write_text(json.dumps(self.audit, indent=2))
+            (run_dir / "privacy_audit.json").write_text(json.dumps(self.audit.to_dict(), indent=2))
         if self.withdrawals:
-            (run_dir / "withdrawal.json").write_text(json.dumps(self.withdrawals, indent=2))
+            (run_dir / "withdrawal.json").write_text(json.dumps([w.to_dict() for w in self.withdrawals], indent=2))
         if self.replay is not None:
-            (run_dir / "replay.json").write_text(json.dumps(self.replay, indent=2))
+            (run_dir / "replay.json").write_text(json.dumps(self.replay.to_dict(), indent=2))

@@ -23,27 +23,25 @@ from flwr.serverapp.strategy import Strategy
 from sites import seeding
 from sites.errors import MedsitesError
 from sites.faults import FaultConfig
-from sites.protocol import AUDIT, EVALUATE, AuditQuery, EvaluateConfig, RecordName, request
+from sites.protocol import AUDIT, EVALUATE, AuditQuery, AuditReply, EvaluateConfig, RecordName, request
 from sites.replay import pack_domains
 from sites.tasks import Task
+from strategies.capabilities import ReplayConsumer, capable
 
 from .checkpoint import LATEST, STAGE_START, Position, RngStates, RunState, SiteState
 from .discovery import check_site_data, discover_sites
 from .privacy_audit import audit_result, dp_scope
 from .replay import ReplaySource, build_replay_source
 from .replay_config import ReplayConfig
+from .records import AuditRecord
 from .results import RunResult
-from .run_log import RunLog
+from .run_log import Event, RunLog
 from .scenario import Scenario, Stage
 from .site_grid import SiteGrid
 from .stage_runner import StageRunner, Statistics, Views
 from .unlearning import NoUnlearning, UnlearningContext, UnlearningMethod
 from .update_store import UpdateStore
 from .withdrawal import WithdrawalEvent
-
-#: The ``metrics.jsonl`` event of each site's evaluation after a stage: R[t, j] is its primary metric.
-MATRIX_EVENT = "matrix"
-
 
 @dataclass
 class RunPlan:
@@ -154,7 +152,7 @@ class Timeline:
                                  resume_from=None if self.resume is None else self.resume.log, on_event=self.on_event)
         self._runner = StageRunner(plan.task, plan.round_timeout, plan.evaluate_split, log)
         try:
-            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener("site"),
+            site_of_node = discover_sites(grid, scenario.site_ids, listener=log.listener(Event.SITE),
                                           site_nodes=plan.site_nodes)
             check_site_data(grid, site_of_node, scenario.site_ids, log.listener(), plan.round_timeout)
             state = self._state = self.resume or self._fresh_state()
@@ -164,17 +162,17 @@ class Timeline:
             if self.resume is not None:
                 self._views.resume(scenario.site_ids, plan.round_timeout)  # calls and accountants at the checkpoint
                 state.rng.restore()
-                log.write("resumed", position=asdict(state.position))
+                log.write(Event.RESUMED, position=asdict(state.position))
             else:
                 self._save(Position(1), LATEST, STAGE_START)
-            everyone = self._views.exchange(scenario.site_ids, MATRIX_EVENT)
+            everyone = self._views.exchange(scenario.site_ids, Event.MATRIX)
             for stage in scenario.stages[state.position.stage - 1:]:
                 log.stage = stage.index
                 state = self._train_until_a_site_trains(stage)
                 torch.save(state.arrays.to_torch_state_dict(), self._checkpoints / f"stage_{stage.index}.pt")
-                if state.source is not None:  # the stage's sites teach the source while they are present
-                    state.source.learn(self._views.exchange(list(stage.sites), "replay"), plan.round_timeout)
-                    state.source.save(self._checkpoints / "replay.pt")
+                # The stage's sites teach the source while they are present.
+                state.source.learn(self._views.exchange(list(stage.sites), Event.REPLAY), plan.round_timeout)
+                state.source.save(self._checkpoints / "replay.pt")
                 site_metrics = self._evaluate_everyone(everyone, state.arrays, stage.index)
                 state.result.add_stage(site_metrics, state.statistics,
                                        plan.task.pool_metrics(site_metrics, state.statistics),
@@ -191,8 +189,7 @@ class Timeline:
             result.failures = state.failures
             if scenario.audit is not None:
                 result.audit = self._audit(state.arrays)
-            if state.source is not None:
-                result.replay = state.source.summary()
+            result.replay = state.source.summary()
         finally:
             log.close()
         result.write(plan.run_dir)
@@ -221,7 +218,7 @@ class Timeline:
         while True:
             state = self._state
             failed_before = len(state.failures)
-            if state.source is not None and state.position == Position(stage.index):
+            if state.position == Position(stage.index):
                 self._hand_replay(state.source, stage)
             state.arrays, state.statistics = self._runner.train(
                 state.strategy, self._views.training(list(stage.sites), state), stage, state.arrays,
@@ -232,38 +229,42 @@ class Timeline:
                 last = state.failures[-1]
                 raise MedsitesError(f"stage {stage.index}: no site ({', '.join(stage.sites)}) completed a training "
                                     f"round in {state.attempt + 1} attempts (faults.stage_retries={retries}; last "
-                                    f"failure: site {last['site']}: {last['reason']})")
-            self._log.write("retry", attempt=state.attempt + 1)
+                                    f"failure: site {last.site}: {last.reason})")
+            self._log.write(Event.RETRY, attempt=state.attempt + 1)
             retry = RunState.load(self._checkpoints, STAGE_START)
             retry.attempt, retry.failures = state.attempt + 1, state.failures
             self._state = retry
 
     def _hand_replay(self, source: ReplaySource, stage: Stage) -> None:
-        """Give the strategy samples of every site that trained before ``stage`` and is not in it."""
+        """Give a strategy that trains on replay (:class:`~strategies.capabilities.ReplayConsumer`)
+        samples of every site that trained before ``stage`` and is not in it."""
+        consumer = capable(self._state.strategy, ReplayConsumer)
+        if consumer is None:
+            return
         earlier = [site for site in self.plan.scenario.seen_by(stage.index - 1) if site not in stage.sites]
         replay = source.replay(earlier)
-        self._state.strategy.set_replay(pack_domains(replay) if replay else None, self.plan.task)
+        consumer.set_replay(pack_domains(replay) if replay else None)
 
     def _checkpoint(self, position: Position, arrays: ArrayRecord, statistics: Statistics) -> None:
         """Save the state at ``position`` of the current stage (the stage runner's progress hook)."""
         self._state.arrays, self._state.statistics = arrays, statistics
         self._save(position)
 
-    def _audit(self, arrays: ArrayRecord) -> dict:
+    def _audit(self, arrays: ArrayRecord) -> AuditRecord:
         """Membership inference at every site that trained, against the final model."""
         scenario, planned_steps = self.plan.scenario, self.plan.planned_steps
-        site_metrics = {}
+        replies = {}
         for site in scenario.seen_by(len(scenario.stages)):  # one at a time: each trains its own reference models
-            view = self._views.exchange([site], "audit")
+            view = self._views.exchange([site], Event.AUDIT)
             query = AuditQuery(scenario.audit.reference_models, planned_steps[site], scenario.audit.attack)
             (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                              timeout=self.plan.round_timeout)
-            site_metrics[site] = dict(reply.content[RecordName.AUDIT])
+            replies[site] = AuditReply.from_record(reply.content[RecordName.AUDIT])
         scope = None
         if self.plan.dp_train_metrics is not None:
             scope = dp_scope(self.plan.dp_train_metrics, any(phase.statistics for phase in self.plan.task.phases),
                              bool(scenario.withdrawals))
-        return audit_result(site_metrics, self.plan.dp_delta, self._state.result.withdrawals, scope)
+        return audit_result(replies, self.plan.dp_delta, self._state.result.withdrawals, scope)
 
     def _withdrawal_event(self, state: RunState) -> WithdrawalEvent:
         plan = self.plan

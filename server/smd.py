@@ -13,7 +13,6 @@ equal shares) for classification tasks.
 
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from flwr.app import ArrayRecord
@@ -24,15 +23,17 @@ from sites.diffusion import build_generator, sample
 from sites.networks.site_diffusion import SiteDiffusion
 from sites.protocol import TRAIN_GENERATOR, GeneratorConfig, MetricKey, RecordName, request
 from sites.replay import pack_domains
-from sites.tasks import Task
+from sites.tasks import ReplayCodec, Task
 from strategies.aggregation import weighted_mean
 
+from .records import ReplayRecord
+from .replay import ReplaySource
 from .replay_config import ReplayConfig
 from .site_grid import SiteGrid
 
 
-class SiteModulatedDiffusion:
-    """The server's generator and prompts.
+class SiteModulatedDiffusion(ReplaySource):
+    """``smd``: the server's generator and prompts.
 
     Parameters
     ----------
@@ -44,8 +45,10 @@ class SiteModulatedDiffusion:
         The run's seed (initialisation, prompts, sampling).
     """
 
+    task_capabilities = (ReplayCodec,)
+
     def __init__(self, task: Task, config: ReplayConfig, seed: int) -> None:
-        self.task, self.config, self.seed = task, config, seed
+        super().__init__(task, config, seed)
         settings = config.generator
         self.wire = GeneratorConfig(list(settings.channels), settings.embed_dim, settings.heads,
                                     settings.steps, settings.batch_size, float(settings.lr),
@@ -107,15 +110,10 @@ class SiteModulatedDiffusion:
         self._replayed = {site: self.generate(site, self.config.per_site) for site in sites}
         return self._replayed
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "source": "smd",
-            "private": True,
-            "generator_parameters": sum(p.numel() for p in self.network.parameters()),
-            "training": self.training,
-            "sampling_seconds": self.sampling_seconds,
-            "samples_per_draw": self.config.per_site,
-        }
+    def summary(self) -> ReplayRecord:
+        return ReplayRecord("smd", True, {"generator_parameters": sum(p.numel() for p in self.network.parameters()),
+                                          "training": self.training, "sampling_seconds": self.sampling_seconds,
+                                          "samples_per_draw": self.config.per_site})
 
     def save(self, path: Path) -> None:
         """The generator's weights, its architecture (as sent to the sites) and every prompt

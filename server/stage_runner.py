@@ -19,7 +19,8 @@ from sites.protocol import (RESUME, STATISTICS, TRAIN, EvaluateConfig, RecordNam
 from sites.tasks import Task
 
 from .checkpoint import Position, RunState, SiteState
-from .run_log import RunLog
+from .records import Failure
+from .run_log import Event, RunLog
 from .scenario import Stage
 from .site_grid import SiteGrid
 from .statistics import sum_counts
@@ -53,7 +54,7 @@ class Views:
     def __init__(self, grid: Grid, site_of_node: Mapping[int, str], log: RunLog, sites: SiteState) -> None:
         self.grid, self.site_of_node, self.log, self.sites = grid, dict(site_of_node), log, sites
 
-    def exchange(self, sites: list[str], event: str) -> SiteGrid:
+    def exchange(self, sites: list[str], event: Event) -> SiteGrid:
         """A view showing ``sites``, logging their replies as ``event`` and keeping the DP
         accountants they reply (a withdrawal's retraining and unlearning charge them)."""
         log_replies = self.log.listener(event)
@@ -67,7 +68,7 @@ class Views:
     def resume(self, sites: list[str], timeout: float) -> None:
         """Set ``sites`` back to the state :attr:`sites` keeps of them (``query.resume``): their
         seeded-call counts and DP accountants."""
-        view = self.exchange(sites, "resume")
+        view = self.exchange(sites, Event.RESUME)
         messages = [RESUME.message(request(self.sites.of(view.site_of_node(node))), node)
                     for node in view.get_node_ids()]
         view.send_and_receive(messages, timeout=timeout)
@@ -95,9 +96,8 @@ class Views:
 
         def on_failure(message_type: str, failures: list[tuple[str, str]]) -> None:
             for site, reason in failures:
-                failure = {"stage": self.log.stage, "round": self.log.round + 1, "site": site,
-                           "message": message_type, "reason": reason}
-                self.log.write("failure", **failure)
+                failure = Failure(self.log.stage, self.log.round + 1, site, message_type, reason)
+                self.log.write(Event.FAILURE, **failure.to_dict())
                 state.failures.append(failure)
 
         return SiteGrid(self.grid, self.site_of_node, sites, listener,
@@ -177,7 +177,7 @@ class StageRunner:
                 arrays = outcome.arrays
             if first_round is not None:
                 for server_round, metrics in sorted(outcome.train_metrics_clientapp.items()):
-                    self.log.write("aggregate", round=first_round + server_round, phase=phase.name,
+                    self.log.write(Event.AGGREGATE, round=first_round + server_round, phase=phase.name,
                                    metrics=dict(metrics))
             if on_progress is not None:
                 on_progress(Position(stage.index, index + 1), arrays, statistics)

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord
 
-from sites.protocol import AUDIT, EVALUATE, AuditQuery, EvaluateConfig, RecordName, request
+from sites.protocol import AUDIT, EVALUATE, AuditQuery, AuditReply, EvaluateConfig, RecordName, request
 
+from .records import WithdrawalRecord
 from .scenario import Withdrawal
 from .ues import unlearning_efficiency
 from .unlearning import UnlearningContext, UnlearningMethod
@@ -35,7 +36,7 @@ def _mean(values) -> float | None:
 
 
 class WithdrawalEvent:
-    """Runs one withdrawal and describes it as a JSON-ready record.
+    """Runs one withdrawal and describes it (:class:`~server.records.WithdrawalRecord`).
 
     The unlearned model and the oracle are saved next to the stage checkpoints
     (``stage_<t>_without_<site>.pt``, ``stage_<t>_oracle_without_<site>.pt``).
@@ -57,7 +58,7 @@ class WithdrawalEvent:
         self.method, self.context, self.metric, self.dp_delta = method, context, metric, dp_delta
         self.scenario = context.scenario
 
-    def run(self, withdrawal: Withdrawal, before: ArrayRecord) -> tuple[ArrayRecord, dict]:
+    def run(self, withdrawal: Withdrawal, before: ArrayRecord) -> tuple[ArrayRecord, WithdrawalRecord]:
         """Unlearn ``withdrawal.site`` from ``before``; return the new global model and the record."""
         gone = set(self.scenario.gone_at(withdrawal))
         subsets = {"forget": [withdrawal.site],
@@ -85,24 +86,17 @@ class WithdrawalEvent:
         performance = {name: {subset: _mean(values[subset].values()) for subset in subsets}
                        for name, values in per_site.items()}
         defined = all(value is not None for values in performance.values() for value in values.values())
-        record = {
-            "site": withdrawal.site,
-            "stage": withdrawal.stage,
-            "reason": self.scenario.reason,
-            "method": self.method.name,
-            "metric": self.metric,
-            "subsets": subsets,
-            "performance": performance,
-            "per_site": per_site,
-            "scores": unlearning_efficiency(*(performance[name] for name in MODELS)) if defined else None,
-            "seconds": seconds,
-            "retrain_seconds": retrain_seconds,
-            "cost_ratio": seconds / retrain_seconds if retrain_seconds > 0 else None,
-            "mia_forget_auc": {name: measured[id(model)][1] for name, model in models.items()},
-        }
+        privacy = None
         if self.dp_delta is not None:
             roles = {withdrawal.site: "forget", **{site: "retain" for site in subsets["retain"]}}
-            record["privacy"] = privacy_record(roles, charged, self.context.views.sites.accountants, self.dp_delta)
+            privacy = privacy_record(roles, charged, self.context.views.sites.accountants, self.dp_delta)
+        record = WithdrawalRecord(
+            site=withdrawal.site, stage=withdrawal.stage, reason=self.scenario.reason, method=self.method.name,
+            metric=self.metric, subsets=subsets, performance=performance, per_site=per_site,
+            scores=unlearning_efficiency(*(performance[name] for name in MODELS)) if defined else None,
+            seconds=seconds, retrain_seconds=retrain_seconds,
+            cost_ratio=seconds / retrain_seconds if retrain_seconds > 0 else None,
+            mia_forget_auc={name: measured[id(model)][1] for name, model in models.items()}, privacy=privacy)
         return after, record
 
     def _subset_metrics(self, arrays: ArrayRecord,
@@ -127,4 +121,4 @@ class WithdrawalEvent:
         query = AuditQuery(reference_models=0, reference_steps=0)
         (reply,) = view.send_and_receive(AUDIT.messages(request(query, model=arrays), view.get_node_ids()),
                                          timeout=self.context.timeout)
-        return float(reply.content[RecordName.AUDIT]["loss-auc"])
+        return float(AuditReply.from_record(reply.content[RecordName.AUDIT]).attacks["loss"].overall.auc.value)

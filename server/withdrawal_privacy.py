@@ -9,9 +9,10 @@ would have spent (docs/privacy.md).
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from sites.privacy import SiteAccountant
+
+from .records import BeforeAfter, SiteSpend, UnlearningSpend, WithdrawalPrivacy, WithdrawalRecord
 
 #: Accountant histories (JSON) by site id; a site left out has taken no DP-SGD step.
 Histories = Mapping[str, str]
@@ -22,7 +23,7 @@ def _figures(history: str | None, delta: float) -> tuple[int, float]:
     return accountant.steps, accountant.epsilon(delta)
 
 
-def privacy_record(roles: Mapping[str, str], before: Histories, after: Histories, delta: float) -> dict[str, Any]:
+def privacy_record(roles: Mapping[str, str], before: Histories, after: Histories, delta: float) -> WithdrawalPrivacy:
     """``withdrawal.json``'s ``privacy``: each site's role and its accountant's DP-SGD steps and
     epsilon (at ``delta``) before and after the withdrawal.
 
@@ -40,19 +41,18 @@ def privacy_record(roles: Mapping[str, str], before: Histories, after: Histories
     for site, role in roles.items():
         (steps_before, epsilon_before), (steps_after, epsilon_after) = (_figures(histories.get(site), delta)
                                                                        for histories in (before, after))
-        sites[site] = {"role": role, "steps": {"before": steps_before, "after": steps_after},
-                       "epsilon": {"before": epsilon_before, "after": epsilon_after}}
-    return {"delta": delta, "sites": sites}
+        sites[site] = SiteSpend(role, BeforeAfter(steps_before, steps_after),
+                                BeforeAfter(epsilon_before, epsilon_after))
+    return WithdrawalPrivacy(delta, sites)
 
 
-def unlearning_spent(withdrawals: Sequence[Mapping[str, Any]], site: str) -> list[dict[str, Any]]:
+def unlearning_spent(withdrawals: Sequence[WithdrawalRecord], site: str) -> list[UnlearningSpend]:
     """The withdrawals whose unlearning took DP-SGD steps at ``site``: for each, the withdrawn
     site, stage and method, the steps taken there and the epsilon before and after."""
     spent = []
     for record in withdrawals:
-        figures = (record.get("privacy") or {}).get("sites", {}).get(site)
-        if figures is not None and figures["steps"]["after"] > figures["steps"]["before"]:
-            spent.append({"withdrawn": record["site"], "stage": record["stage"], "method": record["method"],
-                          "steps": figures["steps"]["after"] - figures["steps"]["before"],
-                          "epsilon": figures["epsilon"]})
+        figures = None if record.privacy is None else record.privacy.sites.get(site)
+        if figures is not None and figures.steps.after > figures.steps.before:
+            spent.append(UnlearningSpend(record.site, record.stage, record.method,
+                                         figures.steps.after - figures.steps.before, figures.epsilon))
     return spent

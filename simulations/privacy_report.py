@@ -12,9 +12,10 @@ matplotlib.use("Agg")  # reports are written headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from server.privacy_audit import ATTACKS, VERDICT_FPR  # noqa: E402
+from server.privacy_audit import VERDICT_FPR  # noqa: E402
+from server.records import AuditRecord  # noqa: E402
 from sites.intervals import resolves  # noqa: E402
-from sites.membership_inference import LOW_FPRS  # noqa: E402
+from sites.protocol import AUDIT_ATTACKS, LOW_FPRS, AuditReply, Interval  # noqa: E402
 
 from .formatting import MISSING, fmt, table_header, table_row  # noqa: E402
 
@@ -23,50 +24,55 @@ COLUMNS = ("epsilon", "members / non-members", "smallest FPR", "loss AUC [95% CI
            "marked AUC [95% CI]", "unmarked AUC [95% CI]", "exposure")
 
 
-def with_interval(metrics: dict, key: str) -> str:
+def with_interval(figure: Interval | None) -> str:
     """``value [low, high]`` of a figure and its interval, or :data:`MISSING`."""
-    if metrics.get(key) is None:
+    if figure is None:
         return MISSING
-    return f"{fmt(metrics[key])} [{fmt(metrics[f'{key}-ci-low'])}, {fmt(metrics[f'{key}-ci-high'])}]"
+    return f"{fmt(figure.value)} [{fmt(figure.low)}, {fmt(figure.high)}]"
 
 
-def _best(metrics: dict, suffix: str) -> str:
-    """The figure of the attack whose interval's lower end is highest, with its interval."""
-    attacks = [a for a in ATTACKS if metrics.get(f"{a}-{suffix}") is not None]
-    if not attacks:
-        return MISSING
-    return with_interval(metrics, f"{max(attacks, key=lambda a: metrics[f'{a}-{suffix}-ci-low'])}-{suffix}")
+def _best(figures: list[Interval]) -> str:
+    """The figure whose interval's lower end is highest (the stronger attack's), with its interval."""
+    return with_interval(max(figures, key=lambda figure: figure.low, default=None))
 
 
-def _low_fpr(metrics: dict, name: str) -> str:
+def _low_fpr(reply: AuditReply, name: str) -> str:
     """TPR at a low FPR with its interval, marked ``not resolved`` where the non-members cannot
     show that FPR (then it is a lower bound the verdict does not use)."""
-    figure = _best(metrics, f"tpr-at-{name}-fpr")
-    return figure if resolves(LOW_FPRS[name], metrics["n-non-members"]) else f"{figure} not resolved"
+    figure = _best([result.overall.tpr[name] for result in reply.attacks.values()])
+    return figure if resolves(LOW_FPRS[name], reply.n_non_members) else f"{figure} not resolved"
 
 
-def site_rows(audit: dict) -> list[list[str]]:
+def _auc(reply: AuditReply, attack: str) -> Interval | None:
+    return reply.attacks[attack].overall.auc if attack in reply.attacks else None
+
+
+def site_rows(audit: AuditRecord) -> list[list[str]]:
     """One row of :data:`COLUMNS` per audited site; rates and the marked/unmarked AUCs are the
     stronger attack's (the higher lower end), each with its 95 % interval."""
     rows = []
-    for site, m in audit["sites"].items():
-        rows.append([site, fmt(m.get("epsilon")) if "epsilon" in m else "no DP",
-                     f"{m['n-members']} / {m['n-non-members']}", fmt(m.get("min-resolvable-fpr")),
-                     with_interval(m, "loss-auc"), with_interval(m, "reference-auc"),
-                     with_interval(m, "lira-auc"), _low_fpr(m, "1pct"), _low_fpr(m, "0.1pct"),
-                     fmt(max(m[f"{a}-advantage"] for a in ATTACKS if f"{a}-advantage" in m)),
-                     _best(m, "marked-auc"), _best(m, "unmarked-auc"), m["verdict"]["level"]])
+    for site, audited in audit.sites.items():
+        reply, results = audited.reply, audited.reply.attacks.values()
+        rows.append([site, "no DP" if reply.epsilon is None else fmt(reply.epsilon),
+                     f"{reply.n_members} / {reply.n_non_members}", fmt(reply.min_resolvable_fpr),
+                     *(with_interval(_auc(reply, attack)) for attack in AUDIT_ATTACKS),
+                     _low_fpr(reply, "1pct"), _low_fpr(reply, "0.1pct"),
+                     fmt(max(result.overall.advantage for result in results)),
+                     _best([result.marked.auc for result in results if result.marked is not None]),
+                     _best([result.unmarked.auc for result in results if result.unmarked is not None]),
+                     audited.verdict.level])
     return rows
 
 
-def plot_roc(audit: dict) -> bytes:
+def plot_roc(audit: AuditRecord) -> bytes:
     """PNG of every site's ROC for each attack it ran, log-scaled, with chance as the diagonal."""
-    fpr = np.asarray(audit["fpr_grid"])
+    fpr = np.asarray(audit.fpr_grid)
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    for site, metrics in audit["sites"].items():
-        for attack, style in zip(ATTACKS, ("-", "--", "-.")):
-            if f"{attack}-roc" in metrics:
-                ax.plot(fpr, np.maximum(metrics[f"{attack}-roc"], 1e-3), style, label=f"{site} {attack}")
+    for site, audited in audit.sites.items():
+        for attack, style in zip(AUDIT_ATTACKS, ("-", "--", "-.")):
+            if attack in audited.reply.attacks:
+                ax.plot(fpr, np.maximum(audited.reply.attacks[attack].overall.roc, 1e-3), style,
+                        label=f"{site} {attack}")
     ax.plot(fpr, fpr, ":", color="grey", label="chance")
     ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1.05), xlabel="false-positive rate",
            ylabel="true-positive rate", title="membership inference ROC (log scale)")
@@ -96,21 +102,21 @@ _LEVELS = (f"Exposure is claimed only where the intervals support it: high when 
            f"inconclusive otherwise.")
 
 
-def _scope(audit: dict) -> list[str]:
+def _scope(audit: AuditRecord) -> list[str]:
     """With DP, what epsilon covers and what left the sites outside it, as two sentences."""
-    scope = audit.get("dp_scope")
+    scope = audit.dp_scope
     if not scope:
         return []
     return [f"Epsilon covers: {'; '.join(scope['covered'])}.",
             f"Outside epsilon, each site released: {'; '.join(scope['outside'])}."]
 
 
-def write_privacy_audit(run_dir: Path, audit: dict) -> None:
+def write_privacy_audit(run_dir: Path, audit: AuditRecord) -> None:
     """Write ``privacy_audit.md`` (with ``privacy_audit_roc.png``) and ``privacy_audit.html``."""
     png = plot_roc(audit)
     (run_dir / "privacy_audit_roc.png").write_bytes(png)
     rows = site_rows(audit)
-    delta = audit["delta"]
+    delta = audit.delta
     guarantee = f"(epsilon, delta = {delta:g})" if delta is not None else "(no differential privacy)"
     scope = _scope(audit)
     lines = ["# Privacy audit", "", _INTRO, "", _LEVELS, "", f"Guarantee per site: {guarantee}.", "",
@@ -118,15 +124,15 @@ def write_privacy_audit(run_dir: Path, audit: dict) -> None:
              *table_header(("site", *COLUMNS))]
     lines += [table_row(row) for row in rows]
     lines += ["", "## Verdicts", ""]
-    lines += [f"- **{site}** ({m['verdict']['level']}): {m['verdict']['explanation']}"
-              for site, m in audit["sites"].items()]
+    lines += [f"- **{site}** ({audited.verdict.level}): {audited.verdict.explanation}"
+              for site, audited in audit.sites.items()]
     lines += ["", "![ROC](privacy_audit_roc.png)", ""]
     (run_dir / "privacy_audit.md").write_text("\n".join(lines))
 
     cells = "".join(f"<th>{html.escape(c)}</th>" for c in ("site", *COLUMNS))
     body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-    verdicts = "".join(f"<li class='{m['verdict']['level']}'><b>{html.escape(site)}</b> ({m['verdict']['level']}): "
-                       f"{html.escape(m['verdict']['explanation'])}</li>" for site, m in audit["sites"].items())
+    verdicts = "".join(f"<li class='{audited.verdict.level}'><b>{html.escape(site)}</b> ({audited.verdict.level}): "
+                       f"{html.escape(audited.verdict.explanation)}</li>" for site, audited in audit.sites.items())
     image = base64.b64encode(png).decode()
     (run_dir / "privacy_audit.html").write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Privacy audit</title>

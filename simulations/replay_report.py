@@ -3,12 +3,12 @@ samples per site and the fidelity figures (:mod:`simulations.replay_fidelity`)."
 
 from pathlib import Path
 from statistics import median
-from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
 from torch.utils.data import TensorDataset
 
+from server.records import ReplayRecord
 from sites.tasks import Task
 
 from .formatting import fmt, table_header, table_row
@@ -51,20 +51,26 @@ def plot_replay_grid(samples: dict[str, tuple[torch.Tensor, ...]], task: Task, p
     plt.close(fig)
 
 
-def replay_section(replay: dict[str, Any]) -> list[str]:
-    """Markdown lines for the report (``replay_samples.png`` beside it for SMD)."""
+def replay_section(replay: ReplayRecord) -> list[str]:
+    """Markdown lines for the report (``replay_samples.png`` beside it for SMD); a user's source
+    is described by its figures."""
     lines = ["", "## Replay", ""]
-    if not replay["private"]:
-        exemplars = ", ".join(f"{site}: {n}" for site, n in replay["exemplars"].items())
+    figures = replay.figures
+    if replay.source == "real":
+        exemplars = ", ".join(f"{site}: {n}" for site, n in figures["exemplars"].items())
         return lines + ["**Not private: real training samples left the sites** (replay=real, a reference "
                         f"only). Exemplars kept per site: {exemplars}."]
-    training = replay["training"]
+    if replay.source != "smd":
+        privacy = "private" if replay.private else "**not private: data left the sites**"
+        return lines + [f"Replay source {replay.source} ({privacy}): "
+                        + "; ".join(f"{key}: {value}" for key, value in figures.items()) + "."]
+    training = figures["training"]
     seconds = [m["seconds"] for runs in training.values() for m in runs]
-    lines += [f"Site-Modulated Diffusion: one generator ({replay['generator_parameters']:,} parameters) shared by "
+    lines += [f"Site-Modulated Diffusion: one generator ({figures['generator_parameters']:,} parameters) shared by "
               f"the sites, a prompt per site. Training per site and stage: median {median(seconds):.1f} s; "
-              f"sampling {replay['samples_per_draw']} samples of a site: median "
-              f"{median(replay['sampling_seconds']) if replay['sampling_seconds'] else float('nan'):.2f} s."]
-    fidelity = replay.get("fidelity")
+              f"sampling {figures['samples_per_draw']} samples of a site: median "
+              f"{median(figures['sampling_seconds']) if figures['sampling_seconds'] else float('nan'):.2f} s."]
+    fidelity = replay.fidelity
     if fidelity is None:
         return lines
     chance = fidelity["chance"]

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import markdown  # noqa: E402
 import numpy as np  # noqa: E402
 
+from server.records import Failure  # noqa: E402
 from server.results import RunResult  # noqa: E402
 
 from .formatting import fmt, table_header, table_row  # noqa: E402
@@ -67,14 +68,14 @@ def _entry(value: object) -> str:
     return fmt(value) if isinstance(value, float) else str(value)
 
 
-def failures_section(failures: list[dict]) -> list[str]:
+def failures_section(failures: list[Failure]) -> list[str]:
     """The sites that went down during training (``faults.crash_prob``) or replied invalidly
     (``faults.bad_reply``, :mod:`server.reply_check`), one row each."""
     lines = ["", "## Site failures", "",
              f"{len(failures)} training call(s) failed (the site went down, or its reply was invalid and left out); "
              "each round went on with the valid replies.", "",
              *table_header(("stage", "round", "site", "reason"))]
-    return lines + [table_row((f["stage"], f["round"], f["site"], f["reason"])) for f in failures]
+    return lines + [table_row((f.stage, f.round, f.site, f.reason)) for f in failures]
 
 
 def write_report(run_dir: Path, result: RunResult) -> None:
@@ -122,7 +123,7 @@ def write_report(run_dir: Path, result: RunResult) -> None:
                       for phase, entries in configs.items()]
     if result.audit is not None:
         write_privacy_audit(run_dir, result.audit)
-        levels = ", ".join(f"{site}: {m['verdict']['level']}" for site, m in result.audit["sites"].items())
+        levels = ", ".join(f"{site}: {audited.verdict.level}" for site, audited in result.audit.sites.items())
         lines += ["", "## Privacy audit", "",
                   f"Membership-inference exposure per site ({levels}); figures, ROC and verdicts in "
                   "[privacy_audit.html](privacy_audit.html) ([markdown](privacy_audit.md))."]

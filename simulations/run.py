@@ -4,19 +4,18 @@ Validates the whole config before anything starts, refuses to write into a direc
 already holds a run, runs the federation, and writes the report.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from flwr.clientapp import ClientApp
-from flwr.serverapp.strategy import Strategy
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from server.capability_checks import check_strategy_objective, check_task_capabilities, check_train_metrics
 from server.checkpoint import RunState
-from server.replay_config import ReplayConfig
 from server.results import RunResult
 from server.scenario import Scenario
 from server.server_app import RunPlan, Timeline, build_server_app
@@ -27,11 +26,9 @@ from sites.config import parse
 from sites.device import resolve_compute
 from sites.errors import ConfigError, MedsitesError
 from sites.faults import FaultConfig
-from sites.privacy import DPConfig
-from sites.tasks import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec, Task,
-                         build_task)
-from sites.tasks.capabilities import require
+from sites.tasks import build_task
 from strategies import build_strategy, check_strategy_fits, train_mods
+from strategies.capabilities import bind_task
 
 from .config import RunConfig
 from .console import exit_with, print_dataset, print_summary, timeline_progress
@@ -92,6 +89,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         raise ConfigError("evaluate_split", f"{type(task).__name__} has no validation split; use evaluate_split=test")
     task.check_sites(scenario.sites)
     config.deployment.check_sites(scenario.site_ids)
+    bind_task(strategy, task)
     plan = RunPlan(scenario, task, strategy, config.seed, run_dir, config.backend.round_timeout,
                    dp_delta=None if dp is None else dp.delta,
                    dp_train_metrics=None if dp is None else dp.train_metrics, unlearning=unlearning, replay=replay,
@@ -111,55 +109,6 @@ def check_faults(faults: FaultConfig, scenario: Scenario) -> None:
                           f"{', '.join(scenario.site_ids)})")
 
 
-def check_strategy_objective(strategy: Strategy, replay: ReplayConfig, task: Task, dp: bool, withdrawals: bool) -> None:
-    """Refuse what replay and strategies that change the sites' objective (replay, EWC) cannot
-    do: a replay source the strategy would not use, DP (their terms escape per-sample
-    clipping), withdrawals (the source and the strategy's state keep the withdrawn site)."""
-    name = type(strategy).__name__
-    consumes = getattr(strategy, "consumes_replay", False)
-    if replay.source != "none" and not consumes:
-        raise ConfigError("replay", f"{name} does not train on replay; use strategy=pga, smd_replay or "
-                          "replay_buffer, or replay=none")
-    if replay.source != "none":
-        require(task, [(ReplayCodec, f"replay={replay.source}")], "replay")
-    require(task, [(capability, name) for capability in getattr(strategy, "task_capabilities", ())], "strategy")
-    if getattr(strategy, "changes_site_objective", False) and dp:
-        raise ConfigError("privacy", f"{name} cannot run with privacy=dp: its replay or penalty terms would "
-                          "escape DP-SGD's per-sample clipping")
-    if withdrawals and (replay.source != "none" or getattr(strategy, "changes_site_objective", False)):
-        raise ConfigError("strategy", f"site withdrawals cannot run with {name} (replay={replay.source}): "
-                          "its replay and state would keep the withdrawn site")
-
-
-def check_train_metrics(strategy: Strategy, task: Task, dp: DPConfig | None) -> None:
-    """Refuse ``privacy.train_metrics`` a run cannot honour: ``withhold`` with a strategy that
-    reads the training loss (Flower's QFedAvg: ``train_loss_key``), ``noise`` with a task
-    without per-sample losses."""
-    if dp is None:
-        return
-    if dp.train_metrics == "withhold" and getattr(strategy, "train_loss_key", None) is not None:
-        raise ConfigError("privacy.train_metrics", f"withhold: {type(strategy).__name__} reads each site's "
-                          f"{strategy.train_loss_key!r}; use noise or release")
-    if dp.train_metrics == "noise":
-        require(task, [(ClassLogits, "privacy.train_metrics=noise")], "privacy.train_metrics")
-
-
-def check_task_capabilities(task: Task, scenario: Scenario) -> None:
-    """Refuse before training what the scenario asks of a task that lacks the capability
-    (:mod:`sites.tasks.capabilities`): a withdrawal needs per-sample losses (unlearning
-    objectives, membership inference), a site with wrong labels (``reason=incorrectness``) the
-    label-corruption rule, the privacy audit per-sample losses and, with reference models,
-    fresh data, and a phase with statistics the task's counts."""
-    needs = [(ClassLogits, "a site withdrawal")] if scenario.withdrawals else []
-    needs += [(LabelCorruption, f"site {site.id}'s corrupt_labels") for site in scenario.sites if site.corrupt_labels]
-    if scenario.audit is not None:
-        needs.append((ClassLogits, "the privacy audit"))
-        if scenario.audit.reference_models:
-            needs.append((ReferenceData, "the audit's reference models (scenario.audit.reference_models)"))
-    needs += [(PhaseStatistics, f"phase {phase.name} (statistics=True)") for phase in task.phases if phase.statistics]
-    require(task, needs, "task")
-
-
 def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None:
     """Measure the generator's fidelity against the real data (which the simulator can
     regenerate), draw the sample grid, and add both to ``replay.json``."""
@@ -168,9 +117,9 @@ def add_replay_fidelity(run_dir: Path, plan: RunPlan, result: RunResult) -> None
 
     generator = plan.replay.generator
     checkpoints = run_dir / "checkpoints"
-    result.replay["fidelity"] = measure_fidelity(checkpoints / "replay.pt", plan.task, plan.scenario, plan.seed,
-                                                 plan.replay.per_site, generator.sampling_steps, generator.guidance,
-                                                 samples=checkpoints / "replay_samples.pt")
+    fidelity = measure_fidelity(checkpoints / "replay.pt", plan.task, plan.scenario, plan.seed, plan.replay.per_site,
+                                generator.sampling_steps, generator.guidance, samples=checkpoints / "replay_samples.pt")
+    result.replay = replace(result.replay, fidelity=fidelity)
     write_replay_figures(run_dir, plan.task)
     result.write(run_dir)
 

@@ -4,6 +4,7 @@ sweep (``withdrawal_table.md`` in the sweep directory, like the paper's table)."
 import json
 from pathlib import Path
 
+from server.records import WithdrawalPrivacy, WithdrawalRecord
 from server.ues import MIN_FORGET_GAP, SCORES, SUBSETS
 
 from .formatting import MISSING, fmt, table_header, table_row
@@ -18,25 +19,25 @@ _NO_METRIC = (f"The scores are undefined: {{metric}} has no value on some subset
               "on a training split that lacks one of the groups).")
 
 
-def _mia(record: dict) -> str:
-    mia = record["mia_forget_auc"]
+def _mia(record: WithdrawalRecord) -> str:
+    mia = record.mia_forget_auc
     return f"{fmt(mia['before'])} → {fmt(mia['after'])} (oracle {fmt(mia['oracle'])})"
 
 
-def privacy_lines(privacy: dict) -> list[str]:
+def privacy_lines(privacy: WithdrawalPrivacy) -> list[str]:
     """Markdown lines: each involved site's DP-SGD steps and epsilon before → after a withdrawal."""
-    lines = ["", f"Differential privacy (delta {privacy['delta']:g}): what unlearning spent at each site, as its "
+    lines = ["", f"Differential privacy (delta {privacy.delta:g}): what unlearning spent at each site, as its "
                  "accountant's DP-SGD steps and epsilon before → after the withdrawal (the oracle's retraining, "
                  "a yardstick only the simulator trains, is not charged; docs/privacy.md).", "",
              *table_header(["site", "role", "DP-SGD steps", "epsilon"])]
-    for site, figures in privacy["sites"].items():
-        steps, epsilon = figures["steps"], figures["epsilon"]
-        lines.append(table_row([site, figures["role"], f"{steps['before']} → {steps['after']}",
-                                f"{fmt(epsilon['before'])} → {fmt(epsilon['after'])}"]))
+    for site, figures in privacy.sites.items():
+        steps, epsilon = figures.steps, figures.epsilon
+        lines.append(table_row([site, figures.role, f"{steps.before} → {steps.after}",
+                                f"{fmt(epsilon.before)} → {fmt(epsilon.after)}"]))
     return lines
 
 
-def withdrawal_section(records: list[dict]) -> list[str]:
+def withdrawal_section(records: list[WithdrawalRecord]) -> list[str]:
     """Markdown lines: per withdrawal, the three models on the three subsets, the scores, the
     cost, membership inference on the forget set and, with DP, the privacy each site spent."""
     lines = ["", "## Site withdrawal", "",
@@ -44,29 +45,29 @@ def withdrawal_section(records: list[dict]) -> list[str]:
              "splits; test: the test splits of every remaining site (held-out ones included). UES and its "
              "parts are defined in docs/unlearning.md."]
     for record in records:
-        performance, scores = record["performance"], record["scores"] or {}
-        lines += ["", f"### Site {record['site']} withdraws after stage {record['stage']} "
-                      f"(reason: {record['reason']}, method: {record['method']})", "",
-                  *table_header([record["metric"], *(f"{s} ({', '.join(record['subsets'][s]) or 'none'})"
-                                                     for s in SUBSETS)])]
-        for model, label in (("before", "before withdrawal"), ("after", f"after {record['method']}"),
+        performance, scores = record.performance, record.scores or {}
+        lines += ["", f"### Site {record.site} withdraws after stage {record.stage} "
+                      f"(reason: {record.reason}, method: {record.method})", "",
+                  *table_header([record.metric, *(f"{s} ({', '.join(record.subsets[s]) or 'none'})"
+                                                  for s in SUBSETS)])]
+        for model, label in (("before", "before withdrawal"), ("after", f"after {record.method}"),
                              ("oracle", "retrained oracle")):
             lines.append(table_row([label, *(fmt(performance[model][s]) for s in SUBSETS)]))
         lines += ["", *table_header([*SCORES, "seconds", "retrain seconds", "cost ratio", "MIA AUC on forget"]),
-                  table_row([*(fmt(scores.get(k)) for k in SCORES), fmt(record["seconds"], 1),
-                             fmt(record["retrain_seconds"], 1), fmt(record["cost_ratio"]), _mia(record)])]
-        if record["scores"] is None:
-            lines += ["", _NO_METRIC.format(metric=record["metric"])]
+                  table_row([*(fmt(scores.get(k)) for k in SCORES), fmt(record.seconds, 1),
+                             fmt(record.retrain_seconds, 1), fmt(record.cost_ratio), _mia(record)])]
+        if record.scores is None:
+            lines += ["", _NO_METRIC.format(metric=record.metric)]
         elif scores["s_F"] is None:
             lines += ["", _UNDEFINED]
-        if "privacy" in record:
-            lines += privacy_lines(record["privacy"])
+        if record.privacy is not None:
+            lines += privacy_lines(record.privacy)
     return lines
 
 
 def write_sweep_table(sweep_dir: Path) -> Path | None:
     """Gather every run of a sweep that withdrew a site into one methods table."""
-    records = [record for path in sorted(sweep_dir.glob("*/withdrawal.json"))
+    records = [WithdrawalRecord.from_dict(record) for path in sorted(sweep_dir.glob("*/withdrawal.json"))
                for record in json.loads(path.read_text())]
     if not records:
         return None
@@ -77,9 +78,9 @@ def write_sweep_table(sweep_dir: Path) -> Path | None:
              *table_header(["site", "reason", "method", "metric", *SUBSETS, *SCORES, "cost ratio",
                             "MIA AUC on forget"])]
     for r in records:
-        after, scores = r["performance"]["after"], r["scores"] or {}
-        lines.append(table_row([r["site"], r["reason"], r["method"], r["metric"], *(fmt(after[s]) for s in SUBSETS),
-                                *(fmt(scores.get(k)) for k in SCORES), fmt(r["cost_ratio"]), _mia(r)]))
+        after, scores = r.performance["after"], r.scores or {}
+        lines.append(table_row([r.site, r.reason, r.method, r.metric, *(fmt(after[s]) for s in SUBSETS),
+                                *(fmt(scores.get(k)) for k in SCORES), fmt(r.cost_ratio), _mia(r)]))
     path = sweep_dir / SWEEP_TABLE
     path.write_text("\n".join(lines) + "\n")
     return path

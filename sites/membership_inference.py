@@ -25,11 +25,10 @@ import torch
 
 from .group_metrics import auc
 from .intervals import auc_interval, clopper_pearson, smallest_resolvable_fpr
+from .protocol import LOW_FPRS, AttackResult, AuditReply, Interval, RocSummary
 
 #: False-positive rates at which the ROC's true-positive rate is reported.
 FPR_GRID = np.logspace(-3, 0, 31)
-#: The low false-positive rates whose TPR is reported with an interval: key suffix -> rate.
-LOW_FPRS = {"1pct": 0.01, "0.1pct": 0.001}
 #: Reference models LiRA needs: its Gaussians' variance needs two.
 LIRA_MIN_MODELS = 2
 #: Reference models from which LiRA fits each sample's own variance (below, one pooled variance).
@@ -53,28 +52,24 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(tpr[fpr <= target + 1e-12].max())
 
 
-def attack_metrics(member_scores: np.ndarray, non_member_scores: np.ndarray, prefix: str) -> dict[str, float | list]:
-    """``<prefix>-auc`` (MONAI's ROC AUC) with ``-auc-ci-low`` / ``-auc-ci-high`` (DeLong),
-    ``-tpr-at-1pct-fpr`` and ``-tpr-at-0.1pct-fpr`` each with ``-ci-low`` / ``-ci-high``
-    (Clopper–Pearson over the members), ``-advantage`` (max TPR - FPR) and ``-roc`` (TPR at
-    :data:`FPR_GRID`); higher scores mean "member", at least 2 of each. With ``n`` non-members
+def roc_summary(member_scores: np.ndarray, non_member_scores: np.ndarray) -> RocSummary:
+    """The AUC (MONAI's ROC AUC) with DeLong's interval, the TPR at each of
+    :data:`~sites.protocol.LOW_FPRS` with Clopper–Pearson's interval over the members, the
+    advantage (max TPR - FPR) and the ROC (TPR at :data:`FPR_GRID`); higher scores mean
+    "member", at least 2 of each. With ``n`` non-members
     the smallest FPR above 0 is ``1 / n``: below it only the thresholds that call no non-member
     a member count, so TPR at 0.1 % FPR needs a thousand non-members to be more than a lower
     bound. The TPR intervals cover the members' sampling at the threshold the non-members
     picked, not the uncertainty of that threshold's own FPR."""
     fpr, tpr = roc_curve(member_scores, non_member_scores)
     labels = np.r_[np.ones(len(member_scores)), np.zeros(len(non_member_scores))]
-    auc_low, auc_high = auc_interval(member_scores, non_member_scores)
-    metrics = {f"{prefix}-auc": auc(np.r_[member_scores, non_member_scores], labels),
-               f"{prefix}-auc-ci-low": auc_low, f"{prefix}-auc-ci-high": auc_high}
+    area = Interval(auc(np.r_[member_scores, non_member_scores], labels),
+                    *auc_interval(member_scores, non_member_scores))
+    rates = {}
     for name, target in LOW_FPRS.items():
         rate = tpr_at_fpr(fpr, tpr, target)
-        low, high = clopper_pearson(round(rate * len(member_scores)), len(member_scores))
-        metrics.update({f"{prefix}-tpr-at-{name}-fpr": rate, f"{prefix}-tpr-at-{name}-fpr-ci-low": low,
-                        f"{prefix}-tpr-at-{name}-fpr-ci-high": high})
-    metrics[f"{prefix}-advantage"] = float((tpr - fpr).max())
-    metrics[f"{prefix}-roc"] = [tpr_at_fpr(fpr, tpr, f) for f in FPR_GRID]
-    return metrics
+        rates[name] = Interval(rate, *clopper_pearson(round(rate * len(member_scores)), len(member_scores)))
+    return RocSummary(area, rates, float((tpr - fpr).max()), [tpr_at_fpr(fpr, tpr, f) for f in FPR_GRID])
 
 
 def logit_confidence(losses: torch.Tensor) -> np.ndarray:
@@ -128,7 +123,8 @@ def audit_scores(target_losses: torch.Tensor, reference_losses: list[torch.Tenso
 def site_audit(task, model: torch.nn.Module, data, reference_models: list[torch.nn.Module], epsilon: float | None,
                rng: np.random.Generator, attack: str = "reference") -> dict[str, float | list]:
     """The attacks on one site: equal numbers of members (training samples) and non-members
-    (test samples), all of them and, where patients carry markers, marked and unmarked apart.
+    (test samples), all of them and, where patients carry markers, marked and unmarked apart:
+    the entries of its :class:`~sites.protocol.AuditReply`, as the reply's record carries them.
 
     Parameters
     ----------
@@ -162,20 +158,16 @@ def site_audit(task, model: torch.nn.Module, data, reference_models: list[torch.
     together = audit_scores(torch.cat(losses), [torch.cat(pair) for pair in zip(*reference_losses)], attack)
     scores = {"member": {a: s[:n] for a, s in together.items()},
               "non-member": {a: s[n:] for a, s in together.items()}}
-    metrics: dict[str, float | list] = {"n-members": n, "n-non-members": n,
-                                        "min-resolvable-fpr": smallest_resolvable_fpr(n)}
-    if epsilon is not None:
-        metrics["epsilon"] = epsilon
+    attacks = {}
     for method in scores["member"]:
-        metrics.update(attack_metrics(scores["member"][method], scores["non-member"][method], method))
-        if marked["member"] is None:
-            continue
+        groups = {}
         for group, wanted in (("marked", True), ("unmarked", False)):
-            inside = {name: marked[name] == wanted for name in splits}
-            if all(inside[name].sum() >= 2 for name in splits):
-                metrics.update(attack_metrics(scores["member"][method][inside["member"]],
-                                              scores["non-member"][method][inside["non-member"]], f"{method}-{group}"))
-    if marked["member"] is not None:
-        metrics["n-marked-members"] = float(marked["member"].sum())
-        metrics["n-marked-non-members"] = float(marked["non-member"].sum())
-    return metrics
+            inside = {name: marked[name] == wanted for name in splits} if marked["member"] is not None else None
+            if inside is not None and all(inside[name].sum() >= 2 for name in splits):
+                groups[group] = roc_summary(scores["member"][method][inside["member"]],
+                                            scores["non-member"][method][inside["non-member"]])
+        attacks[method] = AttackResult(roc_summary(scores["member"][method], scores["non-member"][method]), **groups)
+    counts = {} if marked["member"] is None else {"n_marked_members": float(marked["member"].sum()),
+                                                   "n_marked_non_members": float(marked["non-member"].sum())}
+    reply = AuditReply(n, n, smallest_resolvable_fpr(n), epsilon, attacks, **counts)
+    return dict(reply.to_record())

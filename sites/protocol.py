@@ -23,7 +23,7 @@ The messages (config dataclass sent -> records of the reply):
 - ``query.fisher``: :class:`FisherQuery` and the model -> ``fisher``, ``metrics``;
 - ``query.exemplars``: :class:`ExemplarsQuery` -> ``exemplars``;
 - ``evaluate``: :class:`EvaluateConfig` and the model -> ``metrics``;
-- ``query.audit``: :class:`AuditQuery` and the model -> ``audit`` (ROC summaries);
+- ``query.audit``: :class:`AuditQuery` and the model -> ``audit`` (:class:`AuditReply`);
 - ``query.resume``: :class:`NodeState` -> ``site`` (:class:`SiteIdentity`).
 """
 
@@ -316,6 +316,139 @@ class AuditQuery(Payload):
     reference_models: int
     reference_steps: int
     attack: str = "reference"
+
+
+#: The membership-inference attacks, in the order a site runs them (:mod:`sites.membership_inference`).
+AUDIT_ATTACKS = ("loss", "reference", "lira")
+#: The low false-positive rates whose TPR an audit reply gives with an interval: key part -> rate.
+LOW_FPRS = {"1pct": 0.01, "0.1pct": 0.001}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A figure with its 95 % confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def entries(self, key: str) -> dict[str, float]:
+        """``key``, ``key-ci-low``, ``key-ci-high``."""
+        return {key: self.value, f"{key}-ci-low": self.low, f"{key}-ci-high": self.high}
+
+    @classmethod
+    def from_entries(cls, record: Mapping[str, Any], key: str) -> Self:
+        return cls(record[key], record[f"{key}-ci-low"], record[f"{key}-ci-high"])
+
+
+@dataclass(frozen=True)
+class RocSummary:
+    """One attack's ROC on one set of members and non-members, as an audit reply carries it.
+
+    Parameters
+    ----------
+    auc : Interval
+        The ROC AUC (DeLong's interval).
+    tpr : dict
+        :data:`LOW_FPRS` key part -> the true-positive rate at that false-positive rate
+        (Clopper-Pearson's interval over the members).
+    advantage : float
+        The largest TPR - FPR.
+    roc : list of float
+        The TPR at each rate of the audit's FPR grid.
+    """
+
+    auc: Interval
+    tpr: dict[str, Interval]
+    advantage: float
+    roc: list[float]
+
+    def entries(self, prefix: str) -> dict[str, Any]:
+        """The reply's entries, keyed ``<prefix>-auc``, ``<prefix>-tpr-at-1pct-fpr``, ... ."""
+        entries = self.auc.entries(f"{prefix}-auc")
+        for name, rate in self.tpr.items():
+            entries.update(rate.entries(f"{prefix}-tpr-at-{name}-fpr"))
+        return {**entries, f"{prefix}-advantage": self.advantage, f"{prefix}-roc": self.roc}
+
+    @classmethod
+    def from_entries(cls, record: Mapping[str, Any], prefix: str) -> Self | None:
+        """The summary under ``prefix`` (``None`` if the reply has none)."""
+        if f"{prefix}-auc" not in record:
+            return None
+        return cls(Interval.from_entries(record, f"{prefix}-auc"),
+                   {name: Interval.from_entries(record, f"{prefix}-tpr-at-{name}-fpr") for name in LOW_FPRS},
+                   record[f"{prefix}-advantage"], list(record[f"{prefix}-roc"]))
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One attack's ROC summaries: on every member and non-member and, where patients carry
+    markers (and each group has at least two of each), on the marked and the unmarked apart."""
+
+    overall: RocSummary
+    marked: RocSummary | None = None
+    unmarked: RocSummary | None = None
+
+    def entries(self, attack: str) -> dict[str, Any]:
+        """The reply's entries: ``<attack>-...``, ``<attack>-marked-...``, ``<attack>-unmarked-...``."""
+        entries = self.overall.entries(attack)
+        for group, summary in (("marked", self.marked), ("unmarked", self.unmarked)):
+            if summary is not None:
+                entries.update(summary.entries(f"{attack}-{group}"))
+        return entries
+
+    @classmethod
+    def from_entries(cls, record: Mapping[str, Any], attack: str) -> Self | None:
+        """The attack's summaries (``None`` if it did not run)."""
+        overall = RocSummary.from_entries(record, attack)
+        if overall is None:
+            return None
+        return cls(overall, *(RocSummary.from_entries(record, f"{attack}-{group}") for group in ("marked", "unmarked")))
+
+
+@dataclass(frozen=True)
+class AuditReply(Payload):
+    """The reply to ``query.audit``: a site's membership-inference ROC summaries
+    (:func:`~sites.membership_inference.site_audit`), never a per-sample score.
+
+    Parameters
+    ----------
+    n_members, n_non_members : int
+        The training and test samples scored.
+    min_resolvable_fpr : float
+        The smallest non-zero false-positive rate the non-members resolve.
+    epsilon : float, optional
+        The site's DP epsilon (``None``: the site trains without DP).
+    attacks : dict
+        Attack (:data:`AUDIT_ATTACKS`, those that ran) -> its :class:`AttackResult`.
+    n_marked_members, n_marked_non_members : float, optional
+        Members and non-members that carry identifying markers (``None``: the site has none).
+    """
+
+    record_type = MetricRecord
+
+    n_members: int
+    n_non_members: int
+    min_resolvable_fpr: float
+    epsilon: float | None = None
+    attacks: dict[str, AttackResult] = field(default_factory=dict, metadata={"key": None})
+    n_marked_members: float | None = None
+    n_marked_non_members: float | None = None
+
+    def _entries(self) -> dict[str, Any]:
+        # The attacks' entries sit between the counts and the marker counts, in the order they ran.
+        entries = super()._entries()
+        marker_keys = [key for key in ("n-marked-members", "n-marked-non-members") if key in entries]
+        markers = {key: entries.pop(key) for key in marker_keys}
+        for attack, result in self.attacks.items():
+            entries.update(result.entries(attack))
+        return {**entries, **markers}
+
+    @classmethod
+    def _arguments(cls, record: Mapping[str, Any]) -> dict[str, Any]:
+        attacks = {attack: result for attack in AUDIT_ATTACKS
+                   if (result := AttackResult.from_entries(record, attack)) is not None}
+        return {**super()._arguments(record), "attacks": attacks}
 
 
 @dataclass(frozen=True)

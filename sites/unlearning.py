@@ -13,6 +13,8 @@ site's data (per-sample clipping, noise), charged to the site's accountant like 
 - ``kl``: forget ``-mean NLL``, retain ``KL(p_ref || p)``;
 - ``npo``: forget ``(2 / beta) mean softplus(beta (NLL_ref - NLL))``.
 
+Each is a :class:`SiteObjective` in :data:`SITE_OBJECTIVES`, which a user's objective joins.
+
 NLL is the task's per-sample cross entropy (:meth:`~sites.tasks.capabilities.ClassLogits.per_sample_loss`).
 NPO is the loss of Zhang et al. (2024), ``-(2/beta) log sigmoid(-beta log(p / p_ref))``; with
 ``log(p / p_ref) = NLL_ref - NLL`` that is ``(2/beta) softplus(beta (NLL_ref - NLL))``: it falls
@@ -21,16 +23,16 @@ ascent it is bounded below. The sign is easy to invert: ``-(2/beta) log sigmoid(
 has its minimum at a *lower* forget NLL, i.e. it would learn the forget set.
 """
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .privacy import PrivateTraining
 from .protocol import TrainConfig, UnlearnConfig
-from .tasks import Objective, Task
-
-FORGET_METHODS = ("ga", "graddiff", "kl", "npo")
-RETAIN_METHODS = ("graddiff", "kl")
+from .registry import Registry
+from .tasks import ClassLogits, Objective, Task
 
 
 def gradient_ascent_loss(losses: torch.Tensor) -> torch.Tensor:
@@ -50,29 +52,87 @@ def kl_to_reference(logits: torch.Tensor, reference_logits: torch.Tensor) -> tor
     return kl.sum(dim=1).mean()
 
 
-def unlearning_objective(task: Task, method: str, role: str, reference: nn.Module, beta: float) -> Objective:
-    """The loss a site minimises for ``method`` in ``role`` (``forget`` or ``retain``)."""
-    if role == "forget" and method in FORGET_METHODS:
-        if method != "npo":
-            return lambda model, batch: gradient_ascent_loss(task.per_sample_loss(model, batch))
+class SiteObjective:
+    """One site unlearning objective: the loss the withdrawing site minimises on its data
+    (:meth:`forget`) and, if :attr:`retains`, the loss the remaining sites minimise on theirs in
+    the same round (:meth:`retain`). A user's objective subclasses it and joins
+    :data:`SITE_OBJECTIVES` (docs/unlearning.md, "Adding a method").
 
-        def npo(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-            with torch.no_grad():
-                reference_losses = task.per_sample_loss(reference, batch)
-            return npo_loss(task.per_sample_loss(model, batch), reference_losses, beta)
+    Parameters
+    ----------
+    task : ClassLogits
+        Gives the per-sample NLL and logits.
+    reference : nn.Module
+        The model before withdrawal (frozen).
+    config : UnlearnConfig
+        The round's settings (``beta``).
+    """
 
-        return npo
-    if role == "retain" and method == "graddiff":
-        return lambda model, batch: task.per_sample_loss(model, batch).mean()
-    if role == "retain" and method == "kl":
+    #: The remaining sites run :meth:`retain` (the server sends them the retain part).
+    retains: ClassVar[bool] = False
 
-        def kl(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
-            with torch.no_grad():
-                reference_logits = task.logits(reference, batch)
-            return kl_to_reference(task.logits(model, batch), reference_logits)
+    def __init__(self, task: ClassLogits, reference: nn.Module, config: UnlearnConfig) -> None:
+        self.task, self.reference, self.config = task, reference, config
 
-        return kl
-    raise ValueError(f"unlearning method {method!r} has no {role} objective")
+    def forget(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        """The withdrawing site's loss on a batch of its training split."""
+        raise NotImplementedError
+
+    def retain(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        """A remaining site's loss on a batch of its training split (objectives that :attr:`retains`)."""
+        raise NotImplementedError
+
+    def loss(self, role: str) -> Objective:
+        """The loss of ``role``: ``forget`` or ``retain``."""
+        if role == "forget":
+            return self.forget
+        if role == "retain" and self.retains:
+            return self.retain
+        raise ValueError(f"unlearning method {self.config.method!r} has no {role} objective")
+
+
+class GradientAscent(SiteObjective):
+    """``ga``: forget ``-mean NLL``."""
+
+    def forget(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return gradient_ascent_loss(self.task.per_sample_loss(model, batch))
+
+
+class GradientDifference(GradientAscent):
+    """``graddiff``: forget ``-mean NLL``, retain ``mean NLL``."""
+
+    retains = True
+
+    def retain(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        return self.task.per_sample_loss(model, batch).mean()
+
+
+class KLRetain(GradientAscent):
+    """``kl``: forget ``-mean NLL``, retain ``KL(p_ref || p)``."""
+
+    retains = True
+
+    def retain(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            reference_logits = self.task.logits(self.reference, batch)
+        return kl_to_reference(self.task.logits(model, batch), reference_logits)
+
+
+class NPO(SiteObjective):
+    """``npo``: forget ``(2 / beta) mean softplus(beta (NLL_ref - NLL))``."""
+
+    def forget(self, model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            reference_losses = self.task.per_sample_loss(self.reference, batch)
+        return npo_loss(self.task.per_sample_loss(model, batch), reference_losses, self.config.beta)
+
+
+#: The site unlearning objectives by name (``unlearning.objective``; :class:`UnlearnConfig`'s ``method``).
+SITE_OBJECTIVES: Registry[type[SiteObjective]] = Registry("site unlearning objective", SiteObjective)
+SITE_OBJECTIVES.register("ga", GradientAscent)
+SITE_OBJECTIVES.register("graddiff", GradientDifference)
+SITE_OBJECTIVES.register("kl", KLRetain)
+SITE_OBJECTIVES.register("npo", NPO)
 
 
 def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.utils.data.TensorDataset,
@@ -99,7 +159,7 @@ def unlearn(task: Task, model: nn.Module, reference: nn.Module, data: torch.util
     reference.eval()
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
-    objective = unlearning_objective(task, config.method, config.role, reference, config.beta)
+    objective = SITE_OBJECTIVES.get(config.method, "unlearning.objective")(task, reference, config).loss(config.role)
     with task.compute.placed(reference):  # the objective runs it on the batches, on the task's device
         return task.train(model, data, seed, TrainConfig(local_steps=config.local_steps, lr=config.lr),
                           privacy=privacy, objective=objective)

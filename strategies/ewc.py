@@ -41,9 +41,10 @@ class EWC(FedAvg):
 
     arguments = EWCArguments
 
-    #: The sites' objective is not the task's loss alone (refused with DP and withdrawals).
-    changes_site_objective = True
-    #: The Fisher is made of the task's per-sample losses (refused for a task without them).
+    #: What the strategy adds to the sites' loss (:class:`~strategies.capabilities.SiteObjectiveChanger`).
+    site_terms = "penalty"
+    #: The Fisher is made of the task's per-sample losses
+    #: (:class:`~strategies.capabilities.TaskCapabilityUser`).
     task_capabilities = (ClassLogits,)
 
     def __init__(self, weight: float, fisher_samples: int, **kwargs: Any) -> None:

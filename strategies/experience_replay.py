@@ -14,7 +14,6 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from sites.protocol import RecordName, ReplayOptions, TrainConfig
-from sites.tasks import Task
 
 from .arguments import FedAvgArguments
 
@@ -25,26 +24,24 @@ class ExperienceReplay(FedAvg):
     each step's loss is taken over the current batch and an equal-sized replay batch (drawn
     evenly from the earlier sites) together.
 
-    The server hands the strategy its replay before each stage (:meth:`set_replay`); without
-    replay (the first stage, ``replay=none``) the messages are FedAvg's own. Its arguments:
-    Flower's FedAvg's (:class:`~strategies.arguments.FedAvgArguments`).
+    The server hands the strategy its replay before each stage (:meth:`set_replay`: a
+    :class:`~strategies.capabilities.ReplayConsumer`); without replay (the first stage,
+    ``replay=none``) the messages are FedAvg's own. Its arguments: Flower's FedAvg's
+    (:class:`~strategies.arguments.FedAvgArguments`).
     """
 
     arguments = FedAvgArguments
 
-    #: The strategy makes the sites train on replay (``replay`` is refused with strategies that do not).
-    consumes_replay = True
-    #: The sites' objective is not the task's loss alone (refused with DP and withdrawals).
-    changes_site_objective = True
+    #: What the strategy adds to the sites' loss (:class:`~strategies.capabilities.SiteObjectiveChanger`).
+    site_terms = "replay"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.replay: ArrayRecord | None = None
-        self.task: Task | None = None
 
-    def set_replay(self, replay: ArrayRecord | None, task: Task) -> None:
-        """Replay for the coming stage (``None``: no earlier site to replay), and the task."""
-        self.replay, self.task = replay, task
+    def set_replay(self, replay: ArrayRecord | None) -> None:
+        """Replay for the coming stage (``None``: no earlier site to replay)."""
+        self.replay = replay
 
     def replay_options(self) -> ReplayOptions:
         """What tells the sites how to train with replay, in the training config."""

@@ -1,12 +1,14 @@
 """Build a Flower strategy from its config node, and check it can run on a timeline."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from flwr.serverapp.strategy import Strategy
 
 from sites.config import instantiate
 from sites.errors import ConfigError
+
+from .capabilities import unwrapped
 
 # Flower's sampling waits, without a time limit, until this many nodes are connected; through
 # the stage view a strategy only ever sees the sites of the current stage.
@@ -18,14 +20,6 @@ def build_strategy(config: Mapping[str, Any]) -> Strategy:
     strategy that wraps another (Flower's differential-privacy wrappers) takes it as a nested
     ``_target_`` node, e.g. ``strategy: {_target_: flwr.serverapp.strategy.FedAvg, ...}``."""
     return instantiate(config, "strategy", Strategy, "flwr.serverapp.strategy.Strategy")
-
-
-def unwrapped(strategy: Strategy) -> Iterator[Strategy]:
-    """``strategy``, then the strategy it wraps (its ``strategy`` attribute, as Flower's
-    wrappers keep it), and so on inwards."""
-    while isinstance(strategy, Strategy):
-        yield strategy
-        strategy = getattr(strategy, "strategy", None)
 
 
 def check_strategy_fits(strategy: Strategy, smallest_stage: int) -> None:

@@ -20,6 +20,7 @@ from sites import seeding
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay import unpack_domains
 from sites.replay_objectives import task_replay_objective
+from sites.tasks import Task
 
 from .arguments import FedAvgArguments
 from .experience_replay import ExperienceReplay
@@ -83,9 +84,15 @@ class PGA(ExperienceReplay):
         self.options = ReplayOptions("pga", alpha, weight, orientational, arbitrary, second_order, inner_step,
                                      pseudo_domains)
         self.server_steps, self.seed = server_steps, seed
+        self.task: Task | None = None
         self._server_calls = 0
         # The current round's config and global model, for the server's meta-step.
         self._train_config, self._round_start = ConfigRecord(), ArrayRecord()
+
+    def bind_task(self, task: Task) -> None:
+        """The run's task, which the server's meta-steps train with
+        (:class:`~strategies.capabilities.TaskAware`)."""
+        self.task = task
 
     def replay_options(self) -> ReplayOptions:
         return self.options

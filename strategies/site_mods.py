@@ -9,7 +9,7 @@ from flwr.clientapp.typing import Mod
 from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClipping,
                                      DifferentialPrivacyClientSideFixedClipping, Strategy)
 
-from .loading import unwrapped
+from .capabilities import unwrapped
 
 # The adaptive mod also reports whether it clipped (one bit, which the adaptive wrapper
 # counts with noise); the fixed wrapper must not receive it.

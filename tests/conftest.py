@@ -53,6 +53,12 @@ def build_scenario(config: dict) -> Scenario:
 
 
 @pytest.fixture
+def plugins(monkeypatch) -> None:
+    """``tests/plugins`` on the import path: a user's classes, defined outside the packages."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "plugins"))
+
+
+@pytest.fixture
 def scenario_config() -> dict:
     return load_config("scenario", "sequential_sites")
 

@@ -19,6 +19,7 @@ from sites.tasks import Task
 from ..scenario import Scenario, Stage, Withdrawal
 from ..site_grid import SiteGrid
 from ..stage_runner import StageRunner, Views
+from ..run_log import Event
 from ..update_store import UpdateStore, reply_update
 
 StateDict = dict[str, torch.Tensor]
@@ -62,7 +63,7 @@ class UnlearningContext:
 
     def view(self, sites: list[str]) -> SiteGrid:
         """A view showing ``sites``, their replies logged as ``withdrawal`` events."""
-        return self.views.exchange(sites, "withdrawal")
+        return self.views.exchange(sites, Event.WITHDRAWAL)
 
     def first_stage(self, withdrawal: Withdrawal) -> int:
         """The stage rewinding methods start from (:meth:`~server.scenario.Scenario.first_arrival`)."""

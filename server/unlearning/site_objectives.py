@@ -1,4 +1,4 @@
-"""``unlearning=ga|graddiff|kl|npo``: rounds of the site objectives of :mod:`sites.unlearning`.
+"""``unlearning=ga|graddiff|kl|npo``: rounds of a site objective of :mod:`sites.unlearning`.
 
 The forget part runs at the withdrawing site, the retain part (if the objective has one) at the
 sites that remain, from the same model; the server adds the forget update and the
@@ -7,15 +7,15 @@ example-weighted mean of the retain updates.
 
 from collections import Counter
 from dataclasses import replace
-from typing import Literal
 
 from flwr.app import ArrayRecord
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt, field_validator
 
-from sites.config import ConfigModel
+from sites.config import ConfigModel, invalid
+from sites.errors import ConfigError
 from sites.protocol import UNLEARN, RecordName, UnlearnConfig
 from sites.tasks import Task
-from sites.unlearning import FORGET_METHODS, RETAIN_METHODS
+from sites.unlearning import SITE_OBJECTIVES
 from strategies.aggregation import weighted_mean
 
 from ..scenario import Scenario, Withdrawal
@@ -28,7 +28,8 @@ class SiteObjectivesArguments(ConfigModel):
     Parameters
     ----------
     objective : str
-        One of ``ga``, ``graddiff``, ``kl``, ``npo`` (:mod:`sites.unlearning`).
+        A site objective's name in :data:`~sites.unlearning.SITE_OBJECTIVES` (``ga``,
+        ``graddiff``, ``kl``, ``npo``, or a user's) or the import path of its class.
     rounds : int
         Unlearning rounds.
     local_steps : int
@@ -39,11 +40,20 @@ class SiteObjectivesArguments(ConfigModel):
         ``npo``: the inverse temperature of the loss.
     """
 
-    objective: Literal[FORGET_METHODS]
+    objective: str
     rounds: PositiveInt = 4
     local_steps: PositiveInt = 5
     lr: PositiveFloat = 1e-4
     beta: PositiveFloat = 1.0
+
+    @field_validator("objective")
+    @classmethod
+    def _known(cls, objective: str) -> str:
+        try:
+            SITE_OBJECTIVES.get(objective, "")
+        except ConfigError as error:
+            raise invalid("", error.problem) from None
+        return objective
 
 
 class SiteObjectives(UnlearningMethod):
@@ -52,6 +62,7 @@ class SiteObjectives(UnlearningMethod):
     arguments = SiteObjectivesArguments
 
     def __init__(self, objective: str, rounds: int, local_steps: int, lr: float, beta: float) -> None:
+        self.site_objective = SITE_OBJECTIVES.get(objective, "unlearning.objective")
         self.objective, self.rounds, self.local_steps, self.lr, self.beta = objective, rounds, local_steps, lr, beta
 
     @property
@@ -61,7 +72,7 @@ class SiteObjectives(UnlearningMethod):
     def retain_sites(self, withdrawal: Withdrawal, scenario: Scenario) -> list[str]:
         """The sites that run the retain part: those that trained by the withdrawal and remain
         (none if the objective has no retain part)."""
-        if self.objective not in RETAIN_METHODS:
+        if not self.site_objective.retains:
             return []
         gone = scenario.gone_at(withdrawal)
         return [site for site in scenario.seen_by(withdrawal.stage) if site not in gone]

@@ -18,16 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flwr.app import MessageType
-
 from server.results import RunResult
-from server.server_app import MATRIX_EVENT
+from server.run_log import Event
 
 from ..config import Tracking
 from .tracker import Tracker
 
 # Events of the strategy's rounds, logged per round.
-ROUND_EVENTS = (MessageType.TRAIN, MessageType.EVALUATE)
+ROUND_EVENTS = (Event.TRAIN, Event.EVALUATE)
 
 
 def numbers(tree: Mapping[str, Any], prefix: str) -> dict[str, float]:
@@ -60,7 +58,7 @@ class RunTracking:
         kind, site = event["event"], event.get("site")
         if kind in ROUND_EVENTS:
             self.tracker.log_scalars(event["round"], numbers(event["metrics"], f"{kind}/{site}"))
-        elif kind == MATRIX_EVENT:
+        elif kind == Event.MATRIX:
             others = {key: value for key, value in event["metrics"].items() if key != self.metric}
             self.tracker.log_scalars(event["stage"], {f"R/{site}": event["metrics"][self.metric],
                                                       **numbers(others, f"matrix/{site}")})

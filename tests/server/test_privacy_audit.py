@@ -9,6 +9,7 @@ import pytest
 
 from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli
 from server.privacy_audit import AuditConfig, dp_scope, judge, level
+from sites.protocol import AttackResult, AuditReply, Interval, RocSummary
 from sites.config import parse
 from sites.errors import ConfigError
 
@@ -76,21 +77,17 @@ def test_the_audit_page_renders_its_figure_and_numbers_in_chromium(audited_run, 
         assert f"<td>{metrics['loss-auc']:.3f} [{metrics['loss-auc-ci-low']:.3f}, " in dom
 
 
-def _metrics(auc, tpr=(0.0, 0.0, 0.1), n=16, reference=None, marked=None, epsilon=None):
+def _summary(auc, tpr=(0.0, 0.0, 0.1)) -> RocSummary:
+    """An attack's ROC summary with this AUC and TPR at both low FPRs, each a (value, CI low, CI high)."""
+    return RocSummary(Interval(*auc), {"1pct": Interval(*tpr), "0.1pct": Interval(*tpr)}, 0.0, [])
+
+
+def _metrics(auc, tpr=(0.0, 0.0, 0.1), n=16, reference=None, marked=None, epsilon=None) -> AuditReply:
     """A site's audit reply: each figure a (value, CI low, CI high); ``n`` members and as many non-members."""
-    metrics = {"n-members": n, "n-non-members": n}
-    for attack, figures in (("loss", (auc, tpr)), ("reference", reference)):
-        for name, (value, low, high) in zip(("auc", "tpr-at-1pct-fpr"), figures or ()):
-            metrics.update({f"{attack}-{name}": value, f"{attack}-{name}-ci-low": low,
-                            f"{attack}-{name}-ci-high": high})
-    if marked:
-        for group, (value, low, high) in zip(("marked", "unmarked"), marked):
-            metrics.update({f"loss-{group}-auc": value, f"loss-{group}-auc-ci-low": low,
-                            f"loss-{group}-auc-ci-high": high})
-        metrics["n-marked-members"] = 4.0
-    if epsilon is not None:
-        metrics["epsilon"] = epsilon
-    return metrics
+    attacks = {"loss": AttackResult(_summary(auc, tpr), *(_summary(group) for group in marked or ()))}
+    if reference:
+        attacks["reference"] = AttackResult(_summary(*reference))
+    return AuditReply(n, n, 1 / n, epsilon, attacks, n_marked_members=4.0 if marked else None)
 
 
 @pytest.mark.parametrize(("auc", "tpr", "n", "verdict"), [
@@ -117,19 +114,19 @@ def test_any_attack_can_show_exposure_but_low_needs_every_attack():
 
 
 def test_an_inconclusive_verdict_says_why_and_never_calls_the_attack_better_than_chance():
-    explanation = judge(_metrics((0.46, 0.26, 0.66), (0.06, 0.0, 0.3)))["explanation"]
+    explanation = judge(_metrics((0.46, 0.26, 0.66), (0.06, 0.0, 0.3))).explanation
     assert "better than chance" not in explanation and "cannot tell" in explanation
     assert "AUC is 0.46 (95 % CI 0.26-0.66)" in explanation
     assert "1 % false alarms cannot be resolved with 16 non-members" in explanation and "6.2%" in explanation
-    resolved = judge(_metrics((0.30, 0.20, 0.40), (0.0, 0.0, 0.01), n=400))["explanation"]
+    resolved = judge(_metrics((0.30, 0.20, 0.40), (0.0, 0.0, 0.01), n=400)).explanation
     assert "finds 0% of them (95 % CI 0%-1%)" in resolved and "worse than chance" in resolved
 
 
 def test_the_verdict_says_when_markers_expose_patients_and_what_dp_guarantees():
     exposed = judge(_metrics((0.6, 0.52, 0.68), marked=((0.8, 0.7, 0.9), (0.55, 0.45, 0.65)), epsilon=2.0))
-    assert "more exposed (AUC 0.80 (95 % CI 0.70-0.90) vs 0.55 (0.45-0.65)" in exposed["explanation"]
-    assert "epsilon 2.00" in exposed["explanation"]
-    overlapping = judge(_metrics((0.6, 0.52, 0.68), marked=((0.8, 0.5, 1.0), (0.55, 0.45, 0.65))))["explanation"]
+    assert "more exposed (AUC 0.80 (95 % CI 0.70-0.90) vs 0.55 (0.45-0.65)" in exposed.explanation
+    assert "epsilon 2.00" in exposed.explanation
+    overlapping = judge(_metrics((0.6, 0.52, 0.68), marked=((0.8, 0.5, 1.0), (0.55, 0.45, 0.65)))).explanation
     assert "not measurably more exposed" in overlapping and "no formal bound" in overlapping
 
 
@@ -140,7 +137,7 @@ def test_the_verdict_says_when_markers_expose_patients_and_what_dp_guarantees():
 ])
 def test_the_dp_sentence_says_what_epsilon_covers_and_what_left_outside_it(train_metrics, covered, outside):
     scope = dp_scope(train_metrics, phase_statistics=True, withdrawals=False)
-    explanation = judge(_metrics((0.6, 0.52, 0.68), epsilon=2.0), scope=scope)["explanation"]
+    explanation = judge(_metrics((0.6, 0.52, 0.68), epsilon=2.0), scope=scope).explanation
     assert "epsilon 2.00 bounds what an attack can learn from the model updates it sent from DP-SGD training" \
         in explanation
     covers, leaves = explanation.split("It does not cover")

@@ -274,3 +274,12 @@ def test_a_dp_withdrawal_runs_and_its_target_epsilon_plans_for_the_unlearning_st
     assert plan.planned_steps == {"A": 2, "B": 2, "C": 2, "D": 2, "E": 0}
     # graddiff: 4 rounds x 5 steps at B (forget) and at A, C, D (retain)
     assert plan.planned_dp_steps == {"A": 22, "B": 22, "C": 22, "D": 22, "E": 0}
+
+
+def test_a_users_site_objective_runs_its_retain_part_at_the_remaining_sites(withdrawal_config, plugins):
+    scenario = build_scenario(withdrawal_config)
+    (withdrawal,) = scenario.withdrawals
+    mine = build_unlearning({"_target_": SITE_OBJECTIVES, "objective": "my_site_objective.FlattenPredictions"})
+    assert mine.name == "my_site_objective.FlattenPredictions"
+    assert mine.retain_sites(withdrawal, scenario) == ["A", "C", "D"]
+    assert build_unlearning({"_target_": SITE_OBJECTIVES, "objective": "npo"}).retain_sites(withdrawal, scenario) == []

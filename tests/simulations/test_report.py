@@ -1,8 +1,11 @@
-"""The run report from a hand-made result: the phase configs the server set from statistics."""
+"""The run report from a hand-made result: the phase configs the server set from statistics, a
+user's replay source."""
 
 import json
 
+from server.records import ReplayRecord
 from server.results import RunResult
+from simulations.replay_report import replay_section
 from simulations.report import write_report
 
 
@@ -26,3 +29,8 @@ def test_a_run_without_phase_statistics_has_no_phase_config_section(scenario, tm
     result.add_stage({site: {"dice": 0.5} for site in scenario.site_ids}, {}, {})
     write_report(tmp_path, result)
     assert "## Phase configs" not in (tmp_path / "report.md").read_text()
+
+
+def test_the_report_describes_a_users_source_by_its_figures():
+    lines = replay_section(ReplayRecord("noise", True, {"learned": ["A", "B"]}))
+    assert lines[-1] == "Replay source noise (private): learned: ['A', 'B']."

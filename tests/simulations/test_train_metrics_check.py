@@ -3,10 +3,10 @@
 import pytest
 from flwr.serverapp.strategy import FedAvg, QFedAvg
 
+from server.capability_checks import check_train_metrics
 from sites.config import parse
 from sites.errors import ConfigError
 from sites.privacy import Privacy
-from simulations.run import check_train_metrics
 
 DP = {"method": "dp", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5}
 

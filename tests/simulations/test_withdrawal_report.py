@@ -2,16 +2,22 @@
 
 import json
 
+from server.records import WithdrawalRecord
 from simulations.withdrawal_report import SWEEP_TABLE, withdrawal_section, write_sweep_table
 
 
-def _record(method="npo", scores=None, forget=(0.9, 0.6, 0.55)):
+def _record(method="npo", scores=None, forget=(0.9, 0.6, 0.55), **extra) -> WithdrawalRecord:
+    return WithdrawalRecord.from_dict(_entry(method, scores, forget, **extra))
+
+
+def _entry(method="npo", scores=None, forget=(0.9, 0.6, 0.55), **extra) -> dict:
+    """A ``withdrawal.json`` entry."""
     performance = {model: {"forget": f, "retain": 0.8, "test": 0.7} for model, f in zip(("before", "after", "oracle"),
                                                                                            forget)}
     return {"site": "B", "stage": 2, "reason": "privacy", "method": method, "metric": "dice",
             "subsets": {"forget": ["B"], "retain": ["A"], "test": ["A", "E"]}, "performance": performance,
-            "scores": scores, "seconds": 1.5, "retrain_seconds": 30.0, "cost_ratio": 0.05,
-            "mia_forget_auc": {"before": 0.8, "after": 0.5, "oracle": 0.45}}
+            "per_site": {}, "scores": scores, "seconds": 1.5, "retrain_seconds": 30.0, "cost_ratio": 0.05,
+            "mia_forget_auc": {"before": 0.8, "after": 0.5, "oracle": 0.45}, **extra}
 
 
 def test_the_section_shows_each_model_on_each_subset_and_the_scores():
@@ -33,7 +39,7 @@ def test_a_sweep_table_has_one_row_per_run(tmp_path):
     for i, method in enumerate(("ga", "rewind")):
         (tmp_path / str(i)).mkdir()
         scores = {"s_F": 0.5, "s_R": 1.0, "s_T": 0.9, "UES": 0.75}
-        (tmp_path / str(i) / "withdrawal.json").write_text(json.dumps([_record(method, scores)]))
+        (tmp_path / str(i) / "withdrawal.json").write_text(json.dumps([_entry(method, scores)]))
     (tmp_path / "2").mkdir()  # a run without a withdrawal (or one that failed) adds no row
     path = write_sweep_table(tmp_path)
     assert path == tmp_path / SWEEP_TABLE
@@ -50,7 +56,7 @@ def test_with_dp_the_section_gives_each_sites_steps_and_epsilon_before_and_after
     privacy = {"delta": 1e-5, "sites": {
         "B": {"role": "forget", "steps": {"before": 2, "after": 22}, "epsilon": {"before": 3.1, "after": 8.0}},
         "A": {"role": "retain", "steps": {"before": 2, "after": 2}, "epsilon": {"before": 3.1, "after": 3.1}}}}
-    text = "\n".join(withdrawal_section([{**_record(), "privacy": privacy}]))
+    text = "\n".join(withdrawal_section([_record(privacy=privacy)]))
     assert "Differential privacy (delta 1e-05)" in text
     assert "| B | forget | 2 → 22 | 3.100 → 8.000 |" in text
     assert "| A | retain | 2 → 2 | 3.100 → 3.100 |" in text

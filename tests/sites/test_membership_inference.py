@@ -10,8 +10,9 @@ from sites.config import parse
 from sites.errors import ConfigError
 from sites.intervals import clopper_pearson
 from sites import membership_inference
-from sites.membership_inference import (FPR_GRID, attack_metrics, audit_scores, lira_scores, logit_confidence,
-                                        roc_curve, site_audit)
+from sites.membership_inference import (FPR_GRID, audit_scores, lira_scores, logit_confidence, roc_curve,
+                                        roc_summary, site_audit)
+from sites.protocol import AuditReply, RocSummary
 from sites.spec import SiteConfig
 from sites.tasks import SiteData
 
@@ -29,24 +30,28 @@ def test_tied_scores_form_one_threshold():
     np.testing.assert_allclose(tpr, [0, 1, 1])
 
 
-def test_attack_metrics_by_hand():
-    metrics = attack_metrics(np.array([3.0, 2.0, 1.0]), np.array([2.5, 0.5]), "loss")
-    assert metrics["loss-auc"] == pytest.approx(4 / 6)  # of 6 (member, non-member) pairs, 4 ranked right
-    assert metrics["loss-tpr-at-1pct-fpr"] == pytest.approx(1 / 3)  # only the top member before any false alarm
-    assert metrics["loss-advantage"] == pytest.approx(0.5)
-    assert len(metrics["loss-roc"]) == len(FPR_GRID) and metrics["loss-roc"][-1] == 1.0
+def test_roc_summary_by_hand():
+    summary = roc_summary(np.array([3.0, 2.0, 1.0]), np.array([2.5, 0.5]))
+    assert summary.auc.value == pytest.approx(4 / 6)  # of 6 (member, non-member) pairs, 4 ranked right
+    assert summary.tpr["1pct"].value == pytest.approx(1 / 3)  # only the top member before any false alarm
+    assert summary.advantage == pytest.approx(0.5)
+    assert len(summary.roc) == len(FPR_GRID) and summary.roc[-1] == 1.0
     # DeLong's +-1.96 * sqrt(5/36) reaches past both ends; 1 of 3 members found at 1 % FPR
-    assert (metrics["loss-auc-ci-low"], metrics["loss-auc-ci-high"]) == (0.0, 1.0)
-    assert metrics["loss-tpr-at-1pct-fpr-ci-low"] == pytest.approx(1 - 0.975 ** (1 / 3))
-    assert (metrics["loss-tpr-at-1pct-fpr-ci-low"], metrics["loss-tpr-at-1pct-fpr-ci-high"]) == clopper_pearson(1, 3)
+    assert (summary.auc.low, summary.auc.high) == (0.0, 1.0)
+    assert summary.tpr["1pct"].low == pytest.approx(1 - 0.975 ** (1 / 3))
+    assert (summary.tpr["1pct"].low, summary.tpr["1pct"].high) == clopper_pearson(1, 3)
+    entries = summary.entries("loss")
+    assert list(entries)[:4] == ["loss-auc", "loss-auc-ci-low", "loss-auc-ci-high", "loss-tpr-at-1pct-fpr"]
+    assert entries["loss-tpr-at-0.1pct-fpr-ci-high"] == summary.tpr["0.1pct"].high
+    assert RocSummary.from_entries(entries, "loss") == summary
 
 
 def test_a_perfect_and_a_blind_attack():
-    perfect = attack_metrics(np.arange(10.0, 20.0), np.arange(10.0), "a")
-    assert perfect["a-auc"] == 1.0 and perfect["a-tpr-at-0.1pct-fpr"] == 1.0
+    perfect = roc_summary(np.arange(10.0, 20.0), np.arange(10.0))
+    assert perfect.auc.value == 1.0 and perfect.tpr["0.1pct"].value == 1.0
     rng = np.random.default_rng(0)
-    blind = attack_metrics(rng.normal(size=5000), rng.normal(size=5000), "a")
-    assert blind["a-auc"] == pytest.approx(0.5, abs=0.02) and blind["a-tpr-at-1pct-fpr"] < 0.03
+    blind = roc_summary(rng.normal(size=5000), rng.normal(size=5000))
+    assert blind.auc.value == pytest.approx(0.5, abs=0.02) and blind.tpr["1pct"].value < 0.03
 
 
 def test_reference_calibration_subtracts_the_reference_models_mean_loss():
@@ -160,3 +165,11 @@ def test_a_site_audit_finds_a_memorised_training_set_and_reports_markers_apart()
     assert metrics["loss-auc"] == 1.0 and metrics["loss-tpr-at-1pct-fpr"] == 1.0
     assert metrics["loss-marked-auc"] == metrics["loss-unmarked-auc"] == 1.0
     assert metrics["n-marked-non-members"] == 10 and "reference-auc" not in metrics
+    # the counts, the attack's figures (all, marked, unmarked), then the marker counts
+    keys = list(metrics)
+    assert keys[:4] == ["n-members", "n-non-members", "min-resolvable-fpr", "epsilon"]
+    assert keys.index("loss-roc") < keys.index("loss-marked-auc") < keys.index("loss-unmarked-auc")
+    assert keys[-2:] == ["n-marked-members", "n-marked-non-members"]
+    reply = AuditReply.from_record(metrics)  # what the server reads, with named fields
+    assert reply.attacks["loss"].marked.auc.value == 1.0 and reply.n_marked_non_members == 10
+    assert list(dict(reply.to_record()).items()) == list(metrics.items())

@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
+from sites.errors import ConfigError
 from sites.privacy import PrivateTraining, SiteAccountant
 from sites.protocol import TrainConfig, UnlearnConfig
-from sites.unlearning import gradient_ascent_loss, kl_to_reference, npo_loss, unlearn, unlearning_objective
+from sites.unlearning import SITE_OBJECTIVES, gradient_ascent_loss, kl_to_reference, npo_loss, unlearn
 
 
 def test_gradient_ascent_is_the_negative_mean_nll():
@@ -46,12 +47,18 @@ def test_kl_to_reference_by_hand():
     assert kl_to_reference(dense, dense).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def _objective(task, method: str, role: str, reference):
+    """``method``'s loss in ``role``, as :func:`unlearn` builds it."""
+    config = UnlearnConfig(method, role, local_steps=1, lr=1e-3)
+    return SITE_OBJECTIVES.get(method, "unlearning.objective")(task, reference, config).loss(role)
+
+
 def test_methods_without_a_part_are_refused(small_task):
     model = small_task.build_model()
     with pytest.raises(ValueError, match="npo.*retain"):
-        unlearning_objective(small_task, "npo", "retain", model, beta=1.0)
+        _objective(small_task, "npo", "retain", model)
     with pytest.raises(ValueError, match="ga.*retain"):
-        unlearning_objective(small_task, "ga", "retain", model, beta=1.0)
+        _objective(small_task, "ga", "retain", model)
 
 
 def _mean_nll(task, model, data) -> float:
@@ -90,7 +97,7 @@ def test_the_graddiff_retain_part_lowers_the_retain_nll(small_task, trained):
 def test_the_kl_retain_part_starts_at_zero_and_pulls_back_to_the_reference(small_task, trained):
     model, data = trained
     reference = copy.deepcopy(model).eval()
-    objective = unlearning_objective(small_task, "kl", "retain", reference, beta=1.0)
+    objective = _objective(small_task, "kl", "retain", reference)
     batch = list(data.tensors)
     assert objective(copy.deepcopy(model).eval(), batch).item() == pytest.approx(0.0, abs=1e-6)
     drifted = copy.deepcopy(model)
@@ -143,3 +150,34 @@ def test_with_dp_each_part_is_dp_sgd_charged_to_the_sites_accountant(small_task,
     for name, value in private.state_dict().items():
         torch.testing.assert_close(value, repeated.state_dict()[name], msg=name)  # seeded noise and sampling
     assert any(not torch.equal(a, b) for a, b in zip(private.state_dict().values(), plain.state_dict().values()))
+
+
+def _mean_entropy(task, model, data) -> float:
+    with torch.no_grad():
+        p = torch.softmax(task.logits(model.eval(), list(data.tensors)), dim=1)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(dim=1).mean())
+
+
+def test_a_users_objective_joins_by_its_import_path_or_a_registered_name(small_task, trained, plugins):
+    from my_site_objective import FlattenPredictions
+
+    model, data = trained
+    path = "my_site_objective.FlattenPredictions"
+    assert SITE_OBJECTIVES.get(path, "unlearning.objective") is FlattenPredictions
+    SITE_OBJECTIVES.register("flatten_for_test", FlattenPredictions)
+    assert SITE_OBJECTIVES.get("flatten_for_test", "unlearning.objective") is FlattenPredictions
+    for method in (path, "flatten_for_test"):
+        unlearned = copy.deepcopy(model)
+        unlearn(small_task, unlearned, copy.deepcopy(model), data, UnlearnConfig(method, "forget", 5, 1e-3), seed=1)
+        assert _mean_entropy(small_task, unlearned, data) > _mean_entropy(small_task, model, data) + 0.01
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("forget_everything", "must be one of 'ga', 'graddiff', 'kl', 'npo'"),
+    ("my_site_objective.Missing", "cannot import 'my_site_objective.Missing'"),
+    ("torch.nn.Linear", "(got 'torch.nn.Linear', which is not one)"),
+])
+def test_an_unknown_objective_is_refused_naming_its_key(name, problem, plugins):
+    with pytest.raises(ConfigError) as raised:
+        SITE_OBJECTIVES.get(name, "unlearning.objective")
+    assert raised.value.key == "unlearning.objective" and problem in raised.value.problem

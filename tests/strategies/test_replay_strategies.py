@@ -30,7 +30,7 @@ class OneNodeGrid:
 
 
 def _messages(strategy, replay=None):
-    strategy.set_replay(replay, task=None)
+    strategy.set_replay(replay)
     return list(strategy.configure_train(1, ArrayRecord({"w": torch.zeros(2)}), ConfigRecord({"stage": 2}),
                                          OneNodeGrid()))
 
@@ -108,7 +108,8 @@ class ServerStep:
 
     def __call__(self, replay: dict, **options) -> tuple[dict, MetricRecord]:
         strategy = _pga(**options)
-        strategy.set_replay(pack_domains(replay), self.task)
+        strategy.bind_task(self.task)
+        strategy.set_replay(pack_domains(replay))
         list(strategy.configure_train(1, self.start, ConfigRecord({"stage": 2}), OneNodeGrid()))
         result, metrics = strategy.aggregate_train(1, [_reply(self.arrays)])
         return result.to_torch_state_dict(), metrics

@@ -83,7 +83,8 @@ SITE_OBJECTIVES = "server.unlearning.SiteObjectives"
     ({"_target_": "server.unlearning.base.moved"}, "unlearning._target_",
      "is not a server.unlearning.UnlearningMethod subclass"),
     ({"_target_": SITE_OBJECTIVES, "objective": "forget_everything"}, "unlearning.objective",
-     "must be 'ga', 'graddiff', 'kl' or 'npo' (got 'forget_everything')"),
+     "must be one of 'ga', 'graddiff', 'kl', 'npo' or the import path of a site unlearning objective class "
+     "(sites.unlearning.SiteObjective) (got 'forget_everything')"),
     ({"_target_": SITE_OBJECTIVES, "objective": "ga", "rounds": 0}, "unlearning.rounds",
      "must be greater than 0 (got 0)"),
     ({"_target_": SITE_OBJECTIVES, "objective": "ga", "local_steps": 2.5}, "unlearning.local_steps",

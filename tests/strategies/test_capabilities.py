@@ -12,11 +12,18 @@ from sites.errors import ConfigError
 from sites.privacy import Privacy
 from strategies.capabilities import (ReplayConsumer, SiteObjectiveChanger, TaskAware, TaskCapabilityUser,
                                      TrainLossReader, bind_task, capable, unwrapped)
-from strategies.ewc import EWC
+from strategies import build_strategy
 from strategies.experience_replay import ExperienceReplay
-from strategies.pga import PGA
 
 CAPABILITIES = (ReplayConsumer, SiteObjectiveChanger, TaskCapabilityUser, TaskAware, TrainLossReader)
+
+
+def _pga():
+    return build_strategy({"_target_": "strategies.pga.PGA"})
+
+
+def _ewc():
+    return build_strategy({"_target_": "strategies.ewc.EWC"})
 
 
 def _wrapped(strategy):
@@ -29,15 +36,15 @@ def _wrapped(strategy):
     (FedAvg(), set()),
     (QFedAvg(client_learning_rate=0.1), {TrainLossReader}),
     (ExperienceReplay(), {ReplayConsumer, SiteObjectiveChanger}),
-    (PGA(), {ReplayConsumer, SiteObjectiveChanger, TaskAware}),
-    (EWC(), {SiteObjectiveChanger, TaskCapabilityUser}),
+    (_pga(), {ReplayConsumer, SiteObjectiveChanger, TaskAware}),
+    (_ewc(), {SiteObjectiveChanger, TaskCapabilityUser}),
 ])
 def test_the_built_in_strategies_have_their_capabilities(strategy, has):
     assert {capability for capability in CAPABILITIES if isinstance(strategy, capability)} == has
 
 
 def test_a_wrapper_has_the_capabilities_of_the_strategy_it_wraps(small_task):
-    inner = PGA()
+    inner = _pga()
     wrapper = _wrapped(inner)
     assert list(unwrapped(wrapper)) == [wrapper, inner]
     assert capable(wrapper, ReplayConsumer) is inner and capable(wrapper, TrainLossReader) is None
@@ -79,9 +86,9 @@ def test_the_checks_see_through_a_wrapper(small_task):
         check_strategy_objective(_wrapped(FedAvg()), ReplayConfig(source="real"), small_task, dp=False,
                                  withdrawals=False)
     with pytest.raises(ConfigError, match="^privacy: EWC cannot run with privacy=dp: its penalty terms"):
-        check_strategy_objective(_wrapped(EWC()), ReplayConfig(), small_task, dp=True, withdrawals=False)
+        check_strategy_objective(_wrapped(_ewc()), ReplayConfig(), small_task, dp=True, withdrawals=False)
     with pytest.raises(ConfigError, match="^strategy: site withdrawals cannot run with"):
-        check_strategy_objective(_wrapped(EWC()), ReplayConfig(), small_task, dp=False, withdrawals=True)
+        check_strategy_objective(_wrapped(_ewc()), ReplayConfig(), small_task, dp=False, withdrawals=True)
     withhold = parse(Privacy, {"method": "dp", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5,
                                "train_metrics": "withhold"}, "privacy")
     with pytest.raises(ConfigError, match="withhold: QFedAvg reads each site's 'train_loss'"):
@@ -91,5 +98,5 @@ def test_the_checks_see_through_a_wrapper(small_task):
 def test_a_strategy_needs_its_task_capabilities(small_task):
     with pytest.raises(ConfigError, match="^strategy: ReplayOnlyTask does not implement "
                                           "sites.tasks.ClassLogits .*needed by EWC"):
-        check_strategy_objective(EWC(), ReplayConfig(), ReplayOnlyTask(), dp=False, withdrawals=False)
-    check_strategy_objective(EWC(), ReplayConfig(), small_task, dp=False, withdrawals=False)
+        check_strategy_objective(_ewc(), ReplayConfig(), ReplayOnlyTask(), dp=False, withdrawals=False)
+    check_strategy_objective(_ewc(), ReplayConfig(), small_task, dp=False, withdrawals=False)

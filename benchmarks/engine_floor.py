@@ -82,7 +82,8 @@ def main() -> None:
     if args.once:
         print(json.dumps(measure_once()))
         return
-    runs = [json.loads(timed([sys.executable, "-m", "benchmarks.engine_floor", "--once"])[1]) for _ in range(args.repeats)]
+    runs = [json.loads(timed([sys.executable, "-m", "benchmarks.engine_floor", "--once"])[1])
+            for _ in range(args.repeats)]
     recorder = Recorder.from_args(args, "platform", "benchmarks.engine_floor")
     for repeat, run in enumerate(runs):
         recorder.record(None, run, seed=repeat, method="flower engine, no work", split_or_site=f"{NODES} nodes")

@@ -63,7 +63,8 @@ def main() -> None:
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     memory = torch.cuda.get_device_properties(0).total_memory if args.device == "cuda" else None
     share = args.client_gpus if args.device == "cuda" else 0.0
-    results = {size: measure(size, args.device, args.rounds, share, args.repeats, args.overrides) for size in args.sizes}
+    results = {size: measure(size, args.device, args.rounds, share, args.repeats, args.overrides)
+               for size in args.sizes}
     print(f"{where}; {args.rounds} rounds per stage; platform sites at backend.client_gpus={share}; "
           f"medians of {args.repeats}; overrides: {' '.join(args.overrides) or 'none'}\n")
     print(*table_header(("size", "rounds", "platform s / round", "bare loop s / round", "ratio platform / bare",

@@ -229,8 +229,10 @@ def main() -> None:
                                 {**{c: row[c] for c in METRICS}, "held_out_auc": row["held-out auc"],
                                  "primary": row["primary"], "wall_s": seconds},
                                 seed=seed, method=name, variant=variant_of(args.overrides), split_or_site="test")
-                print(f"  {setting} seed {seed} {name}: " + ", ".join(f"{c} {fmt(row[c])}" for c in (*METRICS, "held-out auc"))
-                      + f"; {seconds:.0f} s" + (f"; {describe_choices(run.choices, run.figures)}" if run.choices else ""),
+                print(f"  {setting} seed {seed} {name}: "
+                      + ", ".join(f"{c} {fmt(row[c])}" for c in (*METRICS, "held-out auc"))
+                      + f"; {seconds:.0f} s"
+                      + (f"; {describe_choices(run.choices, run.figures)}" if run.choices else ""),
                       flush=True)
         if setting == "centralized":
             table("centralized (one site, all data, test split of 400 cases)", rows, METRICS)

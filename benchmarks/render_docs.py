@@ -114,7 +114,8 @@ def render(table: Table, directory: Path = RESULTS_DIR) -> str:
     lines = table_header([*table.first, *(column.header for column in table.columns)])
     for row in table.rows:
         where = {**table.where, **row.where}
-        lines.append(table_row([*row.cells, *(cell(rows, where, column, row.metric_prefix) for column in table.columns)]))
+        lines.append(table_row([*row.cells,
+                                *(cell(rows, where, column, row.metric_prefix) for column in table.columns)]))
     return "\n".join(lines) + "\n"
 
 

@@ -315,8 +315,9 @@ def main() -> None:
                          "per_site": median(timing.rounds) / training,
                          "rss": observation.peak_rss / GIB, "pss": observation.peak_pss / GIB})
             config = {**compose_config([*TINY_TASK, *args.overrides]), "scenario": scenario}
-            recorder.record(config, {"wall_s": timing.wall, "startup_s": timing.startup, "round_s": rows[-1]["per_round"],
-                                   "round_s_per_training_site": rows[-1]["per_site"],
+            recorder.record(config, {"wall_s": timing.wall, "startup_s": timing.startup,
+                                     "round_s": rows[-1]["per_round"],
+                                     "round_s_per_training_site": rows[-1]["per_site"],
                                    "all_site_evaluation_s": median(timing.stage_evaluations),
                                    "closing_s": timing.closing, "peak_rss_gib": rows[-1]["rss"],
                                    "peak_pss_gib": rows[-1]["pss"]},

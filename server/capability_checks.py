@@ -9,8 +9,14 @@ from sites.errors import ConfigError
 from sites.privacy import DPConfig
 from sites.tasks import ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, Task
 from sites.tasks.capabilities import require
-from strategies.capabilities import (ReplayConsumer, SiteObjectiveChanger, TaskCapabilityUser, TrainLossReader,
-                                     capable, layers)
+from strategies.capabilities import (
+    ReplayConsumer,
+    SiteObjectiveChanger,
+    TaskCapabilityUser,
+    TrainLossReader,
+    capable,
+    layers,
+)
 
 from .replay import REPLAY_SOURCES, NoReplay
 from .replay_config import ReplayConfig

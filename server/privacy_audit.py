@@ -15,6 +15,7 @@ from sites.protocol import AuditReply, Interval
 
 from .records import AuditRecord, SiteAudit, UnlearningSpend, Verdict, WithdrawalRecord
 from .withdrawal_privacy import unlearning_spent
+
 # Exposure levels: an attack at chance has AUC 0.5 and TPR 0.01 at 1 % FPR.
 _CHANCE_AUC = 0.5
 _LOW = {"auc": 0.55, "tpr": 0.05}

@@ -4,8 +4,9 @@ At each stage the strategy sees, through :class:`~server.site_grid.SiteGrid`, on
 stage's sites and runs its own rounds (``Strategy.start``), once per phase of the task (most
 tasks have one; a phase may first need counts summed across the present sites): the
 :class:`~server.stage_runner.StageRunner`, which withdrawals use too, told to save the
-timeline's checkpoint as it goes. After the stage, every site of the scenario (trained, not yet arrived, held out) evaluates the global
-model, filling R[t, j]. With a replay source (``replay=smd|real``) the strategy is handed
+timeline's checkpoint as it goes. After the stage, every site of the scenario (trained, not
+yet arrived, held out) evaluates the global model, filling R[t, j]. With a replay source
+(``replay=smd|real``) the strategy is handed
 samples of the earlier sites before each stage, and the stage's sites teach the source after it
 (:mod:`server.replay`).
 """
@@ -31,9 +32,9 @@ from strategies.capabilities import ReplayConsumer, capable
 from .checkpoint import LATEST, STAGE_START, Position, RngStates, RunState, SiteState
 from .discovery import check_site_data, discover_sites
 from .privacy_audit import audit_result, dp_scope
+from .records import AuditRecord
 from .replay import ReplaySource, build_replay_source
 from .replay_config import ReplayConfig
-from .records import AuditRecord
 from .results import RunResult
 from .run_log import Event, RunLog
 from .scenario import Scenario, Stage
@@ -42,6 +43,7 @@ from .stage_runner import StageRunner, Statistics, Views
 from .unlearning import NoUnlearning, UnlearningContext, UnlearningMethod
 from .update_store import UpdateStore
 from .withdrawal import WithdrawalEvent
+
 
 @dataclass
 class RunPlan:

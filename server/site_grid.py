@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from flwr.app import Message, RecordDict
-from flwr.supercore.run import Run
 from flwr.serverapp import Grid
+from flwr.supercore.run import Run
 
 from sites.errors import SiteError
 from sites.faults import DOWN_CODES

@@ -14,8 +14,7 @@ from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from sites.protocol import (RESUME, STATISTICS, TRAIN, EvaluateConfig, RecordName, StatisticsQuery, TrainConfig,
-                            request)
+from sites.protocol import RESUME, STATISTICS, TRAIN, EvaluateConfig, RecordName, StatisticsQuery, TrainConfig, request
 from sites.tasks import Task
 
 from .checkpoint import Position, RunState, SiteState

@@ -1,8 +1,8 @@
 """What the terminal shows: a progress bar over stages and rounds, and the closing summary."""
 
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from rich.console import Console

@@ -7,8 +7,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # reports are written headless
-import matplotlib.pyplot as plt  # noqa: E402
 import markdown  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from server.records import Failure  # noqa: E402

@@ -111,7 +111,8 @@ def guided_prediction(network: SiteDiffusion, x: torch.Tensor, timesteps: torch.
     apart. ``guidance`` 1 is the site's own prediction, at the cost of one pass."""
     if guidance == 1.0:
         return network(x, timesteps, prompts, classes)
-    both = network(torch.cat([x, x]), torch.cat([timesteps, timesteps]), torch.cat([prompts, torch.zeros_like(prompts)]),
+    both = network(torch.cat([x, x]), torch.cat([timesteps, timesteps]),
+                   torch.cat([prompts, torch.zeros_like(prompts)]),
                    None if classes is None else torch.cat([classes, classes]))
     site, site_free = both.chunk(2)
     return site_free + guidance * (site - site_free)

@@ -26,8 +26,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.transforms import (NormalizeIntensity, RandAdjustContrast, RandBiasField, RandGaussianNoise,
-                              RandGaussianSmooth, ScaleIntensity)
+from monai.transforms import (
+    NormalizeIntensity,
+    RandAdjustContrast,
+    RandBiasField,
+    RandGaussianNoise,
+    RandGaussianSmooth,
+    ScaleIntensity,
+)
 from monai.utils import convert_to_tensor
 from torch.utils.data import Dataset, TensorDataset
 

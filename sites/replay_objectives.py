@@ -214,8 +214,9 @@ def task_replay_objective(task: Task, model: nn.Module, config: TrainConfig, own
     def prepared(data: TensorDataset) -> TensorDataset:
         return task.compute.dataset(task.training_data(model, data, config))
 
-    pseudo = pseudo_domains(prepared(own), options.pseudo_domains,
-                            seeding.stream_seed(seed, seeding.Stream.PSEUDO_DOMAINS)) if options.with_pseudo_domains else {}
+    pseudo = (pseudo_domains(prepared(own), options.pseudo_domains,
+                             seeding.stream_seed(seed, seeding.Stream.PSEUDO_DOMAINS))
+              if options.with_pseudo_domains else {})
     loss = loss or (lambda network, batch: task.batch_loss(network, batch, config))
     return replay_objective(loss, {name: prepared(data) for name, data in replay.items()}, options, seed, meter,
                             pseudo)

@@ -6,8 +6,11 @@ config and leave the clipping to the sites: a Flower mod around their ``train`` 
 
 from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.clientapp.typing import Mod
-from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClipping,
-                                     DifferentialPrivacyClientSideFixedClipping, Strategy)
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyClientSideFixedClipping,
+    Strategy,
+)
 
 from .capabilities import unwrapped
 

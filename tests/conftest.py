@@ -21,13 +21,28 @@ from flwr.supercore.task_identity import TaskIdentity
 from omegaconf import OmegaConf
 
 from server.scenario import Scenario, ScenarioConfig
-from sites.data.brain import MODALITIES
 from sites.config import parse
+from sites.data.brain import MODALITIES
 from sites.diffusion import build_generator
 from sites.errors import ConfigError
-from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, FISHER, IDENTIFY, RESUME, STATISTICS, TRAIN, TRAIN_GENERATOR,
-                            UNLEARN, AccountantHistory, GeneratorConfig, RecordKind, RecordName, ReplayOptions,
-                            SiteIdentity)
+from sites.protocol import (
+    AUDIT,
+    CHECK_DATA,
+    EVALUATE,
+    FISHER,
+    IDENTIFY,
+    RESUME,
+    STATISTICS,
+    TRAIN,
+    TRAIN_GENERATOR,
+    UNLEARN,
+    AccountantHistory,
+    GeneratorConfig,
+    RecordKind,
+    RecordName,
+    ReplayOptions,
+    SiteIdentity,
+)
 from sites.tasks import build_task
 from strategies import build_strategy
 
@@ -61,6 +76,11 @@ def plugins(monkeypatch) -> None:
 @pytest.fixture
 def scenario_config() -> dict:
     return load_config("scenario", "sequential_sites")
+
+
+@pytest.fixture
+def withdrawal_config() -> dict:
+    return load_config("scenario", "site_withdrawal")
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from sites.config import NoArguments
 from sites.protocol import MessageKind, Payload, request
 from sites.tasks import Task
 
+from ..run_log import Event
 from ..scenario import Scenario, Stage, Withdrawal
 from ..site_grid import SiteGrid
 from ..stage_runner import StageRunner, Views
-from ..run_log import Event
 from ..update_store import UpdateStore, reply_update
 
 StateDict = dict[str, torch.Tensor]

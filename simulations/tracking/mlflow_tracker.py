@@ -42,7 +42,8 @@ class MLflowTracker(Tracker):
         self._client = MlflowClient(tracking_uri=store_uri(store))
         experiment = self._client.get_experiment_by_name(EXPERIMENT)
         experiment_id = (experiment.experiment_id if experiment is not None else
-                         self._client.create_experiment(EXPERIMENT, artifact_location=(store / "artifacts").resolve().as_uri()))
+                         self._client.create_experiment(EXPERIMENT,
+                                                        artifact_location=(store / "artifacts").resolve().as_uri()))
         self._run_id = self._client.create_run(experiment_id, run_name=run_name).info.run_id
 
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:

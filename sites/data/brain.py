@@ -1,4 +1,5 @@
-"""BraTS-like multi-modal brain MRI volumes with a low- or high-grade glioma (docs/design.md#grading, docs/design.md#data).
+"""BraTS-like multi-modal brain MRI volumes with a low- or high-grade glioma (docs/design.md#grading,
+docs/design.md#data).
 
 Every case is one brain (white matter, a cortical ribbon of grey matter, two ventricles) with
 one tumor, seen through four co-registered sequences. The grade shows only through tumor

@@ -102,7 +102,8 @@ def load_site_split(manifest: Path, site: str, image_size: int,
     """A site's train and test splits from the manifest."""
     rows = read_site_rows(manifest, site)
     assign_splits(rows, HELD_OUT, "label", rng)
-    load, resize, normalize = LoadImage(image_only=True, ensure_channel_first=True), Resize((image_size, image_size)), NormalizeIntensity()
+    load, resize, normalize = (LoadImage(image_only=True, ensure_channel_first=True),
+                               Resize((image_size, image_size)), NormalizeIntensity())
 
     def read(row: dict) -> np.ndarray:
         where = f"manifest {manifest}, row {row['line']}"

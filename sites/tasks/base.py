@@ -12,13 +12,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import seeding
+from ..config import ConfigModel, instantiate
 from ..data.markers import stamp_markers
 from ..device import Compute
 from ..errors import ConfigError
 from ..privacy import PrivateTraining
-from ..protocol import MetricKey, StatisticsQuery, TrainConfig
+from ..protocol import MetricKey, TrainConfig
 from ..spec import SiteSpec
-from ..config import ConfigModel, instantiate
 
 #: ``objective(model, batch)``: a scalar loss to minimise on one batch of the training split.
 Objective = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]

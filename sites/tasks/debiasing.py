@@ -41,22 +41,36 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .. import seeding
+from ..config import invalid
 from ..data.chest import render_radiographs
 from ..data.manifest import LabelledImages, check_manifest, load_site_split, read_site_rows
 from ..data.scanner import acquire
+from ..errors import ConfigError
 from ..group_metrics import auc, group_aucs, pooled_group_aucs, score_histograms
 from ..losses import balanced_softmax_cross_entropy, generalized_cross_entropy
 from ..networks.debiasing_net import DebiasingNet
 from ..networks.xray_densenet import FrozenDenseNetDebiasingNet, check_backbone_weights
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from ..thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
-                          youden_threshold)
-from ..config import invalid
-from ..errors import ConfigError
+from ..thresholds import (
+    THRESHOLD_BINS,
+    bin_centres,
+    binned_scores,
+    histogram_youden_threshold,
+    score_bins,
+    youden_threshold,
+)
 from .base import Phase, SiteData, Task, TaskArguments, refuse_field_of_view
-from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
-                           cannot_generate, from_replay_range, to_replay_range)
+from .capabilities import (
+    ClassLogits,
+    LabelCorruption,
+    PhaseStatistics,
+    ReferenceData,
+    ReplayCodec,
+    cannot_generate,
+    from_replay_range,
+    to_replay_range,
+)
 
 #: The scanner fields ``source_shift`` may move (the renderer has no field of view).
 SHIFTED_FIELDS = ("gain", "offset", "contrast", "noise", "blur", "bias_field")

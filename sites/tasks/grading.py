@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .. import seeding
+from ..config import invalid
 from ..data.brain import MODALITIES, render_brain_volumes, sequence_scanner
 from ..data.brats import load_site_cases, read_site_cases
 from ..data.manifest import check_manifest
@@ -44,10 +45,17 @@ from ..networks.mc3 import MC3
 from ..networks.multi_branch_mc3 import MultiBranchMC3
 from ..protocol import MetricKey, StatisticsQuery, TrainConfig
 from ..spec import SiteSpec
-from ..config import invalid
 from .base import Phase, SiteData, Task, TaskArguments, refuse_field_of_view
-from .capabilities import (ClassLogits, LabelCorruption, PhaseStatistics, ReferenceData, ReplayCodec,
-                           cannot_generate, from_replay_range, to_replay_range)
+from .capabilities import (
+    ClassLogits,
+    LabelCorruption,
+    PhaseStatistics,
+    ReferenceData,
+    ReplayCodec,
+    cannot_generate,
+    from_replay_range,
+    to_replay_range,
+)
 
 _SPLIT_STREAMS = {"train": seeding.Stream.DATA_TRAIN, "validation": seeding.Stream.DATA_VALIDATION,
                   "test": seeding.Stream.DATA_TEST, "reference": seeding.Stream.DATA_REFERENCE}
@@ -296,7 +304,8 @@ class GradingTask(Task, ReplayCodec, ClassLogits, LabelCorruption, ReferenceData
         }
         if self.multi_branch:
             branch_scores = model.branch_logits(volumes).softmax(dim=2)[..., 1].float().cpu().numpy()
-            metrics.update({f"auc-{modality}": auc(branch_scores[:, m], labels) for m, modality in enumerate(MODALITIES)})
+            metrics.update({f"auc-{modality}": auc(branch_scores[:, m], labels)
+                            for m, modality in enumerate(MODALITIES)})
         return metrics
 
     def pool_metrics(self, site_metrics: Mapping[str, Mapping[str, Any]],

@@ -18,16 +18,23 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .. import seeding
+from ..config import invalid
 from ..data.manifest import check_manifest
 from ..data.prostate import sample_anatomy
 from ..data.scanner import acquire
 from ..data.segmentation_manifest import Slicing, load_site_slices, read_site_cases
 from ..protocol import MetricKey, TrainConfig
 from ..spec import SiteSpec
-from ..config import invalid
 from .base import SiteData, Task, TaskArguments
-from .capabilities import (ClassLogits, LabelCorruption, ReferenceData, ReplayCodec, cannot_generate,
-                           from_replay_range, to_replay_range)
+from .capabilities import (
+    ClassLogits,
+    LabelCorruption,
+    ReferenceData,
+    ReplayCodec,
+    cannot_generate,
+    from_replay_range,
+    to_replay_range,
+)
 
 
 class SegmentationArguments(TaskArguments):
@@ -149,7 +156,8 @@ class SegmentationTask(Task, ReplayCodec, ClassLogits, LabelCorruption, Referenc
     def load_site(self, site: SiteSpec, seed: int) -> SiteData:
         if self.manifest is not None:
             splits = {name: TensorDataset(*(torch.from_numpy(a) for a in arrays)) for name, arrays in
-                      load_site_slices(self.manifest, site.id, self.slicing, seeding.numpy_rng(seed, site.index)).items()}
+                      load_site_slices(self.manifest, site.id, self.slicing,
+                                       seeding.numpy_rng(seed, site.index)).items()}
             return SiteData(train=splits["train"], test=splits["test"], validation=splits.get("validation"))
         return SiteData(
             train=self._split(site, seed, site.n_train or self.n_train, seeding.Stream.DATA_TRAIN),

@@ -23,7 +23,8 @@ def test_models_without_guidance_log_no_choice():
 
 
 def test_the_choices_are_described_per_stage_with_their_changes_and_figures():
-    figures = {"validation_auc_t1": 0.5, "validation_auc_t1ce": 0.75, "validation_nll_t1": 0.69, "validation_nll_t1ce": 0.6}
+    figures = {"validation_auc_t1": 0.5, "validation_auc_t1ce": 0.75,
+               "validation_nll_t1": 0.69, "validation_nll_t1ce": 0.6}
     text = describe_choices([["t1", "t1ce", "t1ce"], ["t1ce", "t1", "t1ce"]], figures)
     assert "stage 1: t1 t1ce t1ce (1 changes); stage 2: t1ce t1 t1ce (2 changes)" in text
     assert text.endswith("validation AUC t1 0.500 t1ce 0.750, cross entropy t1 0.690 t1ce 0.600")

@@ -1,9 +1,9 @@
 """The many-sites benchmark's own logic: the scenarios it generates and how it splits a run's time."""
 
 import pytest
+from conftest import build_scenario
 
 from benchmarks.scale import Observation, scanner_ranges, scenario_config, split_time
-from conftest import build_scenario
 
 
 @pytest.mark.parametrize(("layout", "stages"), [("together", [20]), ("sequential", [8, 8, 4])])

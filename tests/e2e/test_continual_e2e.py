@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli, undeclared_content
 
 pytestmark = pytest.mark.e2e

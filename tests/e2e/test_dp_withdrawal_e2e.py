@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_only_declared_content_left_the_sites, load_config, read_json, run_cli
+
 from sites.privacy import SiteAccountant
 
 # A sweep of three withdrawal runs under DP: slow (CI runs it, `-m slow`).
@@ -82,7 +82,8 @@ def test_the_target_epsilon_is_planned_over_training_and_unlearning(sweep):
     for method, run_dir in sweep.items():
         for site in UNLEARNING_STEPS[method]:
             epsilon = _privacy(run_dir)[site]["epsilon"]
-            assert epsilon["before"] < DP["target_epsilon"] - 0.5, (method, site)  # at most 6.6: FedEraser D, 2 of 3 steps
+            # at most 6.6: FedEraser D, 2 of 3 steps
+            assert epsilon["before"] < DP["target_epsilon"] - 0.5, (method, site)
             assert DP["target_epsilon"] - 0.02 < epsilon["after"] <= DP["target_epsilon"], (method, site)
 
 

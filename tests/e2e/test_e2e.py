@@ -6,10 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import (
+    ROOT,
+    assert_only_declared_content_left_the_sites,
+    read_json,
+    run_cli,
+    write_brats_case,
+    write_manifest,
+    write_segmentation_case,
+)
 from PIL import Image
 
-from conftest import (ROOT, assert_only_declared_content_left_the_sites, read_json, run_cli, write_brats_case,
-                      write_manifest, write_segmentation_case)
 from sites.thresholds import THRESHOLD_BINS
 
 pytestmark = pytest.mark.e2e

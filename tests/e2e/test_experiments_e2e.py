@@ -5,7 +5,6 @@ Figures from the replicas are not results."""
 import csv
 
 import pytest
-
 from conftest import read_json, run_cli
 from helpers.replicas import brats_2018, files_of, gbp_split, prostate_release, sbp_split
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import build_scenario, load_config, read_json, run_cli
+
 from simulations.run import check_faults
 from sites.config import parse
 from sites.errors import ConfigError

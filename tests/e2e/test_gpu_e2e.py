@@ -5,8 +5,8 @@ GPU in bf16. Skipped without CUDA (docs/platform.md)."""
 import numpy as np
 import pytest
 import torch
-
 from conftest import read_json, run_cli
+
 from sites.device import resolve_compute
 from sites.diffusion import sample, train_generator
 from sites.networks.site_diffusion import SiteDiffusion

@@ -8,9 +8,9 @@ import sys
 import time
 
 import pytest
+from conftest import EWC_PBBL_OVERRIDES, ROOT, read_json, run_cli
 
 from server.checkpoint import LATEST, Position, RunState
-from conftest import EWC_PBBL_OVERRIDES, ROOT, read_json, run_cli
 
 # A strategy with state (EWC: Fisher and anchors) and a task with two phases and site counts
 # summed between them (PBBL), so that every part of the checkpoint matters.

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import read_json, run_cli
 from helpers.tracking_logs import Scalars, mlflow_runs, read_mlflow, read_tensorboard
 
@@ -21,7 +20,8 @@ def expected_scalars(run_dir: Path) -> Scalars:
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event["event"] == "train":
-            expected.setdefault(f"train/{event['site']}/train_loss", {})[event["round"]] = event["metrics"]["train_loss"]
+            expected.setdefault(f"train/{event['site']}/train_loss", {})[event["round"]] = \
+                event["metrics"]["train_loss"]
     matrix, summary = read_json(run_dir / "matrix.json"), read_json(run_dir / "summary.json")
     for column, site in enumerate(matrix["sites"]):
         expected[f"R/{site}"] = {stage: row[column] for stage, row in enumerate(matrix["R"], start=1)}

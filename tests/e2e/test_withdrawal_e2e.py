@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, assert_only_declared_content_left_the_sites, digest, read_json, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -21,12 +21,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import ROOT, free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from conftest import ROOT, free_port
 
 # Two sites, B joining after A; the strategy's own evaluation round is dropped (every site is
 # evaluated after each stage anyway), which spares two message round trips.

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import assert_only_declared_content_left_the_sites, read_json, run_cli
+
 from server.privacy_audit import AuditConfig, dp_scope, judge, level
-from sites.protocol import AttackResult, AuditReply, Interval, RocSummary
 from sites.config import parse
 from sites.errors import ConfigError
+from sites.protocol import AttackResult, AuditReply, Interval, RocSummary
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -3,8 +3,18 @@ always held, in their order, and reads back what it wrote."""
 
 import json
 
-from server.records import (AuditRecord, BeforeAfter, Failure, ReplayRecord, SiteAudit, SiteSpend, UnlearningSpend,
-                            Verdict, WithdrawalPrivacy, WithdrawalRecord)
+from server.records import (
+    AuditRecord,
+    BeforeAfter,
+    Failure,
+    ReplayRecord,
+    SiteAudit,
+    SiteSpend,
+    UnlearningSpend,
+    Verdict,
+    WithdrawalPrivacy,
+    WithdrawalRecord,
+)
 from server.run_log import Event
 from sites.protocol import AttackResult, AuditReply, Interval, RocSummary
 

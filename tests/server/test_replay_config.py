@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import ROOT
 from flwr.app import ArrayRecord, ConfigRecord
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT
 from server.replay import REPLAY_SOURCES, NoReplay, build_replay_source
 from server.replay_config import ReplayConfig
 from simulations.run import prepare
@@ -41,7 +41,8 @@ def test_the_shipped_combinations_are_accepted(tmp_path, overrides, source):
      "must be one of 'none', 'smd', 'real' or the import path of a replay source class (server.replay.ReplaySource) "
      "(got 'gan')"),
     (("strategy=pga", "replay.per_site=-1"), "replay.per_site", "must be greater than 0 (got -1)"),
-    (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels", "must hold at least 2 item(s) (got [16])"),
+    (("strategy=pga", "replay.generator.channels=[16]"), "replay.generator.channels",
+     "must hold at least 2 item(s) (got [16])"),
     (("strategy=pga", "replay.generator.lr=0"), "replay.generator.lr", "must be greater than 0 (got 0)"),
     (("strategy=pga", "+replay.colour=red"), "replay", "unknown keys ['colour']"),
     (("strategy=pga", "replay.generator.prompt_dropout=0", "replay.generator.guidance=2"), "replay.generator.guidance",

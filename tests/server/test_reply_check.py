@@ -21,7 +21,8 @@ def _sent(kind=TRAIN, model_key="arrays", **records) -> Message:
 
 def _reply(sent: Message, arrays=None, metrics=None, **records) -> Message:
     content = RecordDict({"arrays": ArrayRecord(_model() if arrays is None else arrays),
-                          "metrics": MetricRecord({"train_loss": 0.5, "num-examples": 16} if metrics is None else metrics),
+                          "metrics": MetricRecord({"train_loss": 0.5, "num-examples": 16}
+                                                  if metrics is None else metrics),
                           **records})
     return Message(content, reply_to=sent)
 
@@ -51,7 +52,8 @@ def test_the_model_is_compared_with_what_the_strategy_sent_under_its_own_key():
     (_model(**{"conv.weight": torch.ones(3, 3)}), None, "array 'conv.weight' has shape (3, 3) instead of (4, 3)"),
     (_model(**{"conv.weight": torch.ones(4, 3, dtype=torch.int32)}), None,
      "array 'conv.weight' has dtype int32 instead of one like float32"),
-    (_model(**{"norm.count": torch.tensor(7.0)}), None, "array 'norm.count' has dtype float32 instead of one like int64"),
+    (_model(**{"norm.count": torch.tensor(7.0)}), None,
+     "array 'norm.count' has dtype float32 instead of one like int64"),
     (_model(**{"conv.weight": torch.full((4, 3), float("nan"))}), None, "non-finite values in 'conv.weight'"),
     (_model(**{"conv.weight": torch.tensor([[1.0, 2.0, float("inf")]] * 4)}), None,
      "non-finite values in 'conv.weight'"),
@@ -79,7 +81,8 @@ def test_every_array_record_of_a_generator_reply_is_compared_with_the_one_sent_u
     content = RecordDict({"generator": ArrayRecord(_model()), "prompt": prompt, "config": ConfigRecord()})
     sent = TRAIN_GENERATOR.message(content, 5)
     sent.metadata.__dict__["_message_id"] = "m1"
-    valid = RecordDict({"generator": ArrayRecord(_model()), "prompt": prompt, "metrics": MetricRecord({"seconds": 1.0})})
+    valid = RecordDict({"generator": ArrayRecord(_model()), "prompt": prompt,
+                        "metrics": MetricRecord({"seconds": 1.0})})
     assert reply_problem(sent, Message(valid, reply_to=sent)) is None
     valid["prompt"] = ArrayRecord({"prompt": torch.zeros(3, 8)})
     assert reply_problem(sent, Message(valid, reply_to=sent)) == "array 'prompt' has shape (3, 8) instead of (2, 8)"

@@ -3,8 +3,8 @@
 import copy
 
 import pytest
-
 from conftest import build_scenario, load_config
+
 from sites.errors import ConfigError
 
 

@@ -18,9 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, digest, run_cli, write_brats_case, write_manifest, write_segmentation_case
+from PIL import Image
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +143,8 @@ REFUSED_BEFORE_START = [
          ("task.manifest: site A: manifest {data}/png/no_label.csv: missing columns ['label']",)),
     Case("lists an image that is not there",
          ("scenario=centralized", "task=debiasing", "task.manifest={data}/png/missing_image.csv"),
-         ("task.manifest: site A: manifest {data}/png/missing_image.csv, row 3: image not found: {data}/png/gone.png",)),
+         ("task.manifest: site A: manifest {data}/png/missing_image.csv, row 3: "
+          "image not found: {data}/png/gone.png",)),
     Case("labels an image with a class the task does not have",
          ("scenario=centralized", "task=debiasing", "task.manifest={data}/png/label_2.csv"),
          ("task.manifest: site A: manifest {data}/png/label_2.csv, row 3: label must be 0 or 1 (got '2')",)),
@@ -295,7 +295,8 @@ def refused(tmp_path_factory, places) -> dict[str, dict]:
             for case, result, run_dir in zip(REFUSED_BEFORE_START, results, run_dirs)}
 
 
-@pytest.mark.parametrize("case", REFUSED_BEFORE_START, ids=[case.does.replace(" ", "_") for case in REFUSED_BEFORE_START])
+@pytest.mark.parametrize("case", REFUSED_BEFORE_START,
+                         ids=[case.does.replace(" ", "_") for case in REFUSED_BEFORE_START])
 def test_refused_before_anything_starts(refused, places, case):
     result = refused[case.does]
     _check(case, places, result["code"], result["output"])

@@ -5,9 +5,9 @@ per site on loopback, secured as docs/deployment.md says, driven by ``flwr run``
 import json
 
 import pytest
+from conftest import assert_only_declared_content_left_the_sites, read_json
 from omegaconf import OmegaConf
 
-from conftest import assert_only_declared_content_left_the_sites, read_json
 from simulations.flower_app import compose_config, site_index
 from sites.errors import ConfigError
 
@@ -44,7 +44,8 @@ def test_same_config_and_matrix_as_the_simulation(deployment):
     assert read_json(deployed / "matrix.json") == read_json(simulated / "matrix.json")
 
 
-@pytest.mark.parametrize("node_config, key", [({"site": "Z"}, "site"), ({}, "site"), ({"partition-id": 2}, "partition-id")])
+@pytest.mark.parametrize("node_config, key",
+                         [({"site": "Z"}, "site"), ({}, "site"), ({"partition-id": 2}, "partition-id")])
 def test_a_supernode_must_name_a_site_of_the_scenario(node_config, key):
     with pytest.raises(ConfigError) as raised:
         site_index(node_config, ("A", "B"))

@@ -6,10 +6,10 @@ import csv
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
-
 from conftest import ROOT
 from helpers.replicas import prostate_release
+from hydra import compose, initialize_config_dir
+
 from simulations.dataset import DATASET, MANIFEST, read_dataset, use_manifest
 from simulations.run import prepare
 from sites.errors import ConfigError

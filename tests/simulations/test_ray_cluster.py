@@ -6,8 +6,8 @@ attached run gives the private run's matrix is checked by the saved-config rerun
 import time
 
 import pytest
-
 from conftest import free_port
+
 from simulations.engine import ray_backend_config
 from sites.errors import ConfigError
 

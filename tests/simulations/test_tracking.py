@@ -5,6 +5,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from helpers.tracking_logs import mlflow_runs, read_mlflow, read_tensorboard
 from PIL import Image
 
 from server.results import RunResult
@@ -12,7 +13,6 @@ from simulations.config import Tracking
 from simulations.tracking import track
 from sites.config import parse
 from sites.errors import ConfigError
-from helpers.tracking_logs import mlflow_runs, read_mlflow, read_tensorboard
 
 EVENTS = [
     {"event": "site", "stage": 0, "round": 0, "site": "A", "metrics": {"seed": 7}},
@@ -79,7 +79,8 @@ def test_a_run_that_fails_is_marked_failed_and_a_resumed_run_adds_a_run_to_the_s
         raise RuntimeError("a site went down")
     first, second = mlflow_runs(tmp_path / "mlflow")
     assert (first.info.status, second.info.status) == ("FINISHED", "FAILED")
-    assert read_mlflow(tmp_path / "mlflow", second)[0] == {"train/A/train_loss": {1: 0.5}, "train/A/num-examples": {1: 16}}
+    assert read_mlflow(tmp_path / "mlflow", second)[0] == {"train/A/train_loss": {1: 0.5},
+                                                          "train/A/num-examples": {1: 16}}
 
 
 def test_tracking_none_logs_nothing(tmp_path):

@@ -3,11 +3,11 @@ hand-computed case, the share's first-order scaling with α, and which steps are
 
 import pytest
 import torch
+from conftest import pga_options
+from helpers.scalar_model import Scalar, squared_error
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import pga_options
-from helpers.scalar_model import Scalar, squared_error
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import MetricKey, ReplayOptions
 from sites.replay_objectives import replay_objective

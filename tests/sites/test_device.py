@@ -4,13 +4,13 @@ the Ray backend's GPU share."""
 import pytest
 import torch
 
+from simulations.engine import ray_backend_config
 from sites.device import Compute, resolve_compute
 from sites.errors import ConfigError
 from sites.protocol import TrainConfig
 from sites.spec import SiteSpec
 from sites.tasks import build_task
 from sites.tasks.segmentation import SegmentationTask
-from simulations.engine import ray_backend_config
 
 
 @pytest.mark.parametrize("cuda, device, resolved", [

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from sites.intervals import (auc_interval, clopper_pearson, delong_auc, null_auc_variance, resolves,
-                             smallest_resolvable_fpr)
+from sites.intervals import (
+    auc_interval,
+    clopper_pearson,
+    delong_auc,
+    null_auc_variance,
+    resolves,
+    smallest_resolvable_fpr,
+)
 
 
 @pytest.mark.parametrize("n", [1, 16, 160])

@@ -5,13 +5,20 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from sites.data.markers import MARKER_INTENSITY, stamp_markers
+from sites import membership_inference
 from sites.config import parse
+from sites.data.markers import MARKER_INTENSITY, stamp_markers
 from sites.errors import ConfigError
 from sites.intervals import clopper_pearson
-from sites import membership_inference
-from sites.membership_inference import (FPR_GRID, audit_scores, lira_scores, logit_confidence, roc_curve,
-                                        roc_summary, site_audit)
+from sites.membership_inference import (
+    FPR_GRID,
+    audit_scores,
+    lira_scores,
+    logit_confidence,
+    roc_curve,
+    roc_summary,
+    site_audit,
+)
 from sites.protocol import AuditReply, RocSummary
 from sites.spec import SiteConfig
 from sites.tasks import SiteData

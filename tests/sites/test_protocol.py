@@ -7,8 +7,15 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from sites import protocol
-from sites.protocol import (EvaluateConfig, FisherQuery, GeneratorConfig, NodeState, ReplayOptions, TrainConfig,
-                            UnlearnConfig)
+from sites.protocol import (
+    EvaluateConfig,
+    FisherQuery,
+    GeneratorConfig,
+    NodeState,
+    ReplayOptions,
+    TrainConfig,
+    UnlearnConfig,
+)
 
 
 def test_each_kind_registers_the_handler_of_the_type_it_sends():

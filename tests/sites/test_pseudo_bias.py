@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 
 from server.statistics import sum_counts
-from sites.tasks import build_task
 from sites.group_metrics import group_aucs, pooled_group_aucs, score_histograms
-from sites.thresholds import (THRESHOLD_BINS, bin_centres, binned_scores, histogram_youden_threshold, score_bins,
-                              youden_threshold)
+from sites.tasks import build_task
+from sites.thresholds import (
+    THRESHOLD_BINS,
+    bin_centres,
+    binned_scores,
+    histogram_youden_threshold,
+    score_bins,
+    youden_threshold,
+)
 
 
 def test_youden_threshold_hand_computed():
@@ -100,8 +106,10 @@ def test_federation_threshold_recovers_sources_that_are_constant_within_sites(sm
 
 
 def test_federated_counts_are_summed_and_give_the_prior(small_debiasing_config):
-    site_a = {"n-b0-y0": 40.0, "n-b0-y1": 2.0, "n-b1-y0": 3.0, "n-b1-y1": 35.0, "pseudo-known": 80.0, "pseudo-correct": 78.0}
-    site_b = {"n-b0-y0": 10.0, "n-b0-y1": 0.0, "n-b1-y0": 1.0, "n-b1-y1": 12.0, "pseudo-known": 23.0, "pseudo-correct": 20.0}
+    site_a = {"n-b0-y0": 40.0, "n-b0-y1": 2.0, "n-b1-y0": 3.0, "n-b1-y1": 35.0,
+              "pseudo-known": 80.0, "pseudo-correct": 78.0}
+    site_b = {"n-b0-y0": 10.0, "n-b0-y1": 0.0, "n-b1-y0": 1.0, "n-b1-y1": 12.0,
+              "pseudo-known": 23.0, "pseudo-correct": 20.0}
     totals = sum_counts([site_a, site_b])
     assert totals["n-b0-y0"] == 50 and totals["n-b1-y1"] == 47 and totals["pseudo-correct"] == 98
     site_threshold = build_task({**small_debiasing_config, "method": "pbbl", "pseudo_threshold": "site"})

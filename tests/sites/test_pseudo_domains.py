@@ -4,10 +4,10 @@ generalizability objective they give a site with nothing replayed."""
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from conftest import pga_options
 from helpers.scalar_model import Scalar, squared_error
+from torch.utils.data import DataLoader, TensorDataset
+
 from sites import pseudo_domains as module
 from sites.alignment_meter import AlignmentMeter
 from sites.protocol import MetricKey, ReplayOptions

@@ -4,11 +4,11 @@ trains on."""
 
 import pytest
 import torch
+from conftest import pga_options
+from helpers.scalar_model import Scalar, squared_error
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import pga_options
-from helpers.scalar_model import Scalar, squared_error
 from sites.protocol import ReplayOptions, TrainConfig
 from sites.replay_objectives import meta_loss, replay_objective
 

@@ -51,7 +51,8 @@ def test_class_token_conditions_and_is_required():
     network = _network(num_classes=2)
     x, t, prompts = torch.randn(2, 1, 8, 8), torch.tensor([10, 10]), torch.randn(2, 4, 16)
     assert network.condition(prompts, torch.tensor([0, 1])).shape == (2, 5, 16)
-    assert not torch.allclose(network(x, t, prompts, torch.tensor([0, 0])), network(x, t, prompts, torch.tensor([1, 1])))
+    assert not torch.allclose(network(x, t, prompts, torch.tensor([0, 0])),
+                              network(x, t, prompts, torch.tensor([1, 1])))
     with pytest.raises(ValueError, match="classes"):
         network(x, t, prompts)
 
@@ -110,7 +111,8 @@ def test_guidance_moves_the_site_free_prediction_by_its_scale():
     prompts, classes = torch.randn(3, 4, 16), torch.tensor([0, 1, 1])
     site, site_free = network(x, t, prompts, classes), network(x, t, torch.zeros_like(prompts), classes)
     assert torch.equal(guided_prediction(network, x, t, prompts, classes, 1.0), site)
-    torch.testing.assert_close(guided_prediction(network, x, t, prompts, classes, 2.5), site_free + 2.5 * (site - site_free))
+    torch.testing.assert_close(guided_prediction(network, x, t, prompts, classes, 2.5),
+                               site_free + 2.5 * (site - site_free))
     torch.testing.assert_close(guided_prediction(network, x, t, prompts, classes, 0.0), site_free)
 
 

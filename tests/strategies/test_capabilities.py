@@ -10,9 +10,17 @@ from server.replay_config import ReplayConfig
 from sites.config import parse
 from sites.errors import ConfigError
 from sites.privacy import Privacy
-from strategies.capabilities import (ReplayConsumer, SiteObjectiveChanger, TaskAware, TaskCapabilityUser,
-                                     TrainLossReader, bind_task, capable, unwrapped)
 from strategies import build_strategy
+from strategies.capabilities import (
+    ReplayConsumer,
+    SiteObjectiveChanger,
+    TaskAware,
+    TaskCapabilityUser,
+    TrainLossReader,
+    bind_task,
+    capable,
+    unwrapped,
+)
 from strategies.experience_replay import ExperienceReplay
 
 CAPABILITIES = (ReplayConsumer, SiteObjectiveChanger, TaskCapabilityUser, TaskAware, TrainLossReader)

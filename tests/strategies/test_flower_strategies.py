@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_only_declared_content_left_the_sites, build_scenario, load_config, read_json
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
-from conftest import assert_only_declared_content_left_the_sites, build_scenario, load_config, read_json
 from server.checkpoint import RunState
 from server.server_app import Timeline
 from simulations.engine import run_federation
@@ -30,7 +30,8 @@ from strategies import train_mods
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-BASE = "size=smoke scenario=sites_in_threes task.image_size=32 task.channels=[8,16] task.strides=[2] backend.client_cpus=1"
+BASE = ("size=smoke scenario=sites_in_threes task.image_size=32 task.channels=[8,16] task.strides=[2] "
+        "backend.client_cpus=1")
 DP_FEDAVG = "strategy=dp_fedavg strategy.num_sampled_clients=3"
 # Adaptive clipping takes no fixed norm, and its noisy count of clipped updates must have a
 # standard deviation above half the noise multiplier (its default, 3 / 20, is not).

@@ -9,8 +9,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from torch.utils.data import TensorDataset
 
 from sites.errors import ConfigError
-from sites.replay import pack_domains
 from sites.protocol import ReplayOptions, TrainConfig
+from sites.replay import pack_domains
 from sites.tasks import build_task
 from strategies import build_strategy
 from strategies.experience_replay import ExperienceReplay

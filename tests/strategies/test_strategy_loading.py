@@ -5,9 +5,13 @@ from pathlib import Path
 
 import pytest
 from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
-from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClipping,
-                                     DifferentialPrivacyClientSideFixedClipping,
-                                     DifferentialPrivacyServerSideFixedClipping, FedAvg, FedProx)
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    FedProx,
+)
 
 from sites.config import argument_model
 from sites.errors import ConfigError

@@ -22,8 +22,16 @@ from typing import Literal
 from ...errors import ConfigError
 from ..brain import MODALITIES
 from ..brats import GRADES, HELD_OUT
-from .base import (BadCase, DataRoots, PreparedManifest, Recipe, check_site_counts, read_cases, require_columns,
-                   volume_shape)
+from .base import (
+    BadCase,
+    DataRoots,
+    PreparedManifest,
+    Recipe,
+    check_site_counts,
+    read_cases,
+    require_columns,
+    volume_shape,
+)
 
 NAME_MAPPING = "name_mapping.csv"
 #: name_mapping.csv's columns that may hold a case's id from a year whose ids name the institution.

@@ -1,15 +1,14 @@
 """Synthetic prostate-like data: deterministic, shifted per site, its scanner checked when the config is read."""
 
 import re
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from sites.data.prostate import ORGAN, sample_anatomy
 from sites.config import parse
+from sites.data.prostate import ORGAN, sample_anatomy
 from sites.data.scanner import acquire
 from sites.errors import ConfigError
 from sites.spec import ScannerSignature, SiteSpec
@@ -25,7 +24,8 @@ def test_same_seed_same_images_different_seed_different_images():
     assert np.array_equal(a.tissue, b.tissue) and np.array_equal(a.texture, b.texture)
     assert not np.array_equal(a.tissue, c.tissue)
     scanner = ScannerSignature(noise=0.1, blur=0.5, bias_field=0.3)
-    assert np.array_equal(acquire(a.render(0.3), scanner, np.random.default_rng(1)), acquire(a.render(0.3), scanner, np.random.default_rng(1)))
+    assert np.array_equal(acquire(a.render(0.3), scanner, np.random.default_rng(1)),
+                          acquire(a.render(0.3), scanner, np.random.default_rng(1)))
 
 
 def test_every_slice_has_an_organ_of_plausible_size():

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import write_brats_case, write_manifest
+
 from sites import seeding
 from sites.data.brain import MODALITIES, SEQUENCE_ARTIFACTS, render_brain_volumes, sequence_scanner
 from sites.data.brats import load_site_cases

@@ -3,11 +3,11 @@ stratified by label, and every bad row named."""
 
 import numpy as np
 import pytest
+from conftest import write_manifest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from conftest import write_manifest
 from sites.data.manifest import load_site_split
 from sites.errors import ConfigError
 from sites.spec import SiteSpec

@@ -6,11 +6,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from nibabel.testing import data_path
+from conftest import load_config, task_config_error, write_manifest, write_segmentation_case
 from monai.transforms import LoadImage
+from nibabel.testing import data_path
 from PIL import Image
 
-from conftest import load_config, task_config_error, write_manifest, write_segmentation_case
 from sites.data.segmentation_manifest import Slicing, load_site_slices
 from sites.errors import ConfigError
 from sites.protocol import TrainConfig

@@ -10,7 +10,8 @@ from sites.networks import xray_densenet
 from sites.networks.xray_densenet import FrozenDenseNetDebiasingNet, check_backbone_weights
 from sites.tasks import build_task
 
-TASK = {"_target_": "sites.tasks.debiasing.DebiasingTask", "image_size": 32, "channels": [8], "strides": [2], "num_res_units": 0, "method": "pbbl",
+TASK = {"_target_": "sites.tasks.debiasing.DebiasingTask", "image_size": 32, "channels": [8], "strides": [2],
+        "num_res_units": 0, "method": "pbbl",
         "arrangement": "federated", "bias_ratio": 0.9, "q": 0.7, "pseudo_label_repeats": 1, "source_shift": {},
         "n_train": 4, "n_test": 4, "batch_size": 2, "local_steps": 1, "lr": 1e-3}
 

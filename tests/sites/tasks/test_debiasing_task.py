@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import task_config_error
+
 from sites.protocol import StatisticsQuery, TrainConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task
@@ -59,7 +59,8 @@ def test_gce_bias_model_captures_the_source_as_pseudo_labels(small_debiasing_con
     model = task.build_model()
     main_before = [p.detach().clone() for p in model.main.parameters()]
     task.train(model, data.train, seed=0, config=TrainConfig(phase="bias-0"))
-    assert all(torch.equal(a, b) for a, b in zip(main_before, model.main.parameters()))  # the bias phase left main alone
+    # the bias phase left main alone
+    assert all(torch.equal(a, b) for a, b in zip(main_before, model.main.parameters()))
     statistics = task.site_statistics(model, data, DEBIAS_QUERY)
     entries = task.phase_config("debias", statistics)
     groups = task.training_data(model, data.train, TrainConfig(phase="debias", entries=entries)).tensors[2]
@@ -114,7 +115,8 @@ def test_debias_phase_trains_the_main_model_with_the_prior(small_debiasing_confi
 def test_evaluation_metrics_and_their_pooled_form(small_debiasing_task):
     data = small_debiasing_task.load_site(SITES[0], seed=0)
     metrics = small_debiasing_task.evaluate(small_debiasing_task.build_model(), data.test)
-    assert {"auc", "aligned_auc", "conflicting_auc", "balanced_auc", "n-y1-b0", "correct-y1-b0", "hist-y0-b1"} <= set(metrics)
+    assert {"auc", "aligned_auc", "conflicting_auc", "balanced_auc",
+            "n-y1-b0", "correct-y1-b0", "hist-y0-b1"} <= set(metrics)
     assert metrics["balanced_auc"] == pytest.approx((metrics["aligned_auc"] + metrics["conflicting_auc"]) / 2)
     assert sum(metrics[f"n-y{y}-b{b}"] for y in (0, 1) for b in (0, 1)) == 16
     pooled = small_debiasing_task.pool_metrics({"A": metrics, "B": metrics}, {})

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import task_config_error
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import task_config_error
 from sites.data.brain import MODALITIES
 from sites.losses import cross_modality_guidance, feature_guidance
 from sites.networks.mc3 import MC3

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import task_config_error
+
 from sites.protocol import TrainConfig
 from sites.spec import ScannerSignature, SiteSpec
 from sites.tasks import build_task

@@ -4,17 +4,26 @@ the built-in tasks have the capabilities they implement."""
 
 import pytest
 import torch
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import ROOT
 from simulations.run import prepare
 from sites.errors import ConfigError
 from sites.spec import SiteSpec
-from sites.tasks import (ClassLogits, LabelCorruption, Phase, PhaseStatistics, ReferenceData, ReplayCodec, SiteData,
-                         Task, build_task)
+from sites.tasks import (
+    ClassLogits,
+    LabelCorruption,
+    Phase,
+    PhaseStatistics,
+    ReferenceData,
+    ReplayCodec,
+    SiteData,
+    Task,
+    build_task,
+)
 
 CAPABILITIES = (ReplayCodec, ClassLogits, LabelCorruption, ReferenceData, PhaseStatistics)
 CLASS_LOGITS = "sites.tasks.ClassLogits (logits, targets, per_sample_loss, sample_losses)"
@@ -81,7 +90,8 @@ def test_the_base_contract_runs_a_plain_federation(tmp_path):
      "MinimalTask does not implement sites.tasks.ReplayCodec (replay_classes, replay_shape, encode_replay, "
      "decode_replay), needed by replay=smd"),
     (("strategy=ewc",), "strategy", f"MinimalTask does not implement {CLASS_LOGITS}, needed by EWC"),
-    (("scenario=site_withdrawal",), "task", f"MinimalTask does not implement {CLASS_LOGITS}, needed by a site withdrawal"),
+    (("scenario=site_withdrawal",), "task",
+     f"MinimalTask does not implement {CLASS_LOGITS}, needed by a site withdrawal"),
     (("scenario=site_withdrawal", "scenario.reason=incorrectness"), "task",
      f"MinimalTask does not implement {CLASS_LOGITS}, needed by a site withdrawal; "
      "sites.tasks.LabelCorruption (corrupt_labels), needed by site B's corrupt_labels"),

@@ -4,8 +4,8 @@ BOM, an unnamed index column, absolute paths from their machine) resolved under 
 import shutil
 
 import pytest
-
 from helpers.replicas import files_of, gbp_split, sbp_split, write_csv
+
 from sites.data.recipes import DataRoots, build_recipe
 from sites.errors import ConfigError
 

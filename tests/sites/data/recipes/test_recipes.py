@@ -8,9 +8,8 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers.replicas import brats_2018, brats_2020, files_of, prostate_release, write_brats_case, write_prostate_volume
 
-from helpers.replicas import (brats_2018, brats_2020, files_of, prostate_release, write_brats_case,
-                      write_prostate_volume)
 from sites.data.recipes import BratsRecipe, DataRoots, ProstateRecipe
 from sites.errors import ConfigError
 

@@ -7,7 +7,7 @@ import torch
 from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from sites.protocol import (CHECK_DATA, EVALUATE, IDENTIFY, RESUME, SEEDED_TYPES, STATISTICS, TRAIN, DataReport,
+from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, IDENTIFY, RESUME, SEEDED_TYPES, STATISTICS, TRAIN, DataReport,
                             MetricKey, NodeState, RecordName, SiteIdentity, model_record)
 from sites.tasks import Phase
 
@@ -70,6 +70,12 @@ class CannedGrid(Grid):
         return [m for m in self.sent if m.metadata.message_type == message_type]
 
 
+def _mean(message: Message) -> float:
+    """The mean of every value of the model a message carries."""
+    model = model_record(message).to_torch_state_dict()
+    return torch.cat([value.flatten().float() for value in model.values()]).mean().item()
+
+
 class FakeSites:
     """The sites behind a :class:`CannedGrid` (use :meth:`answer`), answering as the ClientApp
     would, from a rule simple enough to predict by hand.
@@ -78,7 +84,8 @@ class FakeSites:
     is set back). Training adds ``call + 1`` to every model array, ``call`` being the site's
     count before the call, so that a run that lost count ends elsewhere; it reports
     ``examples[site]`` examples. Evaluation reports ``metric`` as the model's mean plus the
-    site's index / 100; ``query.statistics`` the site's ``counts``.
+    site's index (in site id order) / 100, plus 0.5 on the training split; ``query.audit`` a
+    ``loss-auc`` of the model's mean / 100; ``query.statistics`` the site's ``counts``.
 
     Parameters
     ----------
@@ -113,11 +120,12 @@ class FakeSites:
                                RecordName.METRICS: MetricRecord({MetricKey.NUM_EXAMPLES: self.examples[site],
                                                                  "train_loss": float(call)})})
         if kind == EVALUATE.type:
-            model = model_record(message).to_torch_state_dict()
-            mean = torch.cat([value.flatten().float() for value in model.values()]).mean().item()
-            index = sorted(self.calls).index(site)
-            return RecordDict({RecordName.METRICS: MetricRecord({self.metric: mean + index / 100,
-                                                                 MetricKey.NUM_EXAMPLES: 1})})
+            value = _mean(message) + sorted(self.calls).index(site) / 100
+            if EVALUATE.config_of(message).split == "train":
+                value += 0.5
+            return RecordDict({RecordName.METRICS: MetricRecord({self.metric: value, MetricKey.NUM_EXAMPLES: 1})})
+        if kind == AUDIT.type:
+            return RecordDict({RecordName.AUDIT: MetricRecord({"loss-auc": _mean(message) / 100})})
         if kind == STATISTICS.type:
             return RecordDict({RecordName.STATISTICS: MetricRecord(self.counts[site])})
         if kind == CHECK_DATA.type:

@@ -55,7 +55,8 @@ def test_each_phase_runs_the_stages_rounds_the_second_configured_by_the_summed_c
     assert StatisticsQuery.from_record(query.content["config"]) == StatisticsQuery(2, "weigh")
     assert torch.equal(_weight(query.content["arrays"]), torch.full((2,), 3.0))
     # progress after each round but a phase's last, and after each phase
-    assert progress == [(Position(2, 0, 1), 1.0), (Position(2, 1), 3.0), (Position(2, 1, 1), 6.0), (Position(2, 2), 10.0)]
+    assert progress == [(Position(2, 0, 1), 1.0), (Position(2, 1), 3.0), (Position(2, 1, 1), 6.0),
+                        (Position(2, 2), 10.0)]
     aggregates = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(a["round"], a["phase"], a["metrics"]["train_loss"]) for a in aggregates] == \
         [(1, "count", 0.0), (2, "count", 1.0), (1, "weigh", 2.0), (2, "weigh", 3.0)]

@@ -32,7 +32,8 @@ def test_a_withdrawal_retrains_the_oracle_without_the_site_and_scores_the_method
     sites.attach(SITE_OF_NODE)
     log = RunLog(tmp_path / "metrics.jsonl")
     task, strategy = TwoPhaseTask(), FedAvg(fraction_evaluate=0.0, min_available_nodes=1, min_train_nodes=1)
-    context = UnlearningContext(scenario, task, strategy, StageRunner(task, timeout=5), Views(grid, SITE_OF_NODE, log, sites),
+    views = Views(grid, SITE_OF_NODE, log, sites)
+    context = UnlearningContext(scenario, task, strategy, StageRunner(task, timeout=5), views,
                                 initial=ArrayRecord({"w": torch.full((2,), -6.0)}), checkpoints=tmp_path, updates=None,
                                 timeout=5)
     before = ArrayRecord({"w": torch.full((2,), 0.25)})

@@ -3,9 +3,9 @@
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.common.constant import ErrorCode
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fake_grid import CannedGrid
 from server.site_grid import SiteGrid
 from sites.errors import SiteError
 from sites.faults import CRASH_CODE
@@ -13,52 +13,25 @@ from sites.faults import CRASH_CODE
 SITE_OF_NODE = {101: "A", 205: "B", 307: "C"}
 
 
-class FakeGrid(Grid):
-    """Replies to every message at once, in reverse order of sending; some nodes fail, go down
-    (a simulated crash), reply with a NaN loss (an invalid reply) or stay silent."""
+class FakeGrid(CannedGrid):
+    """Nodes A, B, C that reply to every message at once; some fail, go down (a simulated
+    crash), reply with a NaN loss (an invalid reply) or stay silent."""
 
     def __init__(self, failing=(), silent=(), crashing=(), down_code=CRASH_CODE, diverging=()):
+        super().__init__(SITE_OF_NODE, self._answer)
         self.failing, self.silent, self.crashing, self.down_code = set(failing), set(silent), set(crashing), down_code
         self.diverging = set(diverging)
-        self.sent, self._replies = [], []
 
-    def set_run(self, run):
-        pass
-
-    @property
-    def run(self):
-        return None
-
-    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
-        return Message(content, dst_node_id=dst_node_id, message_type=message_type)
-
-    def get_node_ids(self):
-        return list(SITE_OF_NODE)
-
-    def push_messages(self, messages):
-        ids = []
-        for message in messages:
-            message.metadata.__dict__["_message_id"] = f"m{len(self.sent)}"
-            self.sent.append(message)
-            ids.append(message.metadata.message_id)
-            node = message.metadata.dst_node_id
-            if node in self.silent:
-                continue
-            if node in self.failing:
-                reply = Message(Error(code=0, reason="ValueError: broken scanner"), reply_to=message)
-            elif node in self.crashing:
-                reply = Message(Error(code=self.down_code, reason="SiteCrash: simulated"), reply_to=message)
-            else:
-                loss = float("nan") if node in self.diverging else 0.5
-                content = RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node, "train_loss": loss})})
-                reply = Message(content, reply_to=message)
-            self._replies.insert(0, reply)
-        return ids
-
-    def pull_messages(self, message_ids):
-        ready = [r for r in self._replies if r.metadata.reply_to_message_id in set(message_ids)]
-        self._replies = [r for r in self._replies if r not in ready]
-        return ready
+    def _answer(self, message):
+        node = message.metadata.dst_node_id
+        if node in self.silent:
+            return None
+        if node in self.failing:
+            return Error(code=0, reason="ValueError: broken scanner")
+        if node in self.crashing:
+            return Error(code=self.down_code, reason="SiteCrash: simulated")
+        loss = float("nan") if node in self.diverging else 0.5
+        return RecordDict({"metrics": MetricRecord({"num-examples": 1, "node": node, "train_loss": loss})})
 
     def send_and_receive(self, messages, *, timeout=None):
         raise AssertionError("the view must push and pull itself")

@@ -117,23 +117,34 @@ def test_guidance_moves_the_site_free_prediction_by_its_scale():
 
 
 def test_prompt_dropout_trains_a_site_free_model_that_guidance_steers_from():
-    """A bright and a dark site train one generator together, a third of the samples under
-    the null prompt. The site-free model draws both sites (without prompt dropout it draws
-    one); each prompt its own, and guidance 2 its own at least as surely."""
-    network = _network()
-    generator = torch.Generator().manual_seed(0)
-    bright, dark = (torch.nn.Parameter(torch.randn((4, 16), generator=generator)) for _ in range(2))
-    images = {level: (level + 0.1 * torch.randn((64, 1, 8, 8), generator=generator)).clamp(-1, 1)
-              for level in (0.6, -0.6)}
-    train_generator(network, bright, images[0.6], None, steps=300, batch_size=16, lr=3e-3, seed=0,
-                    replay=[(images[-0.6], None, dark.detach())], prompt_dropout=0.3)
+    """A bright and a dark site train one generator together, 30 % of the samples under the
+    null prompt, in three trajectories (training seeds). The site-free model draws site-like
+    images (a mean intensity near one site's ±0.6, where the untrained null prompt of a
+    generator trained without prompt dropout draws grey ones, mean |intensity| at most 0.12) of
+    both sites; each prompt draws its own site, under guidance 2 as well.
 
-    def bright_share(prompt: torch.Tensor, guidance: float) -> float:
-        means = sample(network, prompt.detach(), None, 32, 20, seed=1, guidance=guidance).mean(dim=(1, 2, 3))
-        return float((means > 0).float().mean())
-
-    site_free = bright_share(torch.zeros(4, 16), 1.0)
-    assert 0.1 < site_free < 0.9
-    assert bright_share(bright, 1.0) > 0.8 and bright_share(dark, 1.0) < 0.2
-    assert bright_share(bright, 2.0) >= bright_share(bright, 1.0)
-    assert bright_share(dark, 2.0) <= bright_share(dark, 1.0)
+    Which site one trajectory's site-free model draws more of tips as easily as a coin: its
+    bright share ranged from 0.09 to 1.0 between seeds and between CPUs (whose floating-point
+    kernels move a trajectory as far as another seed does). So both sites are asked of the
+    three trajectories' draws together, and of each trajectory only what held in every one."""
+    means = {key: [] for key in ("site-free", "bright", "dark", "bright guided", "dark guided")}
+    for seed in range(3):
+        network = _network()
+        generator = torch.Generator().manual_seed(0)
+        bright, dark = (torch.nn.Parameter(torch.randn((4, 16), generator=generator)) for _ in range(2))
+        images = {level: (level + 0.1 * torch.randn((64, 1, 8, 8), generator=generator)).clamp(-1, 1)
+                  for level in (0.6, -0.6)}
+        train_generator(network, bright, images[0.6], None, steps=200, batch_size=16, lr=3e-3, seed=seed,
+                        replay=[(images[-0.6], None, dark.detach())], prompt_dropout=0.3)
+        draws = {"site-free": (torch.zeros(4, 16), 1.0), "bright": (bright, 1.0), "dark": (dark, 1.0),
+                 "bright guided": (bright, 2.0), "dark guided": (dark, 2.0)}
+        for key, (prompt, guidance) in draws.items():
+            samples = sample(network, prompt.detach(), None, 32, 20, seed=1, guidance=guidance)
+            means[key].append(samples.mean(dim=(1, 2, 3)))
+    means = {key: torch.cat(values) for key, values in means.items()}
+    site_free = means["site-free"]
+    assert site_free.abs().mean() > 0.3  # 0.50 to 0.60 in every trajectory measured
+    bright_draws = int((site_free > 0).sum())
+    assert 3 <= bright_draws <= len(site_free) - 3  # each site at least 1 in 32 times
+    for key, sign in (("bright", 1), ("bright guided", 1), ("dark", -1), ("dark guided", -1)):
+        assert (sign * means[key] > 0).float().mean() > 0.9, key  # 1.0 in every trajectory measured

@@ -3,9 +3,9 @@ it keeps and replays, and what the report says of it."""
 
 import torch
 from flwr.app import RecordDict
+from helpers.fake_grid import CannedGrid
 from torch.utils.data import TensorDataset
 
-from fake_grid import CannedGrid
 from server.exemplar_buffer import ExemplarBuffer
 from server.replay import build_replay_source
 from server.replay_config import ReplayConfig
@@ -42,7 +42,7 @@ def test_the_buffer_keeps_each_sites_exemplars_and_replays_them_unchanged(tmp_pa
     for site, data in replay.items():
         for kept, sent in zip(data.tensors, _exemplars(site, 3).tensors):
             assert torch.equal(kept, sent)
-    assert buffer.summary() == {"source": "real", "private": False, "exemplars": {"A": 3, "B": 3, "C": 3}}
+    assert buffer.summary().to_dict() == {"source": "real", "private": False, "exemplars": {"A": 3, "B": 3, "C": 3}}
     buffer.save(tmp_path / "replay.pt")
     saved = torch.load(tmp_path / "replay.pt")
     assert list(saved) == ["A", "B", "C"] and torch.equal(saved["B"][0], _exemplars("B", 3).tensors[0])

@@ -4,8 +4,8 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp.strategy import FedAvg
+from helpers.fake_grid import CannedGrid
 
-from fake_grid import CannedGrid
 from server.site_grid import SiteGrid
 from sites.errors import SiteError
 from sites.faults import CRASH_CODE

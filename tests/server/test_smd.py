@@ -5,8 +5,8 @@ it samples replay."""
 import pytest
 import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
+from helpers.fake_grid import CannedGrid
 
-from fake_grid import CannedGrid
 from server.replay import build_replay_source
 from server.replay_config import GeneratorSettings, ReplayConfig
 from server.site_grid import SiteGrid
@@ -73,7 +73,7 @@ def test_sites_train_the_generator_and_their_own_prompt_and_the_server_averages_
         if value.is_floating_point():
             torch.testing.assert_close(value, start[name] + 2.5)
     assert torch.equal(source.prompts["B"], sent["B"] + 30)
-    assert source.summary()["training"] == {"A": [{"num-examples": 1, "generator-loss": 1.0}],
+    assert source.summary().figures["training"] == {"A": [{"num-examples": 1, "generator-loss": 1.0}],
                                             "B": [{"num-examples": 3, "generator-loss": 3.0}]}
 
 
@@ -110,9 +110,9 @@ def test_sampling_is_class_conditional_reproducible_and_new_with_every_draw(smal
     twin.learn(SiteGrid(_grid(), SITE_OF_NODE, ["A"]), timeout=5)
     assert torch.equal(twin.generate("A", 6).tensors[0], images)
     summary = source.summary()
-    assert summary["source"] == "smd" and summary["private"] and summary["samples_per_draw"] == 4
-    assert len(summary["sampling_seconds"]) == 2
-    assert summary["generator_parameters"] == sum(p.numel() for p in source.network.parameters())
+    assert summary.source == "smd" and summary.private and summary.figures["samples_per_draw"] == 4
+    assert len(summary.figures["sampling_seconds"]) == 2
+    assert summary.figures["generator_parameters"] == sum(p.numel() for p in source.network.parameters())
     # what is saved builds the same generator again, with every prompt
     source.save(tmp_path / "replay.pt")
     network, prompts = load_generator(tmp_path / "replay.pt", task)

@@ -7,8 +7,8 @@ import json
 import torch
 from flwr.app import ArrayRecord, Error
 from flwr.serverapp.strategy import FedAvg
+from helpers.fake_grid import FakeSites, TwoPhaseTask
 
-from fake_grid import FakeSites, TwoPhaseTask
 from server.checkpoint import Position, RunState, SiteState
 from server.results import RunResult
 from server.run_log import RunLog
@@ -91,11 +91,12 @@ def test_the_training_view_counts_replies_and_records_a_site_that_went_down(tmp_
     log.close()
     assert state.trained == 4  # A's replies only: two phases of two rounds
     assert statistics == {"weigh": {"n": 1.0}}  # A's counts only
-    assert [(f["stage"], f["round"], f["site"], f["message"], f["reason"]) for f in state.failures] == \
+    assert [(f.stage, f.round, f.site, f.message, f.reason) for f in state.failures] == \
         [(2, 1, "B", "train", "SiteCrash: simulated"), (2, 2, "B", "train", "SiteCrash: simulated"),
          (2, 3, "B", "query.statistics", "SiteCrash: simulated"), (2, 3, "B", "train", "SiteCrash: simulated"),
          (2, 4, "B", "train", "SiteCrash: simulated")]
     # every seeded call sent is counted, the crashed ones too: the site may have trained before it went down
     assert dict(site_state.calls) == {"A": 4, "B": 4}
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [{k: e[k] for k in state.failures[0]} for e in logged if "reason" in e] == state.failures
+    assert [{k: e[k] for k in state.failures[0].to_dict()} for e in logged if "reason" in e] == \
+        [f.to_dict() for f in state.failures]

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from conftest import build_scenario, load_config, read_json
 from flwr.app import Error
 from flwr.serverapp.strategy import FedAvg
+from helpers.fake_grid import FakeSites, TwoPhaseTask
 
-from conftest import build_scenario, load_config, read_json
-from fake_grid import FakeSites, TwoPhaseTask
 from server.checkpoint import Position, RunState
 from server.server_app import RunPlan, Timeline, initial_arrays
 from sites.errors import MedsitesError

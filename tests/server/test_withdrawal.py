@@ -3,11 +3,11 @@ without the site, the subsets each model is measured on, the scores and the save
 
 import pytest
 import torch
+from conftest import build_scenario
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
+from helpers.fake_grid import FakeSites, TwoPhaseTask
 
-from conftest import build_scenario
-from fake_grid import FakeSites, TwoPhaseTask
 from server.checkpoint import SiteState
 from server.run_log import RunLog
 from server.stage_runner import StageRunner, Views
@@ -47,20 +47,20 @@ def test_a_withdrawal_retrains_the_oracle_without_the_site_and_scores_the_method
     assert _weight(after) == (0.25 if method.name == "none" else 0.0)
     assert torch.equal(torch.load(tmp_path / "stage_3_without_B.pt")["w"], after.to_torch_state_dict()["w"])
 
-    assert record["subsets"] == {"forget": ["B"], "retain": ["A", "C"], "test": ["A", "C", "D", "E"]}
+    assert record.subsets == {"forget": ["B"], "retain": ["A", "C"], "test": ["A", "C", "D", "E"]}
     # forget and retain on the sites' training splits (+0.5), test on the test splits; site k adds k / 100
     expected = {"before": 0.25, "after": _weight(after), "oracle": 0.0}
     for name, model in expected.items():
-        assert record["performance"][name] == pytest.approx(
+        assert record.performance[name] == pytest.approx(
             {"forget": model + 0.51, "retain": model + 0.51, "test": model + 0.0225}), name
-        assert record["per_site"][name]["test"] == pytest.approx(
+        assert record.per_site[name]["test"] == pytest.approx(
             {"A": model, "C": model + 0.02, "D": model + 0.03, "E": model + 0.04}), name
-        assert record["mia_forget_auc"][name] == pytest.approx(model / 100), name
+        assert record.mia_forget_auc[name] == pytest.approx(model / 100), name
     # keeping the model forgets nothing; the oracle is the yardstick itself
-    scores = record["scores"]
+    scores = record.scores
     assert (scores["s_F"], scores["UES"]) == ((0.0, 0.0) if method.name == "none" else (1.0, 1.0))
-    assert record["method"] == method.name and record["site"] == "B" and record["stage"] == 3
+    assert record.method == method.name and record.site == "B" and record.stage == 3
     # each distinct model is measured once: before (also `none`'s after) and the oracle (also retrain's)
     assert len(grid.sent_of(AUDIT.type)) == 2 and len(grid.sent_of(EVALUATE.type)) == 2 * (3 + 4)
     if method.is_oracle:
-        assert record["seconds"] == record["retrain_seconds"] and record["cost_ratio"] == 1.0
+        assert record.seconds == record.retrain_seconds and record.cost_ratio == 1.0

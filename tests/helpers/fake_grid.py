@@ -7,8 +7,27 @@ import torch
 from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from sites.protocol import (AUDIT, CHECK_DATA, EVALUATE, IDENTIFY, RESUME, SEEDED_TYPES, STATISTICS, TRAIN, DataReport,
-                            MetricKey, NodeState, RecordName, SiteIdentity, model_record)
+from sites.protocol import (
+    AUDIT,
+    CHECK_DATA,
+    EVALUATE,
+    IDENTIFY,
+    LOW_FPRS,
+    RESUME,
+    SEEDED_TYPES,
+    STATISTICS,
+    TRAIN,
+    AttackResult,
+    AuditReply,
+    DataReport,
+    Interval,
+    MetricKey,
+    NodeState,
+    RecordName,
+    RocSummary,
+    SiteIdentity,
+    model_record,
+)
 from sites.tasks import Phase
 
 #: What a node answers a message with: the reply's content, or an error.
@@ -125,7 +144,7 @@ class FakeSites:
                 value += 0.5
             return RecordDict({RecordName.METRICS: MetricRecord({self.metric: value, MetricKey.NUM_EXAMPLES: 1})})
         if kind == AUDIT.type:
-            return RecordDict({RecordName.AUDIT: MetricRecord({"loss-auc": _mean(message) / 100})})
+            return RecordDict({RecordName.AUDIT: _audit_reply(_mean(message) / 100).to_record()})
         if kind == STATISTICS.type:
             return RecordDict({RecordName.STATISTICS: MetricRecord(self.counts[site])})
         if kind == CHECK_DATA.type:
@@ -157,3 +176,10 @@ class TwoPhaseTask:
 
     def pool_metrics(self, site_metrics, statistics) -> dict[str, float]:
         return {}
+
+
+def _audit_reply(auc: float) -> AuditReply:
+    """An audit reply whose loss attack reads ``auc`` (an interval of no width, no TPR)."""
+    point = Interval(auc, auc, auc)
+    summary = RocSummary(point, {name: Interval(0.0, 0.0, 0.0) for name in LOW_FPRS}, 0.0, [])
+    return AuditReply(n_members=1, n_non_members=1, min_resolvable_fpr=1.0, attacks={"loss": AttackResult(summary)})

@@ -6,7 +6,6 @@ from typing import Annotated
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from sites.config import ConfigModel, invalid
-from sites.errors import ConfigError
 
 
 class GeneratorSettings(ConfigModel):
@@ -80,8 +79,4 @@ class ReplayConfig(ConfigModel):
     def _a_replay_source(cls, source: str) -> str:
         from .replay import REPLAY_SOURCES  # which imports this module
 
-        try:
-            REPLAY_SOURCES.get(source, "source")
-        except ConfigError as error:
-            raise invalid("", error.problem) from None
-        return source
+        return REPLAY_SOURCES.validated(source)

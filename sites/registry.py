@@ -5,6 +5,7 @@ registered name or by its import path (``my_package.module.MyClass``), which eve
 import importlib
 from typing import Generic, TypeVar
 
+from .config import invalid
 from .errors import ConfigError
 
 T = TypeVar("T", bound=type)
@@ -56,6 +57,15 @@ class Registry(Generic[T]):
             if name in self._entries:
                 self._entries[name] = entry
         return entry
+
+    def validated(self, name: str) -> str:
+        """``name``, for a pydantic field validator: refused (the field's key named by pydantic)
+        unless :meth:`get` finds its class."""
+        try:
+            self.get(name, "")
+        except ConfigError as error:
+            raise invalid("", error.problem) from None
+        return name
 
     def _import(self, path: str, key: str) -> T:
         module, _, attribute = path.rpartition(".")

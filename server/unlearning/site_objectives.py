@@ -11,8 +11,7 @@ from dataclasses import replace
 from flwr.app import ArrayRecord
 from pydantic import PositiveFloat, PositiveInt, field_validator
 
-from sites.config import ConfigModel, invalid
-from sites.errors import ConfigError
+from sites.config import ConfigModel
 from sites.protocol import UNLEARN, RecordName, UnlearnConfig
 from sites.tasks import Task
 from sites.unlearning import SITE_OBJECTIVES
@@ -49,11 +48,7 @@ class SiteObjectivesArguments(ConfigModel):
     @field_validator("objective")
     @classmethod
     def _known(cls, objective: str) -> str:
-        try:
-            SITE_OBJECTIVES.get(objective, "")
-        except ConfigError as error:
-            raise invalid("", error.problem) from None
-        return objective
+        return SITE_OBJECTIVES.validated(objective)
 
 
 class SiteObjectives(UnlearningMethod):
